@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localnats"
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
+)
+
+//go:embed demo_schema.sql
+var demoSchema string
+
+const demoName = "mvrefresher_demo"
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	duration := fs.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
+	databaseURL := fs.String("database-url", "", "use this PostgreSQL (wal_level=logical) instead of a throwaway local one; the demo creates schemas core and analytics there and drops them afterwards")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+	// The daemon's own log shows problems only; the demo prints its events.
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	dbURL, cleanupDB, err := demoDatabase(ctx, *databaseURL, say)
+	if err != nil {
+		return err
+	}
+	defer cleanupDB()
+	ns, err := localnats.Start()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer ns.Shutdown()
+
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return fmt.Errorf("demo: connect: %w", err)
+	}
+	defer pool.Close()
+	say("creating the seed's schema: core.fact_events (partitioned, 20,000 events) and five analytics views")
+	if err := createDemoSchema(ctx, pool, *databaseURL != ""); err != nil {
+		return err
+	}
+	if *databaseURL != "" {
+		defer dropDemoObjects(pool, say)
+	}
+
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		return fmt.Errorf("demo: connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe(demoName+".>", func(m *nats.Msg) { printEvent(stdout, m.Data) })
+	if err != nil {
+		return fmt.Errorf("demo: subscribe: %w", err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the connection closes right after
+
+	cfg := config.Default()
+	cfg.DatabaseURL = dbURL
+	cfg.Slot, cfg.Publication = demoName, demoName
+	cfg.Schemas = []string{"analytics"}
+	cfg.RefreshLogTable = "analytics.mv_refresh_log"
+	cfg.Debounce, cfg.MaxWait = time.Second, 5*time.Second
+	cfg.Listen = ""
+	cfg.NATS.URL, cfg.NATS.SubjectPrefix = ns.URL(), demoName
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	say("starting mvrefresher (debounce 1s, max wait 5s); events arrive on NATS subject %s.>", demoName)
+	say("first start: every view is refreshed once (reason startup), then only what changes")
+	say("%-12s  %-6s  %-34s  %-7s  %9s  %-13s  %s", "time", "status", "view", "reason", "duration", "rows +/-", "changes, staleness")
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	var wg sync.WaitGroup
+	daemonErr := make(chan error, 1)
+	wg.Go(func() { daemonErr <- serve(runCtx, cfg, logger) })
+	wg.Go(func() {
+		if err := demoTraffic(runCtx, pool, say); err != nil && runCtx.Err() == nil {
+			logger.Error("demo traffic", "error", err)
+		}
+	})
+
+	select {
+	case <-ctx.Done():
+	case err = <-daemonErr:
+		daemonErr <- err
+	}
+	say("stopping")
+	stopRun()
+	wg.Wait()
+	if err := <-daemonErr; err != nil {
+		return err
+	}
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("demo: flush NATS: %w", err)
+	}
+	return nil
+}
+
+// demoDatabase returns the URL of the demo's database: a new throwaway
+// cluster, or the given server.
+func demoDatabase(ctx context.Context, url string, say func(string, ...any)) (string, func(), error) {
+	if url != "" {
+		return url, func() {}, nil
+	}
+	say("starting a throwaway PostgreSQL (initdb into a temporary directory, wal_level=logical)")
+	cluster, err := localpg.Start(ctx, localpg.Options{})
+	if err != nil {
+		return "", nil, fmt.Errorf("demo: %w", err)
+	}
+	stop := func() {
+		if err := cluster.Stop(context.Background()); err != nil {
+			say("stopping PostgreSQL: %v", err)
+		}
+	}
+	return cluster.URL("postgres"), stop, nil
+}
+
+func createDemoSchema(ctx context.Context, pool *pgxpool.Pool, shared bool) error {
+	if shared {
+		var taken bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname IN ('core', 'analytics'))
+			OR EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)
+			OR EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, demoName).Scan(&taken)
+		if err != nil {
+			return fmt.Errorf("demo: inspect database: %w", err)
+		}
+		if taken {
+			return fmt.Errorf("demo: schema core or analytics, or slot/publication %s, already exists in that database: the demo does not touch existing objects", demoName)
+		}
+	}
+	if _, err := pool.Exec(ctx, demoSchema); err != nil {
+		return fmt.Errorf("demo: create schema: %w", err)
+	}
+	return nil
+}
+
+// dropDemoObjects removes what the demo created in a database it did not
+// create itself.
+func dropDemoObjects(pool *pgxpool.Pool, say func(string, ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The walsender lets go of the slot a moment after the daemon closes.
+	for {
+		_, err := pool.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, demoName)
+		var active bool
+		if err == nil {
+			err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)`, demoName).Scan(&active)
+		}
+		if err != nil || !active {
+			if err != nil {
+				say("dropping replication slot %s: %v", demoName, err)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			say("replication slot %s is still active: drop it with SELECT pg_drop_replication_slot('%s')", demoName, demoName)
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if _, err := pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{demoName}.Sanitize()+"; DROP SCHEMA IF EXISTS analytics, core CASCADE"); err != nil {
+		say("dropping the demo's schemas: %v", err)
+	}
+}
+
+// demoTraffic writes bursts of small transactions with pauses between them,
+// and now and then a write no view reads.
+func demoTraffic(ctx context.Context, pool *pgxpool.Pool, say func(string, ...any)) error {
+	if !sleepCtx(ctx, 4*time.Second) { // let the startup refreshes show first
+		return nil
+	}
+	types := []string{"visit", "visit", "signup", "activate", "purchase"}
+	for round := 1; ; round++ {
+		if round%4 == 0 {
+			say("-- writing to core.audit_log, which no view reads: nothing should refresh")
+			if _, err := pool.Exec(ctx, "INSERT INTO core.audit_log (note) VALUES ('demo')"); err != nil {
+				return err
+			}
+		} else {
+			n := 20 + rand.IntN(41)
+			say("-- burst: %d transactions into core.fact_events within a second", n)
+			for range n {
+				t := types[rand.IntN(len(types))]
+				amount := 0.0
+				if t == "purchase" {
+					amount = float64(rand.IntN(9000))/100 + 1
+				}
+				var experiment, variant *string
+				if rand.IntN(3) == 0 {
+					e, v := "checkout_v2", []string{"control", "treatment"}[rand.IntN(2)]
+					experiment, variant = &e, &v
+				}
+				_, err := pool.Exec(ctx, `INSERT INTO core.fact_events (occurred_at, account_id, session_id, event_type, experiment, variant, amount)
+					VALUES (now(), $1, $2, $3, $4, $5, $6)`, rand.IntN(500), rand.Int64N(1_000_000), t, experiment, variant, amount)
+				if err != nil {
+					return err
+				}
+				if !sleepCtx(ctx, time.Duration(rand.IntN(40))*time.Millisecond) {
+					return nil
+				}
+			}
+		}
+		if !sleepCtx(ctx, time.Duration(5+rand.IntN(5))*time.Second) {
+			return nil
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func printEvent(w io.Writer, data []byte) {
+	var e events.Refresh
+	if err := json.Unmarshal(data, &e); err != nil {
+		fmt.Fprintf(w, "undecodable event: %v\n", err)
+		return
+	}
+	rows := "(plain)"
+	if e.RowsInserted != nil && e.RowsDeleted != nil {
+		rows = fmt.Sprintf("+%d/-%d", *e.RowsInserted, *e.RowsDeleted)
+	}
+	detail := fmt.Sprintf("%d changes, staleness %.1fs", e.Changes, e.StalenessMS/1000)
+	if e.Reason == events.ReasonStartup {
+		detail = "first refresh after start"
+	}
+	if e.Error != "" {
+		detail = e.Error
+	}
+	fmt.Fprintf(w, "%-12s  %-6s  %-34s  %-7s  %7.1fms  %-13s  %s\n",
+		e.FinishedAt.Local().Format("15:04:05.000"), e.Status, e.View, e.Reason, e.DurationMS, rows, detail)
+}

@@ -1,0 +1,165 @@
+// Package config loads and validates mvrefresher's configuration: defaults <
+// file < environment < flags.
+//
+// Every scalar setting is a key (see Keys). The same key is written
+// "nats.subject_prefix" in the YAML file (nested under nats:), as
+// MVREFRESHER_NATS_SUBJECT_PREFIX in the environment and as
+// --nats-subject-prefix on the command line. Per-view overrides (views:) can
+// only be written in the file.
+package config
+
+import (
+	"sort"
+	"time"
+)
+
+// Concurrently says whether a view is refreshed with REFRESH ... CONCURRENTLY.
+type Concurrently string
+
+const (
+	// ConcurrentlyAuto refreshes concurrently when the view allows it
+	// (populated, usable unique index) and plainly otherwise, with a warning.
+	ConcurrentlyAuto Concurrently = "auto"
+	// ConcurrentlyAlways makes a view that cannot be refreshed concurrently an error.
+	ConcurrentlyAlways Concurrently = "always"
+	// ConcurrentlyNever always takes the ACCESS EXCLUSIVE lock of a plain refresh.
+	ConcurrentlyNever Concurrently = "never"
+)
+
+// View holds per-view overrides; nil pointer = inherit the global value.
+type View struct {
+	Debounce     *time.Duration
+	MaxWait      *time.Duration
+	MinInterval  *time.Duration
+	Concurrently Concurrently // "" after load is normalised to auto
+	Enabled      *bool
+}
+
+// NATS configures event publishing.
+type NATS struct {
+	URL           string // "" disables publishing
+	SubjectPrefix string
+	JetStream     bool
+	Stream        string
+}
+
+// Config is the whole configuration of the daemon and its commands.
+type Config struct {
+	DatabaseURL string
+	Slot        string
+	Publication string
+	// Schemas are exact catalog names (pg_namespace.nspname), not SQL
+	// identifiers: they are not case-folded. Empty = all non-system schemas.
+	Schemas           []string
+	Debounce          time.Duration
+	MaxWait           time.Duration // 0 = no upper bound
+	MinInterval       time.Duration
+	Workers           int
+	LockTimeout       time.Duration // 0 = none
+	StatementTimeout  time.Duration // 0 = none
+	RefreshLogTable   string        // parse with ParseTableName
+	Listen            string        // "" disables the HTTP server
+	LogLevel          string        // debug|info|warn|error
+	LogFormat         string        // text|json
+	ShutdownTimeout   time.Duration // grace for running refreshes on SIGTERM
+	DiscoveryInterval time.Duration // how often the catalog is re-read
+	NATS              NATS
+	// Views are keyed by the qualified view name as the user wrote it; use
+	// ViewSettings rather than indexing, so that case folding and quoting
+	// are applied.
+	Views map[string]View
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Slot:              "mvrefresher",
+		Publication:       "mvrefresher",
+		Debounce:          2 * time.Second,
+		MaxWait:           30 * time.Second,
+		Workers:           2,
+		LockTimeout:       10 * time.Second,
+		RefreshLogTable:   "public.mv_refresh_log",
+		Listen:            "127.0.0.1:9188",
+		LogLevel:          "info",
+		LogFormat:         "text",
+		ShutdownTimeout:   30 * time.Second,
+		DiscoveryInterval: 10 * time.Second,
+		NATS: NATS{
+			SubjectPrefix: "mvrefresher",
+			Stream:        "MVREFRESHER",
+		},
+	}
+}
+
+// ViewSettings are the effective settings of one view.
+type ViewSettings struct {
+	Debounce, MaxWait, MinInterval time.Duration
+	Concurrently                   Concurrently
+	Enabled                        bool
+}
+
+// ViewSettings resolves the effective settings for a view (overrides
+// applied). qualifiedName is SQL, as format('%I.%I', schema, view) writes it:
+// the user's key "Analytics.MV_X" and the name analytics.mv_x match the same
+// view, and "Sales"."MV X" matches only a view whose names keep that case. A
+// name that does not parse gets the global settings.
+func (c Config) ViewSettings(qualifiedName string) ViewSettings {
+	s := ViewSettings{
+		Debounce:     c.Debounce,
+		MaxWait:      c.MaxWait,
+		MinInterval:  c.MinInterval,
+		Concurrently: ConcurrentlyAuto,
+		Enabled:      true,
+	}
+	v, ok := c.lookupView(qualifiedName)
+	if !ok {
+		return s
+	}
+	return v.apply(s)
+}
+
+func (v View) apply(s ViewSettings) ViewSettings {
+	if v.Debounce != nil {
+		s.Debounce = *v.Debounce
+	}
+	if v.MaxWait != nil {
+		s.MaxWait = *v.MaxWait
+	}
+	if v.MinInterval != nil {
+		s.MinInterval = *v.MinInterval
+	}
+	if v.Concurrently != "" {
+		s.Concurrently = v.Concurrently
+	}
+	if v.Enabled != nil {
+		s.Enabled = *v.Enabled
+	}
+	return s
+}
+
+func (c Config) lookupView(qualifiedName string) (View, bool) {
+	if len(c.Views) == 0 {
+		return View{}, false
+	}
+	schema, name, err := ParseQualifiedName(qualifiedName)
+	if err != nil {
+		return View{}, false
+	}
+	if v, ok := c.Views[qualifiedName]; ok {
+		return v, true
+	}
+	// Sorted so that, should two keys name the same view (Validate rejects
+	// that), the answer does not change from one call to the next.
+	keys := make([]string, 0, len(c.Views))
+	for k := range c.Views {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if s, n, err := ParseQualifiedName(k); err == nil && s == schema && n == name {
+			return c.Views[k], true
+		}
+	}
+	return View{}, false
+}

@@ -1,0 +1,113 @@
+package daemon_test
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// refreshWaitingOnLock reports whether the daemon's REFRESH of view is
+// blocked by a lock.
+func (e *env) refreshWaitingOnLock(view string) func() (bool, error) {
+	return func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'mvrefresher'
+			  AND query LIKE 'REFRESH MATERIALIZED VIEW%' AND query LIKE '%' || $1 || '%'
+			  AND wait_event_type = 'Lock'`, view).Scan(&n)
+		return n > 0, err
+	}
+}
+
+// lockView blocks the daemon's refreshes of view until the returned
+// function is called. PostgreSQL does not LOCK materialized views; a
+// concurrent refresh in an open transaction holds the EXCLUSIVE lock the
+// daemon's refresh needs.
+func (e *env) lockView(view string) (release func()) {
+	e.t.Helper()
+	ctx := context.Background()
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	released := false
+	release = func() {
+		if !released {
+			released = true
+			if err := tx.Rollback(ctx); err != nil {
+				e.t.Error(err)
+			}
+		}
+	}
+	e.t.Cleanup(release)
+	if _, err := tx.Exec(ctx, "REFRESH MATERIALIZED VIEW CONCURRENTLY "+view); err != nil {
+		e.t.Fatal(err)
+	}
+	return release
+}
+
+func TestDaemon_SlotWaitsForTheRefresh(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.start()
+	e.settle()
+
+	release := e.lockView("app.mv_totals")
+	before := e.currentLSN()
+	e.exec("INSERT INTO app.events VALUES (20, '2026-01-01', 1, 1)")
+	after := e.currentLSN()
+	e.waitFor("the refresh of mv_totals to wait for the lock", 30*time.Second, e.refreshWaitingOnLock(`"mv_totals"`))
+	// The daemon confirms up to the pending transaction, not past it.
+	e.waitFor("the slot to confirm up to the pending commit", 30*time.Second, func() (bool, error) {
+		lsn, _, err := e.confirmedLSN()
+		return lsn >= before, err
+	})
+	if lsn, _, _ := e.confirmedLSN(); lsn >= after {
+		t.Fatalf("slot confirmed %s while the refresh of a change at %s..%s is still running", lsn, before, after)
+	}
+	release()
+	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
+	if lsn, _, _ := e.confirmedLSN(); lsn < after {
+		t.Fatalf("slot confirmed %s after the refresh, want at least %s", lsn, after)
+	}
+}
+
+func TestDaemon_StopLetsRunningRefreshesFinish(t *testing.T) {
+	e := newEnv(t, schemaSQL+`
+		CREATE MATERIALIZED VIEW app.mv_slow AS SELECT a.id, a.name FROM app.accounts a, LATERAL pg_sleep(1) s;
+		CREATE UNIQUE INDEX ON app.mv_slow (id);`)
+	e.start()
+	e.settle()
+
+	e.exec("UPDATE app.accounts SET name = 'ada2' WHERE id = 1")
+	e.waitFor("the slow refresh to run", 30*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'REFRESH MATERIALIZED VIEW%mv_slow%' AND state = 'active'`).Scan(&n)
+		return n > 0, err
+	})
+	e.stop() // graceful: waits for the running refresh
+	if r := e.logRow("app.mv_slow"); r.status != "ok" || r.refreshCount != 2 {
+		t.Fatalf("mv_slow log row after stop: status %s count %d, want ok 2 (startup + change)", r.status, r.refreshCount)
+	}
+	e.assertFresh("app.mv_slow")
+}
+
+func TestDaemon_StopAfterTimeoutReplaysUnfinishedWork(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.cfg.ShutdownTimeout = 100 * time.Millisecond
+	e.start()
+	e.settle()
+
+	release := e.lockView("app.mv_totals")
+	e.exec("INSERT INTO app.events VALUES (30, '2026-01-01', 1, 1)")
+	e.waitFor("the refresh of mv_totals to wait for the lock", 30*time.Second, e.refreshWaitingOnLock(`"mv_totals"`))
+	e.stop() // the refresh is cancelled after the timeout; the change stays in the slot
+	release()
+	e.settleEventsOnly()
+
+	e.start()
+	// The change is replayed: mv_totals is refreshed (mv_big, refreshed
+	// before the stop, once more: at-least-once).
+	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
+	e.assertFresh(allViews...)
+}

@@ -1,0 +1,267 @@
+// Package daemon runs mvrefresher: it wires the replication stream, the
+// debouncer and the refresher together and decides what the slot may
+// confirm.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// Daemon is one running mvrefresher.
+type Daemon struct {
+	cfg      config.Config
+	logger   *slog.Logger
+	logTable [2]string
+	stream   atomic.Pointer[replication.Stream]
+}
+
+// New checks nothing and connects to nothing: Run does.
+func New(cfg config.Config, logger *slog.Logger) *Daemon {
+	return &Daemon{cfg: cfg, logger: logger}
+}
+
+// Ready reports whether the daemon is streaming from its slot.
+func (d *Daemon) Ready() bool {
+	s := d.stream.Load()
+	return s != nil && s.Streaming()
+}
+
+// Run runs until ctx ends (returning nil after a graceful stop) or something
+// fails.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.cfg.NATS.JetStream {
+		return errors.New("nats.jetstream: publishing to a JetStream stream is not available in this version; set it to false")
+	}
+	schema, table, err := config.ParseTableName(d.cfg.RefreshLogTable)
+	if err != nil {
+		return fmt.Errorf("refresh_log_table: %w", err)
+	}
+	d.logTable = [2]string{schema, table}
+
+	poolCfg, err := pgxpool.ParseConfig(d.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("parse database_url: %w", err)
+	}
+	// One connection per worker, plus discovery and lookups.
+	poolCfg.MaxConns = int32(d.cfg.Workers + 2)
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "mvrefresher"
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connect to database %s: %w", config.RedactURL(d.cfg.DatabaseURL), err)
+	}
+	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+		return err
+	}
+	if err := d.checkConfiguredViews(ctx, pool); err != nil {
+		return err
+	}
+	if err := refresher.EnsureLogTable(ctx, pool, schema, table); err != nil {
+		return err
+	}
+	cat, added, err := d.discover(ctx, pool)
+	if err != nil {
+		return err
+	}
+	d.logCatalog(cat)
+
+	stream, err := replication.Connect(ctx, d.cfg.DatabaseURL, d.cfg.Slot, d.cfg.Publication, d.logger.With("component", "replication"))
+	if err != nil {
+		return err
+	}
+	slot, err := stream.EnsureSlot(ctx, pool)
+	if err != nil {
+		return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
+	}
+	startup, err := d.startupViews(ctx, pool, cat, slot, added)
+	if err != nil {
+		return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
+	}
+	d.logger.Info("starting", "slot", d.cfg.Slot, "slot_created", slot.Created, "start_lsn", slot.Start.String(),
+		"views", len(cat.Views), "startup_refreshes", len(startup))
+
+	var publisher *events.Publisher
+	if d.cfg.NATS.URL != "" {
+		nc, err := d.connectNATS()
+		if err != nil {
+			return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
+		}
+		defer nc.Close()
+		publisher = events.NewPublisher(nc, d.cfg.NATS.SubjectPrefix)
+	}
+
+	stream.Confirm(slot.Start)
+	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), pool, cat, slot.Start, stream.Confirm, publisher)
+	sched.startup(startup)
+	d.stream.Store(stream)
+	runErr := d.runStages(ctx, pool, stream, sched, cat)
+	// Whatever stopped the stages, tell the server what is done.
+	closeErr := stream.Close(context.WithoutCancel(ctx))
+	if runErr != nil {
+		return runErr
+	}
+	if closeErr != nil {
+		d.logger.Warn("close replication connection", "error", closeErr)
+	}
+	d.logger.Info("stopped")
+	return nil
+}
+
+// runStages runs the stream, the scheduler, the workers and discovery until
+// ctx ends or one of them fails.
+func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *refresher.Catalog) error {
+	g, gctx := errgroup.WithContext(ctx)
+	// Running refreshes outlive gctx by up to the shutdown timeout.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	refr := refresher.New(pool, d.logTable[0], d.logTable[1], d.cfg.LockTimeout, d.cfg.StatementTimeout)
+
+	g.Go(func() error { return stream.Run(gctx, sched) })
+	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat); return nil })
+	var workers errgroup.Group
+	for range d.cfg.Workers {
+		workers.Go(func() error {
+			for j := range sched.jobs {
+				out := refr.Refresh(workCtx, refresher.Request{View: j.view, Mode: j.mode, LSN: j.lsn})
+				sched.results <- result{view: j.view.Name, outcome: out}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		sched.run(gctx, cancelWork)
+		close(sched.jobs)
+		return nil
+	})
+	err := g.Wait()
+	_ = workers.Wait()
+	if ctx.Err() != nil {
+		return nil // the caller stopped us: a graceful stop, whatever the stages said
+	}
+	return err
+}
+
+func (d *Daemon) connectNATS() (*nats.Conn, error) {
+	logger := d.logger.With("component", "nats")
+	nc, err := nats.Connect(d.cfg.NATS.URL,
+		nats.Name("mvrefresher"),
+		// Start even while NATS is down: refreshes never wait for it, and
+		// nats.go buffers events until it connects.
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("disconnected from NATS", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS %s: %w", config.RedactURL(d.cfg.NATS.URL), err)
+	}
+	return nc, nil
+}
+
+// checkConfiguredViews fails for a views: entry naming no materialized view.
+func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) error {
+	var problems []error
+	for key := range d.cfg.Views {
+		schema, name, err := config.ParseQualifiedName(key)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("views: %q: %w", key, err))
+			continue
+		}
+		var kind string
+		err = pool.QueryRow(ctx, `SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2`, schema, name).Scan(&kind)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			problems = append(problems, fmt.Errorf("views: %q: no such materialized view", key))
+		case err != nil:
+			return fmt.Errorf("check configured views: %w", err)
+		case kind != "m":
+			problems = append(problems, fmt.Errorf("views: %q is not a materialized view", key))
+		case len(d.cfg.Schemas) > 0 && !slices.Contains(d.cfg.Schemas, schema):
+			problems = append(problems, fmt.Errorf("views: %q is outside the managed schemas %v", key, d.cfg.Schemas))
+		}
+	}
+	return errors.Join(problems...)
+}
+
+// discover reads the catalog and syncs the publication with it.
+func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool) (*refresher.Catalog, []replication.Table, error) {
+	cat, err := refresher.Discover(ctx, pool, refresher.DiscoverOptions{
+		Schemas:  d.cfg.Schemas,
+		Enabled:  func(name string) bool { return d.cfg.ViewSettings(name).Enabled },
+		LogTable: d.logTable,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var tables []replication.Table
+	for _, t := range cat.PublishedTables() {
+		tables = append(tables, replication.Table{OID: t.OID, Schema: t.Schema, Name: t.Relname})
+	}
+	added, err := replication.SyncPublication(ctx, pool, d.cfg.Publication, tables)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cat, added, nil
+}
+
+// startupViews lists the views to refresh before trusting the stream: all of
+// them for a new slot, else those never refreshed by mvrefresher and those
+// reading tables just added to the publication.
+func (d *Daemon) startupViews(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog, slot replication.SlotState, added []replication.Table) ([]string, error) {
+	if slot.Created {
+		return cat.Names(), nil
+	}
+	views, err := refresher.NeverRefreshed(ctx, pool, d.logTable[0], d.logTable[1], cat.Names())
+	if err != nil {
+		return nil, err
+	}
+	return appendReaders(views, cat, added), nil
+}
+
+func appendReaders(views []string, cat *refresher.Catalog, added []replication.Table) []string {
+	for _, t := range added {
+		readers, _, _ := cat.Route(t.OID)
+		for _, v := range readers {
+			if !slices.Contains(views, v) {
+				views = append(views, v)
+			}
+		}
+	}
+	return views
+}
+
+func (d *Daemon) logCatalog(cat *refresher.Catalog) {
+	for _, name := range cat.Names() {
+		v := cat.Views[name]
+		d.logger.Info("managing view", "view", name, "sources", v.SourceNames(), "depends_on", v.Bases)
+	}
+	for _, p := range cat.Excluded {
+		d.logger.Error("not managing view", "view", p.View, "code", p.Code, "problem", p.Message)
+	}
+	for _, p := range cat.Warnings {
+		d.logger.Warn("view problem", "view", p.View, "code", p.Code, "problem", p.Message)
+	}
+}

@@ -1,0 +1,377 @@
+package daemon_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localnats"
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
+)
+
+var (
+	cluster *localpg.Cluster
+	natsSrv *localnats.Server
+)
+
+func TestMain(m *testing.M) { os.Exit(testMain(m)) }
+
+func testMain(m *testing.M) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	var err error
+	cluster, err = localpg.Start(ctx, localpg.Options{})
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration tests need PostgreSQL binaries (initdb):", err)
+		return 1
+	}
+	natsSrv, err = localnats.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration tests need an embedded NATS server:", err)
+		_ = cluster.Stop(context.Background())
+		return 1
+	}
+	code := m.Run()
+	natsSrv.Shutdown()
+	if err := cluster.Stop(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+	}
+	return code
+}
+
+// barrierSQL is added to every test schema: a view the harness asks to
+// refresh through the WAL, so that its event proves every earlier event of
+// the daemon has arrived.
+const barrierSQL = `
+CREATE TABLE app.barrier_src (id int PRIMARY KEY);
+CREATE MATERIALIZED VIEW app.mv_barrier AS SELECT count(*) AS n FROM app.barrier_src;
+CREATE UNIQUE INDEX ON app.mv_barrier (n);`
+
+const barrierView = "app.mv_barrier"
+
+var testSeq atomic.Int64
+
+// env is one test's database, NATS subscription and daemon.
+type env struct {
+	t    testing.TB
+	cfg  config.Config
+	pool *pgxpool.Pool
+	name string
+
+	mu     sync.Mutex
+	events []events.Refresh
+	notify chan struct{}
+
+	stopDaemon context.CancelFunc
+	exited     chan struct{} // closed when Run returns
+	runErr     error
+}
+
+// newEnv creates a database with schema app, the given SQL and the barrier
+// view, and a configuration managing schema app.
+func newEnv(t testing.TB, schemaSQL string) *env {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("t%d_%s", testSeq.Add(1), strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_")))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	if err := cluster.CreateDatabase(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, cluster.URL(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, "CREATE SCHEMA app;"+barrierSQL+schemaSQL); err != nil {
+		t.Fatalf("create test schema: %v", err)
+	}
+	e := &env{t: t, pool: pool, name: name, notify: make(chan struct{}, 1)}
+
+	nc, err := nats.Connect(natsSrv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe(name+".>", e.receive); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := config.Default()
+	cfg.DatabaseURL = cluster.URL(name)
+	cfg.Slot, cfg.Publication = name, name
+	cfg.Schemas = []string{"app"}
+	cfg.Debounce, cfg.MaxWait = 200*time.Millisecond, 2*time.Second
+	cfg.DiscoveryInterval = 300 * time.Millisecond
+	cfg.Listen = ""
+	cfg.NATS.URL, cfg.NATS.SubjectPrefix = natsSrv.URL(), name
+	e.cfg = cfg
+	return e
+}
+
+func (e *env) receive(m *nats.Msg) {
+	var ev events.Refresh
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		e.t.Errorf("undecodable event on %s: %v", m.Subject, err)
+		return
+	}
+	if want := events.MsgID(ev.View, ev.LSN); m.Header.Get(nats.MsgIdHdr) != want {
+		e.t.Errorf("event for %s has Nats-Msg-Id %q, want %q", ev.View, m.Header.Get(nats.MsgIdHdr), want)
+	}
+	e.mu.Lock()
+	e.events = append(e.events, ev)
+	e.mu.Unlock()
+	select {
+	case e.notify <- struct{}{}:
+	default:
+	}
+}
+
+// start runs the daemon until the test ends or stop is called.
+func (e *env) start() {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	e.stopDaemon, e.exited = cancel, exited
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", e.t.Name())
+	}
+	d := daemon.New(e.cfg, logger)
+	go func() {
+		e.runErr = d.Run(ctx)
+		close(exited)
+	}()
+	e.t.Cleanup(func() {
+		if e.stopDaemon != nil {
+			e.stop()
+		}
+	})
+}
+
+// stop stops the daemon gracefully and fails the test if Run failed.
+func (e *env) stop() {
+	e.t.Helper()
+	e.stopDaemon()
+	e.stopDaemon = nil
+	select {
+	case <-e.exited:
+		if e.runErr != nil {
+			e.t.Fatalf("daemon stopped with error: %v", e.runErr)
+		}
+	case <-time.After(60 * time.Second):
+		e.t.Fatal("daemon did not stop within 60s")
+	}
+	e.waitSlotInactive()
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if err != nil {
+			e.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if e.exited != nil {
+			select {
+			case <-e.exited:
+				if e.stopDaemon != nil { // not stopped on purpose
+					e.t.Fatalf("waiting for %s: the daemon exited: %v", what, e.runErr)
+				}
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) confirmedLSN() (pglogrepl.LSN, bool, error) {
+	var lsn *pglogrepl.LSN
+	var active bool
+	err := e.pool.QueryRow(context.Background(),
+		`SELECT confirmed_flush_lsn, active FROM pg_replication_slots WHERE slot_name = $1`, e.cfg.Slot).Scan(&lsn, &active)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil // not created yet
+	}
+	if err != nil || lsn == nil {
+		return 0, false, err
+	}
+	return *lsn, active, nil
+}
+
+func (e *env) currentLSN() pglogrepl.LSN {
+	e.t.Helper()
+	var lsn pglogrepl.LSN
+	if err := e.pool.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()").Scan(&lsn); err != nil {
+		e.t.Fatal(err)
+	}
+	return lsn
+}
+
+// settle waits until the daemon has handled every change committed so far
+// (the slot's confirmed position passed them, which it does only after their
+// refreshes) and every event it published has arrived. It returns the events
+// received since the previous settle, without the barrier's.
+func (e *env) settle() []events.Refresh {
+	e.t.Helper()
+	e.waitFor("the daemon to stream from its slot", 60*time.Second, func() (bool, error) {
+		_, active, err := e.confirmedLSN()
+		return active, err
+	})
+	// A record after the slot's start: work queued at start (startup
+	// refreshes) holds the slot before it.
+	e.exec("SELECT pg_logical_emit_message(false, 'test', 'settle')")
+	target := e.currentLSN()
+	e.waitFor("the slot to confirm "+target.String(), 60*time.Second, func() (bool, error) {
+		lsn, _, err := e.confirmedLSN()
+		return lsn >= target, err
+	})
+	// The barrier's event comes after every earlier event of the daemon's
+	// connection: NATS keeps a publisher's order. It is recognised by its
+	// LSN, which covers the request (the request may merge into other work
+	// for the barrier view).
+	before := e.currentLSN()
+	e.exec("SELECT pg_logical_emit_message(true, 'mvrefresher', $1)", barrierView)
+	e.waitFor("the barrier event", 60*time.Second, func() (bool, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, ev := range e.events {
+			if lsn, err := pglogrepl.ParseLSN(ev.LSN); err == nil && ev.View == barrierView && lsn > before {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []events.Refresh
+	for _, ev := range e.events {
+		if ev.View != barrierView {
+			out = append(out, ev)
+		}
+	}
+	e.events = nil
+	return out
+}
+
+// summary renders events as sorted "view reason status" lines, for exact
+// comparisons.
+func summary(evs []events.Refresh) []string {
+	out := make([]string, 0, len(evs))
+	for _, ev := range evs {
+		out = append(out, fmt.Sprintf("%s %s %s", ev.View, ev.Reason, ev.Status))
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (e *env) expectEvents(got []events.Refresh, want ...string) {
+	e.t.Helper()
+	sort.Strings(want)
+	if s := summary(got); !slices.Equal(s, want) {
+		e.t.Fatalf("events:\n got  %q\n want %q", s, want)
+	}
+}
+
+// assertFresh checks that each view equals a fresh run of its definition.
+func (e *env) assertFresh(views ...string) {
+	e.t.Helper()
+	for _, v := range views {
+		schema, name, err := config.ParseQualifiedName(v)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ident := pgx.Identifier{schema, name}.Sanitize()
+		var def string
+		if err := e.pool.QueryRow(context.Background(), "SELECT pg_get_viewdef($1::regclass)", ident).Scan(&def); err != nil {
+			e.t.Fatalf("definition of %s: %v", v, err)
+		}
+		def = strings.TrimSuffix(strings.TrimSpace(def), ";")
+		var diff int
+		q := fmt.Sprintf("SELECT count(*) FROM ((TABLE %s EXCEPT ALL (%s)) UNION ALL ((%s) EXCEPT ALL TABLE %s)) d", ident, def, def, ident)
+		if err := e.pool.QueryRow(context.Background(), q).Scan(&diff); err != nil {
+			e.t.Fatalf("compare %s with its definition: %v", v, err)
+		}
+		if diff != 0 {
+			e.t.Errorf("%s differs from its definition in %d rows: it is stale", v, diff)
+		}
+	}
+}
+
+func (e *env) waitSlotInactive() {
+	e.t.Helper()
+	e.waitFor("the slot to be released", 30*time.Second, func() (bool, error) {
+		_, active, err := e.confirmedLSN()
+		return !active, err
+	})
+}
+
+// logRow reads a view's row in the refresh log.
+type logRow struct {
+	status       string
+	refreshCount int64
+	lsn          *pglogrepl.LSN
+	concurrently *bool
+	inserted     *int64
+	deleted      *int64
+	err          *string
+}
+
+func (e *env) logRow(view string) logRow {
+	e.t.Helper()
+	var r logRow
+	err := e.pool.QueryRow(context.Background(), `SELECT status, refresh_count, lsn, "concurrently", rows_inserted, rows_deleted, error
+		FROM public.mv_refresh_log WHERE mv_name = $1`, view).
+		Scan(&r.status, &r.refreshCount, &r.lsn, &r.concurrently, &r.inserted, &r.deleted, &r.err)
+	if err != nil {
+		e.t.Fatalf("refresh log row of %s: %v", view, err)
+	}
+	return r
+}
+
+// settleEventsOnly forgets the events received so far, for phases whose
+// events the test does not assert.
+func (e *env) settleEventsOnly() {
+	e.mu.Lock()
+	e.events = nil
+	e.mu.Unlock()
+}

@@ -1,0 +1,138 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/debounce"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// route turns a committed transaction into pending work for the views its
+// changes and requests concern.
+func (s *scheduler) route(ctx context.Context, tx *replication.Transaction) {
+	for _, c := range tx.Changes {
+		views, source := s.readers(ctx, c)
+		rows := c.Rows
+		if c.Truncated {
+			rows++
+		}
+		for _, v := range views {
+			s.change(v, tx, rows, source, events.ReasonChange)
+		}
+	}
+	for _, req := range tx.Requests {
+		s.request(tx, req)
+	}
+}
+
+// readers finds the views a change affects and the source name to report.
+func (s *scheduler) readers(ctx context.Context, c replication.RelationChange) (views []string, source string) {
+	views, source, known := s.catalog.Route(c.OID)
+	if known {
+		return views, source
+	}
+	// A partition created after discovery: its changes arrive under its own
+	// name, so find the published root it belongs to.
+	anc, ok := s.ancestors.Get(c.OID)
+	if !ok {
+		lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var err error
+		anc, err = refresher.PartitionAncestors(lookupCtx, s.pool, c.OID)
+		cancel()
+		if err != nil {
+			// A spurious refresh is better than a lost one.
+			s.logger.Warn("cannot tell which views read a new relation: refreshing all", "relation", c.Namespace+"."+c.Name, "error", err)
+			return s.catalog.Names(), c.Namespace + "." + c.Name
+		}
+		s.ancestors.Add(c.OID, anc)
+	}
+	return s.catalog.RouteAncestors(anc)
+}
+
+func (s *scheduler) change(view string, tx *replication.Transaction, rows int, source string, reason events.Reason) {
+	w := s.pendingWork(view)
+	w.holdAt(s.watermark, tx.CommitLSN)
+	w.raise(reason)
+	w.changes += rows
+	w.noteChange(tx.CommitTime)
+	w.lsn = max(w.lsn, tx.EndLSN)
+	w.addSource(source)
+	if reason == events.ReasonManual {
+		s.debouncer.Request(view)
+	} else {
+		s.debouncer.Change(view)
+	}
+}
+
+// request handles pg_logical_emit_message(true, 'mvrefresher', name): a view
+// name asks for that view now, a source table name acts as a change to it.
+func (s *scheduler) request(tx *replication.Transaction, name string) {
+	schema, rel, err := config.ParseQualifiedName(name)
+	if err != nil {
+		s.logger.Warn("ignoring refresh request", "request", name, "error", err)
+		return
+	}
+	view, table := s.catalog.Lookup(schema, rel)
+	switch {
+	case view != nil:
+		s.change(view.Name, tx, 0, name, events.ReasonManual)
+	case table != nil:
+		views, source, _ := s.catalog.Route(table.OID)
+		for _, v := range views {
+			s.change(v, tx, 0, source, events.ReasonChange)
+		}
+	default:
+		s.logger.Warn("ignoring refresh request: no managed view or source table by that name", "request", name)
+	}
+}
+
+// setCatalog installs a catalog and registers its views with the debouncer.
+func (s *scheduler) setCatalog(cat *refresher.Catalog) {
+	if old := s.catalog; old != nil {
+		for name := range old.Views {
+			if cat.Views[name] != nil {
+				continue
+			}
+			s.debouncer.Remove(name)
+			if w := s.pending[name]; w != nil {
+				w.release(s.watermark)
+				delete(s.pending, name)
+			}
+			s.logger.Info("view no longer managed", "view", name)
+		}
+	}
+	s.catalog = cat
+	for _, name := range cat.Names() {
+		vs := s.cfg.ViewSettings(name)
+		s.debouncer.Set(name, debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}, cat.TransitiveBases(name))
+	}
+}
+
+func (s *scheduler) applyCatalog(u catalogUpdate) {
+	s.setCatalog(u.catalog)
+	s.startup(u.startup)
+}
+
+// startup asks for a refresh of views whose earlier changes were never
+// streamed. The work holds the slot where the stream is now, so that the
+// confirmed position passing a point means all work queued before it is
+// done, startup refreshes included.
+func (s *scheduler) startup(views []string) {
+	for _, name := range views {
+		v := s.catalog.Views[name]
+		if v == nil {
+			continue
+		}
+		w := s.pendingWork(name)
+		w.holdAt(s.watermark, s.watermark.SeenLSN())
+		w.raise(events.ReasonStartup)
+		for _, src := range v.SourceNames() {
+			w.addSource(src)
+		}
+		s.debouncer.Request(name)
+	}
+}

@@ -1,0 +1,289 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/debounce"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// progress is a stream position with no transaction in flight before it.
+type progress pglogrepl.LSN
+
+// catalogUpdate is a new discovery result; startup lists views whose earlier
+// changes were not streamed (new views, views over newly published tables).
+type catalogUpdate struct {
+	catalog *refresher.Catalog
+	startup []string
+}
+
+type job struct {
+	view *refresher.View
+	mode config.Concurrently
+	lsn  pglogrepl.LSN
+}
+
+type result struct {
+	view    string
+	outcome refresher.Outcome
+}
+
+// scheduler owns every piece of mutable state of a running daemon: the
+// catalog, the debouncer, the pending work per view and the watermark. One
+// goroutine runs it; everything reaches it through channels.
+type scheduler struct {
+	cfg       config.Config
+	logger    *slog.Logger
+	pool      *pgxpool.Pool
+	confirm   func(pglogrepl.LSN)
+	publisher *events.Publisher // nil: publishing disabled
+
+	inbox    chan any // *replication.Transaction, progress
+	catalogs chan catalogUpdate
+	jobs     chan job
+	results  chan result
+
+	catalog    *refresher.Catalog
+	debouncer  *debounce.Debouncer
+	watermark  *replication.Watermark
+	pending    map[string]*work
+	running    map[string]*work
+	free       int
+	ancestors  *lru.Cache[uint32, []uint32] // relations discovery did not see
+	warnedPlan map[string]bool
+}
+
+func newScheduler(cfg config.Config, logger *slog.Logger, pool *pgxpool.Pool, cat *refresher.Catalog, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *events.Publisher) *scheduler {
+	ancestors, _ := lru.New[uint32, []uint32](10_000) // cannot fail for a positive size
+	s := &scheduler{
+		cfg:        cfg,
+		logger:     logger,
+		pool:       pool,
+		confirm:    confirm,
+		publisher:  pub,
+		inbox:      make(chan any, 4096),
+		catalogs:   make(chan catalogUpdate),
+		jobs:       make(chan job, cfg.Workers),
+		results:    make(chan result, cfg.Workers),
+		debouncer:  debounce.New(time.Now),
+		watermark:  replication.NewWatermark(start),
+		pending:    map[string]*work{},
+		running:    map[string]*work{},
+		free:       cfg.Workers,
+		ancestors:  ancestors,
+		warnedPlan: map[string]bool{},
+	}
+	s.setCatalog(cat)
+	return s
+}
+
+// Commit and Progress make the scheduler the stream's handler.
+func (s *scheduler) Commit(ctx context.Context, tx *replication.Transaction) error {
+	return s.send(ctx, tx)
+}
+
+func (s *scheduler) Progress(ctx context.Context, lsn pglogrepl.LSN) error {
+	return s.send(ctx, progress(lsn))
+}
+
+func (s *scheduler) send(ctx context.Context, item any) error {
+	select {
+	case s.inbox <- item:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run schedules refreshes until ctx ends, then waits up to the shutdown
+// timeout for running refreshes and cancels the rest through cancelWork.
+func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	done := ctx.Done()
+	var grace <-chan time.Time
+	stopping := false
+	for {
+		if !stopping {
+			s.dispatch()
+		}
+		s.confirm(s.watermark.Confirmable())
+		if stopping && len(s.running) == 0 {
+			return
+		}
+		var wake <-chan time.Time
+		if at, ok := s.debouncer.Next(); ok && s.free > 0 && !stopping {
+			timer.Reset(time.Until(at))
+			wake = timer.C
+		}
+		select {
+		case <-done:
+			stopping, done = true, nil
+			s.logger.Info("stopping: waiting for running refreshes", "running", len(s.running), "timeout", s.cfg.ShutdownTimeout)
+			grace = time.After(s.cfg.ShutdownTimeout)
+		case <-grace:
+			s.logger.Warn("shutdown timeout: cancelling running refreshes", "running", len(s.running))
+			cancelWork()
+			grace = nil
+		case item := <-s.inbox:
+			if !stopping {
+				s.receive(ctx, item)
+			}
+		case u := <-s.catalogs:
+			if !stopping {
+				s.applyCatalog(u)
+			}
+		case r := <-s.results:
+			s.finish(r)
+		case <-wake:
+		}
+	}
+}
+
+func (s *scheduler) receive(ctx context.Context, item any) {
+	switch it := item.(type) {
+	case *replication.Transaction:
+		s.route(ctx, it)
+		s.watermark.Seen(it.EndLSN)
+	case progress:
+		s.watermark.Seen(pglogrepl.LSN(it))
+	}
+}
+
+// dispatch starts every due view a free worker can take.
+func (s *scheduler) dispatch() {
+	if s.free == 0 {
+		return
+	}
+	for _, name := range s.debouncer.Due() {
+		if s.free == 0 {
+			return
+		}
+		w, view := s.pending[name], s.catalog.Views[name]
+		delete(s.pending, name)
+		if w == nil || view == nil {
+			continue // unreachable: pending work and the debouncer change together
+		}
+		s.debouncer.Start(name)
+		s.running[name] = w
+		s.free--
+		w.attempt++
+		if w.lsn == 0 {
+			w.lsn = s.watermark.SeenLSN()
+		}
+		s.jobs <- job{view: view, mode: s.cfg.ViewSettings(name).Concurrently, lsn: w.lsn}
+	}
+}
+
+// pendingWork returns the view's accumulating work, creating it.
+func (s *scheduler) pendingWork(view string) *work {
+	w := s.pending[view]
+	if w == nil {
+		w = &work{}
+		s.pending[view] = w
+	}
+	return w
+}
+
+func (s *scheduler) finish(r result) {
+	w := s.running[r.view]
+	delete(s.running, r.view)
+	s.free++
+	s.debouncer.Finish(r.view)
+	view := s.catalog.Views[r.view]
+	out := r.outcome
+	s.report(r.view, view, w, out)
+	switch {
+	case out.Err == nil:
+		// Dependents take over the hold before it is released, so the slot
+		// cannot pass the change before the cascade is done too.
+		for _, dep := range s.catalog.Dependents(r.view) {
+			s.cascade(dep, r.view, w)
+		}
+		w.release(s.watermark)
+	case out.Recorded:
+		w.release(s.watermark)
+	default:
+		// The failure is not in the log (the database is unreachable?): keep
+		// the hold and try again after the quiet period.
+		if view == nil {
+			w.release(s.watermark)
+			return
+		}
+		s.pendingWork(r.view).absorb(s.watermark, w)
+		s.debouncer.Change(r.view)
+	}
+}
+
+func (s *scheduler) cascade(dep, base string, w *work) {
+	if s.catalog.Views[dep] == nil {
+		return
+	}
+	d := s.pendingWork(dep)
+	d.raise(events.ReasonCascade)
+	d.changes += w.changes
+	d.noteChange(w.firstChangeAt)
+	d.lsn = max(d.lsn, w.lsn)
+	d.addSource(base)
+	if w.hold != 0 {
+		d.holdAt(s.watermark, w.holdLSN)
+	}
+	s.debouncer.Request(dep)
+}
+
+// report logs and publishes the outcome of a refresh.
+func (s *scheduler) report(name string, view *refresher.View, w *work, out refresher.Outcome) {
+	e := events.Refresh{
+		View:          name,
+		Status:        events.StatusOK,
+		Reason:        w.reason,
+		Concurrently:  out.Concurrently,
+		StartedAt:     out.StartedAt.UTC(),
+		FinishedAt:    out.FinishedAt.UTC(),
+		DurationMS:    ms(out.FinishedAt.Sub(out.StartedAt)),
+		LSN:           w.lsn.String(),
+		Sources:       w.sources,
+		Changes:       w.changes,
+		FirstChangeAt: w.firstChangeAt.UTC(),
+		RowsInserted:  out.RowsInserted,
+		RowsDeleted:   out.RowsDeleted,
+		Attempt:       w.attempt,
+	}
+	if e.Sources == nil {
+		e.Sources = []string{}
+	}
+	if !w.firstChangeAt.IsZero() {
+		e.StalenessMS = ms(out.FinishedAt.Sub(w.firstChangeAt))
+	}
+	attrs := []any{"view", name, "reason", e.Reason, "duration_ms", e.DurationMS, "concurrently", e.Concurrently}
+	if out.Err != nil {
+		e.Status, e.Error = events.StatusFailed, out.Err.Error()
+		s.logger.Error("refresh failed", append(attrs, "attempt", w.attempt, "recorded", out.Recorded, "error", out.Err)...)
+	} else {
+		if out.RowsInserted != nil {
+			attrs = append(attrs, "rows_inserted", *out.RowsInserted, "rows_deleted", *out.RowsDeleted)
+		}
+		s.logger.Info("refreshed", append(attrs, "changes", e.Changes, "staleness_ms", e.StalenessMS)...)
+		if out.PlainReason != "" && !s.warnedPlan[name] {
+			s.warnedPlan[name] = true
+			s.logger.Warn("refreshing without CONCURRENTLY: readers wait for every refresh", "view", name, "why", out.PlainReason)
+		}
+	}
+	if s.publisher == nil || view == nil {
+		return
+	}
+	if err := s.publisher.Publish(view.Schema, view.Relname, e); err != nil {
+		s.logger.Warn("publish event", "view", name, "error", err)
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -1,0 +1,90 @@
+package daemon
+
+import (
+	"slices"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// work is what one refresh of a view must cover: the changes that arrived
+// since the view's previous refresh started.
+type work struct {
+	reason        events.Reason
+	changes       int
+	firstChangeAt time.Time
+	// lsn is the end of the newest transaction covered.
+	lsn     pglogrepl.LSN
+	sources []string
+	// hold keeps the slot from confirming past holdLSN, the commit of the
+	// oldest transaction covered, until the refresh is done or its failure
+	// recorded. Zero when the work covers no transaction (startup).
+	hold    replication.Hold
+	holdLSN pglogrepl.LSN
+	attempt int
+}
+
+// reasonRank orders reasons when work merges: the event names the most
+// deliberate one.
+var reasonRank = map[events.Reason]int{
+	events.ReasonCascade: 1,
+	events.ReasonChange:  2,
+	events.ReasonManual:  3,
+	events.ReasonStartup: 4,
+}
+
+func (w *work) raise(r events.Reason) {
+	if reasonRank[r] > reasonRank[w.reason] {
+		w.reason = r
+	}
+}
+
+func (w *work) addSource(name string) {
+	if name != "" && !slices.Contains(w.sources, name) {
+		w.sources = append(w.sources, name)
+	}
+}
+
+// noteChange records when the oldest change covered was committed.
+func (w *work) noteChange(at time.Time) {
+	if !at.IsZero() && (w.firstChangeAt.IsZero() || at.Before(w.firstChangeAt)) {
+		w.firstChangeAt = at
+	}
+}
+
+// holdAt makes the work hold the slot at commitLSN unless it already holds
+// an older position.
+func (w *work) holdAt(wm *replication.Watermark, commitLSN pglogrepl.LSN) {
+	if w.hold != 0 && w.holdLSN <= commitLSN {
+		return
+	}
+	old := w.hold
+	w.hold, w.holdLSN = wm.Hold(commitLSN), commitLSN
+	wm.Release(old)
+}
+
+// release lets the slot pass everything the work covered.
+func (w *work) release(wm *replication.Watermark) {
+	wm.Release(w.hold)
+	w.hold, w.holdLSN = 0, 0
+}
+
+// absorb merges other (work for the same view) into w, keeping the older
+// hold.
+func (w *work) absorb(wm *replication.Watermark, other *work) {
+	w.raise(other.reason)
+	w.changes += other.changes
+	w.noteChange(other.firstChangeAt)
+	w.lsn = max(w.lsn, other.lsn)
+	for _, s := range other.sources {
+		w.addSource(s)
+	}
+	if other.hold != 0 {
+		w.holdAt(wm, other.holdLSN)
+		other.release(wm)
+	}
+	w.attempt = max(w.attempt, other.attempt)
+}

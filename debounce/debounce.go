@@ -1,0 +1,231 @@
+// Package debounce decides when each view's refresh may start.
+//
+// It is pure and clock-injected: it talks to no database, starts no
+// goroutines and sets no timers. The owner feeds it changes and requests,
+// asks Due for the views that may start now, reports Start and Finish, and
+// sleeps until Next. A Debouncer is not safe for concurrent use: one owner
+// goroutine calls it.
+package debounce
+
+import (
+	"sort"
+	"time"
+)
+
+// Settings are the timing rules of one view.
+type Settings struct {
+	Quiet       time.Duration // wait this long after the last change
+	MaxWait     time.Duration // but start no later than this after the first pending change (0 = no bound)
+	MinInterval time.Duration // least time between two starts of one view
+}
+
+type view struct {
+	s     Settings
+	bases []string
+
+	pending     bool
+	firstChange time.Time // first change since the view became pending
+	lastChange  time.Time
+	requested   bool
+	requestAt   time.Time // earliest Request while pending
+
+	running   bool
+	started   bool // lastStart is set
+	lastStart time.Time
+}
+
+// Debouncer tracks pending and running views and their timers.
+type Debouncer struct {
+	now   func() time.Time
+	views map[string]*view
+}
+
+// New takes the clock; production passes time.Now, tests a fake.
+func New(now func() time.Time) *Debouncer {
+	return &Debouncer{now: now, views: make(map[string]*view)}
+}
+
+// Set registers or updates a view. bases are views that must not be pending
+// or running when this view starts (its base materialized views,
+// transitively); unknown names in bases are allowed (they simply never
+// block), and the view itself is ignored if listed. Updating keeps the
+// pending and running state; the new settings apply at once.
+func (d *Debouncer) Set(name string, s Settings, bases []string) {
+	bs := make([]string, 0, len(bases))
+	for _, b := range bases {
+		if b != name {
+			bs = append(bs, b)
+		}
+	}
+	if v, ok := d.views[name]; ok {
+		v.s, v.bases = s, bs
+		return
+	}
+	d.views[name] = &view{s: s, bases: bs}
+}
+
+// Remove forgets a view (dropped). A running view's later Finish is a no-op.
+// Views listing it as a base are no longer blocked by it.
+func (d *Debouncer) Remove(name string) {
+	delete(d.views, name)
+}
+
+// Change records a change for the view at now: the view becomes pending
+// (first change time kept, last change time = now). Unknown views are ignored
+// and Change reports false.
+func (d *Debouncer) Change(name string) bool {
+	v, ok := d.views[name]
+	if !ok {
+		return false
+	}
+	now := d.now()
+	if !v.pending {
+		v.pending = true
+		v.firstChange = now
+	}
+	v.lastChange = now
+	return true
+}
+
+// Request makes a view pending and ready without a quiet period (manual
+// request, cascade after its base refreshed, startup). It still waits for
+// the minimum interval and for a running refresh of itself and its bases.
+// Repeated requests keep the earliest request time. Unknown views: false.
+func (d *Debouncer) Request(name string) bool {
+	v, ok := d.views[name]
+	if !ok {
+		return false
+	}
+	now := d.now()
+	if !v.pending {
+		v.pending = true
+		v.firstChange = now
+		v.lastChange = now
+	}
+	if !v.requested {
+		v.requested = true
+		v.requestAt = now
+	}
+	return true
+}
+
+// Due lists the views that may start now: pending, not running, no base
+// pending or running, quiet period over (or max wait reached, or requested),
+// minimum interval since the previous start elapsed. Ordered by first
+// pending change, oldest first, ties by name. It does not change state.
+func (d *Debouncer) Due() []string {
+	now := d.now()
+	var due []string
+	for name, v := range d.views {
+		if d.eligible(v) && !v.readyAt().After(now) {
+			due = append(due, name)
+		}
+	}
+	sort.Slice(due, func(i, j int) bool {
+		a, b := d.views[due[i]], d.views[due[j]]
+		if !a.firstChange.Equal(b.firstChange) {
+			return a.firstChange.Before(b.firstChange)
+		}
+		return due[i] < due[j]
+	})
+	return due
+}
+
+// Start marks a view running: its pending state is cleared (changes arriving
+// from now on make it pending again, for one more refresh after this one)
+// and now is the start time used for the minimum interval. Unknown views are
+// ignored.
+func (d *Debouncer) Start(name string) {
+	v, ok := d.views[name]
+	if !ok {
+		return
+	}
+	v.pending, v.requested = false, false
+	v.firstChange, v.lastChange, v.requestAt = time.Time{}, time.Time{}, time.Time{}
+	v.running = true
+	v.started = true
+	v.lastStart = d.now()
+}
+
+// Finish marks the running refresh of a view done. Unknown or removed views
+// are ignored.
+func (d *Debouncer) Finish(name string) {
+	if v, ok := d.views[name]; ok {
+		v.running = false
+	}
+}
+
+// Next reports the earliest time at which some view that is pending, not
+// running and not blocked by a base becomes due. It may be <= now, meaning
+// Due is non-empty. ok is false when no such view exists, i.e. nothing can
+// become due by the passage of time alone.
+func (d *Debouncer) Next() (at time.Time, ok bool) {
+	for _, v := range d.views {
+		if !d.eligible(v) {
+			continue
+		}
+		if r := v.readyAt(); !ok || r.Before(at) {
+			at, ok = r, true
+		}
+	}
+	return at, ok
+}
+
+// Pending reports whether the view has changes or a request not yet taken by
+// a Start.
+func (d *Debouncer) Pending(name string) bool {
+	v, ok := d.views[name]
+	return ok && v.pending
+}
+
+// Running reports whether the view was started and not yet finished.
+func (d *Debouncer) Running(name string) bool {
+	v, ok := d.views[name]
+	return ok && v.running
+}
+
+// PendingCount returns the number of pending views; running views with new
+// changes count too.
+func (d *Debouncer) PendingCount() int {
+	n := 0
+	for _, v := range d.views {
+		if v.pending {
+			n++
+		}
+	}
+	return n
+}
+
+// eligible reports whether v waits only for time: pending, not running, and
+// no known base pending or running.
+func (d *Debouncer) eligible(v *view) bool {
+	if !v.pending || v.running {
+		return false
+	}
+	for _, b := range v.bases {
+		if bv, ok := d.views[b]; ok && (bv.pending || bv.running) {
+			return false
+		}
+	}
+	return true
+}
+
+// readyAt is the time a pending view becomes due, ignoring bases and
+// running state.
+func (v *view) readyAt() time.Time {
+	r := v.lastChange.Add(max(v.s.Quiet, 0))
+	if v.s.MaxWait > 0 {
+		if w := v.firstChange.Add(v.s.MaxWait); w.Before(r) {
+			r = w
+		}
+	}
+	if v.requested && v.requestAt.Before(r) {
+		r = v.requestAt
+	}
+	if v.started {
+		if m := v.lastStart.Add(v.s.MinInterval); m.After(r) {
+			r = m
+		}
+	}
+	return r
+}

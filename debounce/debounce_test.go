@@ -1,0 +1,563 @@
+package debounce
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+)
+
+type fakeClock struct{ t time.Time }
+
+var epoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func newClock() *fakeClock                   { return &fakeClock{t: epoch} }
+func (c *fakeClock) Now() time.Time          { return c.t }
+func (c *fakeClock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *fakeClock) offset() time.Duration   { return c.t.Sub(epoch) }
+
+const ms = time.Millisecond
+
+func every(from, to, step time.Duration) []time.Duration {
+	var out []time.Duration
+	for t := from; t <= to; t += step {
+		out = append(out, t)
+	}
+	return out
+}
+
+// simulate drives one view the way the owner does: it sleeps until the
+// earliest of the next change, request, finish of the running refresh, or
+// Next; then applies finishes, changes and requests at that instant, and
+// starts everything Due. It returns the start offsets. A wakeup caused only by
+// Next that finds Due empty is reported as an error, so a wrong Next fails
+// the test either way (too early: spurious wakeup; too late: wrong starts).
+func simulate(t *testing.T, s Settings, changes, requests []time.Duration, runFor time.Duration) []time.Duration {
+	t.Helper()
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("v", s, nil)
+	var starts []time.Duration
+	finishAt := time.Duration(-1)
+	for steps := 0; ; steps++ {
+		if steps > 10000 {
+			t.Fatal("simulation does not terminate")
+		}
+		next, byNext := time.Duration(-1), false
+		consider := func(at time.Duration, fromNext bool) {
+			if at < 0 {
+				return
+			}
+			if next < 0 || at < next {
+				next, byNext = at, fromNext
+			} else if at == next && !fromNext {
+				byNext = false
+			}
+		}
+		if len(changes) > 0 {
+			consider(changes[0], false)
+		}
+		if len(requests) > 0 {
+			consider(requests[0], false)
+		}
+		consider(finishAt, false)
+		if at, ok := d.Next(); ok {
+			if off := at.Sub(epoch); off <= clk.offset() {
+				t.Fatalf("at %v: Next = %v, not after now although all due views were started", clk.offset(), off)
+			} else {
+				consider(off, true)
+			}
+		}
+		if next < 0 {
+			return starts
+		}
+		clk.Advance(next - clk.offset())
+		if finishAt == next {
+			d.Finish("v")
+			finishAt = -1
+		}
+		for len(changes) > 0 && changes[0] == next {
+			if !d.Change("v") {
+				t.Fatal("Change reported false for a known view")
+			}
+			changes = changes[1:]
+		}
+		for len(requests) > 0 && requests[0] == next {
+			if !d.Request("v") {
+				t.Fatal("Request reported false for a known view")
+			}
+			requests = requests[1:]
+		}
+		due := d.Due()
+		if byNext && len(due) == 0 {
+			t.Errorf("at %v: woken by Next but Due is empty", next)
+		}
+		for _, v := range due {
+			d.Start(v)
+			if d.Pending(v) || !d.Running(v) {
+				t.Fatalf("after Start: pending=%v running=%v", d.Pending(v), d.Running(v))
+			}
+			starts = append(starts, next)
+			finishAt = next + runFor
+		}
+	}
+}
+
+func TestDebouncer_Timing(t *testing.T) {
+	tests := []struct {
+		name     string
+		s        Settings
+		changes  []time.Duration
+		requests []time.Duration
+		runFor   time.Duration
+		want     []time.Duration
+	}{
+		{
+			name:    "burst of 60 changes is one refresh, quiet after the last",
+			s:       Settings{Quiet: 100 * ms},
+			changes: every(0, 590*ms, 10*ms),
+			runFor:  50 * ms,
+			want:    []time.Duration{690 * ms},
+		},
+		{
+			name:    "quiet zero is due at once",
+			s:       Settings{},
+			changes: []time.Duration{0, 5 * ms},
+			runFor:  1 * ms,
+			want:    []time.Duration{0, 5 * ms},
+		},
+		{
+			name:    "max wait caps an endless trickle",
+			s:       Settings{Quiet: 100 * ms, MaxWait: time.Second},
+			changes: every(0, 2900*ms, 50*ms),
+			runFor:  10 * ms,
+			want:    []time.Duration{1000 * ms, 2050 * ms, 3000 * ms},
+		},
+		{
+			name:    "without max wait a trickle waits for quiet",
+			s:       Settings{Quiet: 100 * ms},
+			changes: every(0, 2900*ms, 50*ms),
+			runFor:  10 * ms,
+			want:    []time.Duration{3000 * ms},
+		},
+		{
+			name:    "min interval delays the second start",
+			s:       Settings{Quiet: 10 * ms, MinInterval: time.Second},
+			changes: []time.Duration{0, 100 * ms},
+			runFor:  20 * ms,
+			want:    []time.Duration{10 * ms, 1010 * ms},
+		},
+		{
+			name:    "min interval already elapsed does not delay",
+			s:       Settings{Quiet: 10 * ms, MinInterval: 100 * ms},
+			changes: []time.Duration{0, 500 * ms},
+			runFor:  20 * ms,
+			want:    []time.Duration{10 * ms, 510 * ms},
+		},
+		{
+			name:    "many changes while running: exactly one more refresh, at finish",
+			s:       Settings{Quiet: 10 * ms},
+			changes: append([]time.Duration{0}, every(100*ms, 400*ms, 10*ms)...),
+			runFor:  500 * ms,
+			want:    []time.Duration{10 * ms, 510 * ms},
+		},
+		{
+			name:    "change just before finish: one more refresh after quiet",
+			s:       Settings{Quiet: 10 * ms},
+			changes: []time.Duration{0, 100 * ms, 505 * ms},
+			runFor:  500 * ms,
+			want:    []time.Duration{10 * ms, 515 * ms},
+		},
+		{
+			name:     "request skips the quiet period",
+			s:        Settings{Quiet: time.Second},
+			requests: []time.Duration{0},
+			runFor:   10 * ms,
+			want:     []time.Duration{0},
+		},
+		{
+			name:     "request while pending starts at the request",
+			s:        Settings{Quiet: time.Second},
+			changes:  []time.Duration{0, 200 * ms},
+			requests: []time.Duration{300 * ms},
+			runFor:   10 * ms,
+			want:     []time.Duration{300 * ms},
+		},
+		{
+			name:     "request respects min interval",
+			s:        Settings{MinInterval: time.Second},
+			changes:  []time.Duration{0},
+			requests: []time.Duration{200 * ms},
+			runFor:   10 * ms,
+			want:     []time.Duration{0, 1000 * ms},
+		},
+		{
+			name:     "request respects a running refresh",
+			s:        Settings{Quiet: time.Second},
+			requests: []time.Duration{0, 100 * ms},
+			runFor:   500 * ms,
+			want:     []time.Duration{0, 500 * ms},
+		},
+		{
+			name:     "request during run outranks later changes",
+			s:        Settings{Quiet: time.Second},
+			changes:  []time.Duration{100 * ms, 300 * ms},
+			requests: []time.Duration{0, 200 * ms},
+			runFor:   500 * ms,
+			want:     []time.Duration{0, 500 * ms},
+		},
+		{
+			name:     "changes during run without request wait for quiet",
+			s:        Settings{Quiet: time.Second},
+			changes:  []time.Duration{100 * ms, 300 * ms},
+			requests: []time.Duration{0},
+			runFor:   500 * ms,
+			want:     []time.Duration{0, 1300 * ms},
+		},
+		{
+			name:   "idle: no refresh",
+			s:      Settings{Quiet: 10 * ms},
+			runFor: 10 * ms,
+			want:   nil,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := simulate(t, tt.s, tt.changes, tt.requests, tt.runFor)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("starts = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// check asserts Due and Next at the current fake time.
+func check(t *testing.T, clk *fakeClock, d *Debouncer, wantDue []string, wantNext time.Duration, wantOK bool) {
+	t.Helper()
+	if got := d.Due(); !reflect.DeepEqual(got, wantDue) {
+		t.Errorf("at %v: Due = %v, want %v", clk.offset(), got, wantDue)
+	}
+	at, ok := d.Next()
+	if ok != wantOK || (ok && at.Sub(epoch) != wantNext) {
+		t.Errorf("at %v: Next = %v,%v, want %v,%v", clk.offset(), at.Sub(epoch), ok, wantNext, wantOK)
+	}
+}
+
+func TestDebouncer_Quiet(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("v", Settings{Quiet: 100 * ms}, nil)
+	check(t, clk, d, nil, 0, false)
+	for i := range 60 {
+		if i > 0 {
+			clk.Advance(10 * ms)
+		}
+		d.Change("v")
+		check(t, clk, d, nil, clk.offset()+100*ms, true)
+	}
+	clk.Advance(99 * ms)
+	check(t, clk, d, nil, 690*ms, true)
+	clk.Advance(1 * ms)
+	check(t, clk, d, []string{"v"}, 690*ms, true)
+	d.Start("v")
+	check(t, clk, d, nil, 0, false)
+	if d.PendingCount() != 0 {
+		t.Errorf("PendingCount = %d, want 0", d.PendingCount())
+	}
+	d.Finish("v")
+	clk.Advance(time.Hour)
+	check(t, clk, d, nil, 0, false)
+}
+
+func TestDebouncer_ChangeWhileRunning(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("v", Settings{Quiet: 10 * ms}, nil)
+	d.Change("v")
+	clk.Advance(10 * ms)
+	d.Start("v")
+	for range 50 {
+		clk.Advance(ms)
+		d.Change("v")
+	}
+	if !d.Pending("v") || !d.Running("v") || d.PendingCount() != 1 {
+		t.Fatalf("pending=%v running=%v count=%d, want true true 1", d.Pending("v"), d.Running("v"), d.PendingCount())
+	}
+	clk.Advance(time.Second)
+	check(t, clk, d, nil, 0, false) // running: not due, nothing to wait for
+	d.Finish("v")
+	check(t, clk, d, []string{"v"}, 70*ms, true)
+	d.Start("v")
+	d.Finish("v")
+	check(t, clk, d, nil, 0, false)
+	if d.Pending("v") || d.Running("v") {
+		t.Errorf("after second refresh: pending=%v running=%v", d.Pending("v"), d.Running("v"))
+	}
+}
+
+func TestDebouncer_Bases(t *testing.T) {
+	q := Settings{Quiet: 100 * ms}
+	type step struct {
+		advance  time.Duration
+		do       func(d *Debouncer)
+		wantDue  []string
+		wantNext time.Duration
+		wantOK   bool
+	}
+	tests := []struct {
+		name  string
+		setup func(d *Debouncer)
+		steps []step
+	}{
+		{
+			name: "dependent waits for pending then running base",
+			setup: func(d *Debouncer) {
+				d.Set("b", q, nil)
+				d.Set("d", q, []string{"b"})
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("d"); d.Change("b") }, wantNext: 100 * ms, wantOK: true},
+				{advance: 100 * ms, wantDue: []string{"b"}, wantNext: 100 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Start("b") }}, // only blocked d pending
+				{advance: time.Second}, // still blocked by running b
+				{do: func(d *Debouncer) { d.Finish("b") }, wantDue: []string{"d"}, wantNext: 100 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Start("d"); d.Finish("d") }},
+			},
+		},
+		{
+			name: "cascade request after base finished",
+			setup: func(d *Debouncer) {
+				d.Set("b", q, nil)
+				d.Set("d", Settings{Quiet: time.Hour}, []string{"b"})
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("b") }, wantNext: 100 * ms, wantOK: true},
+				{advance: 100 * ms, do: func(d *Debouncer) { d.Start("b"); d.Request("d") }},
+				{advance: 50 * ms, do: func(d *Debouncer) { d.Finish("b") }, wantDue: []string{"d"}, wantNext: 100 * ms, wantOK: true},
+			},
+		},
+		{
+			name: "base is not blocked by its dependent",
+			setup: func(d *Debouncer) {
+				d.Set("b", q, nil)
+				d.Set("d", Settings{Quiet: 10 * ms}, []string{"b"})
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("d") }, wantNext: 10 * ms, wantOK: true},
+				{advance: 10 * ms, do: func(d *Debouncer) { d.Start("d"); d.Change("b") }, wantNext: 110 * ms, wantOK: true},
+				{advance: 100 * ms, wantDue: []string{"b"}, wantNext: 110 * ms, wantOK: true},
+			},
+		},
+		{
+			name: "transitive bases and unknown bases",
+			setup: func(d *Debouncer) {
+				d.Set("a", q, nil)
+				d.Set("b", q, []string{"a"})
+				d.Set("c", q, []string{"a", "b"})
+				d.Set("x", Settings{Quiet: 200 * ms}, []string{"ghost", "x"})
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("a"); d.Change("b"); d.Change("c"); d.Change("x") }, wantNext: 100 * ms, wantOK: true},
+				{advance: 100 * ms, wantDue: []string{"a"}, wantNext: 100 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Start("a") }, wantNext: 200 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Finish("a") }, wantDue: []string{"b"}, wantNext: 100 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Start("b") }, wantNext: 200 * ms, wantOK: true},
+				{advance: 100 * ms, wantDue: []string{"x"}, wantNext: 200 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Start("x"); d.Finish("b") }, wantDue: []string{"c"}, wantNext: 100 * ms, wantOK: true},
+			},
+		},
+		{
+			name: "base registered later blocks",
+			setup: func(d *Debouncer) {
+				d.Set("d", q, []string{"late"})
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("d"); d.Set("late", q, nil); d.Change("late") }, wantNext: 100 * ms, wantOK: true},
+				{advance: 100 * ms, wantDue: []string{"late"}, wantNext: 100 * ms, wantOK: true},
+			},
+		},
+		{
+			name: "removing a running base unblocks",
+			setup: func(d *Debouncer) {
+				d.Set("b", q, nil)
+				d.Set("d", q, []string{"b"})
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("b"); d.Change("d") }, wantNext: 100 * ms, wantOK: true},
+				{advance: 100 * ms, do: func(d *Debouncer) { d.Start("b") }},
+				{do: func(d *Debouncer) { d.Remove("b") }, wantDue: []string{"d"}, wantNext: 100 * ms, wantOK: true},
+			},
+		},
+		{
+			name: "updating bases applies at once",
+			setup: func(d *Debouncer) {
+				d.Set("b", q, nil)
+				d.Set("d", q, nil)
+			},
+			steps: []step{
+				{do: func(d *Debouncer) { d.Change("b"); d.Change("d") }, wantNext: 100 * ms, wantOK: true},
+				{advance: 100 * ms, wantDue: []string{"b", "d"}, wantNext: 100 * ms, wantOK: true},
+				{do: func(d *Debouncer) { d.Set("d", q, []string{"b"}) }, wantDue: []string{"b"}, wantNext: 100 * ms, wantOK: true},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := newClock()
+			d := New(clk.Now)
+			tt.setup(d)
+			for i, s := range tt.steps {
+				t.Run(fmt.Sprint("step", i), func(t *testing.T) {
+					clk.Advance(s.advance)
+					if s.do != nil {
+						s.do(d)
+					}
+					check(t, clk, d, s.wantDue, s.wantNext, s.wantOK)
+				})
+			}
+		})
+	}
+}
+
+func TestDebouncer_ManyViews(t *testing.T) {
+	const n = 1000
+	clk := newClock()
+	d := New(clk.Now)
+	names := make([]string, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("v%04d", i)
+		d.Set(names[i], Settings{Quiet: time.Second}, nil)
+	}
+	// Change in a scrambled order, 1ms apart, so first-change order differs
+	// from name order.
+	order := make([]string, n)
+	for i := range n {
+		order[i] = names[(i*7919)%n]
+	}
+	for i, v := range order {
+		if i > 0 {
+			clk.Advance(ms)
+		}
+		d.Change(v)
+	}
+	// Push the oldest view's quiet period back; its first change stays oldest.
+	d.Change(order[0])
+	if got := d.PendingCount(); got != n {
+		t.Fatalf("PendingCount = %d, want %d", got, n)
+	}
+	check(t, clk, d, nil, 1001*ms, true)
+
+	clk.Advance(500 * ms) // now 1499ms: views changed at 1..499ms are due
+	check(t, clk, d, order[1:500], 1001*ms, true)
+
+	clk.Advance(500 * ms) // now 1999ms: all due, oldest first change first
+	check(t, clk, d, order, 1001*ms, true)
+
+	for _, v := range order[:10] {
+		d.Start(v)
+	}
+	check(t, clk, d, order[10:], 1010*ms, true)
+	if got := d.PendingCount(); got != n-10 {
+		t.Errorf("PendingCount = %d, want %d", got, n-10)
+	}
+}
+
+func TestDebouncer_DueTiesByName(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	for _, v := range []string{"c", "a", "b", "old"} {
+		d.Set(v, Settings{}, nil)
+	}
+	d.Change("old")
+	clk.Advance(ms)
+	for _, v := range []string{"c", "b", "a"} {
+		d.Change(v)
+	}
+	check(t, clk, d, []string{"old", "a", "b", "c"}, 0, true)
+}
+
+func TestDebouncer_SetKeepsState(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("v", Settings{Quiet: time.Second}, nil)
+	d.Change("v")
+	check(t, clk, d, nil, time.Second, true)
+	d.Set("v", Settings{Quiet: 100 * ms}, nil)
+	check(t, clk, d, nil, 100*ms, true)
+	clk.Advance(100 * ms)
+	d.Start("v")
+	d.Set("v", Settings{Quiet: 100 * ms, MinInterval: time.Second}, nil)
+	if !d.Running("v") {
+		t.Fatal("Set cleared running state")
+	}
+	d.Change("v")
+	d.Finish("v")
+	check(t, clk, d, nil, 1100*ms, true)
+}
+
+func TestDebouncer_UnknownViews(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("gone", Settings{}, nil)
+	d.Remove("gone")
+	for _, v := range []string{"nope", "gone"} {
+		if d.Change(v) {
+			t.Errorf("Change(%q) = true", v)
+		}
+		if d.Request(v) {
+			t.Errorf("Request(%q) = true", v)
+		}
+		d.Start(v)
+		d.Finish(v)
+		d.Remove(v)
+		if d.Pending(v) || d.Running(v) {
+			t.Errorf("%q: pending=%v running=%v", v, d.Pending(v), d.Running(v))
+		}
+	}
+	if got := d.PendingCount(); got != 0 {
+		t.Errorf("PendingCount = %d, want 0", got)
+	}
+	check(t, clk, d, nil, 0, false)
+}
+
+func TestDebouncer_RemoveWhileRunning(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("v", Settings{}, nil)
+	d.Set("w", Settings{Quiet: 10 * ms}, nil)
+	d.Change("v")
+	d.Start("v")
+	d.Change("v") // pending again while running
+	d.Change("w")
+	d.Remove("v")
+	if d.Running("v") || d.Pending("v") || d.PendingCount() != 1 {
+		t.Errorf("after Remove: running=%v pending=%v count=%d", d.Running("v"), d.Pending("v"), d.PendingCount())
+	}
+	d.Finish("v") // no-op
+	if d.Running("v") || d.Pending("v") {
+		t.Error("Finish resurrected the removed view")
+	}
+	clk.Advance(10 * ms)
+	check(t, clk, d, []string{"w"}, 10*ms, true)
+	if slices.Contains(d.Due(), "v") {
+		t.Error("removed view is due")
+	}
+}
+
+func TestDebouncer_RequestEarliestWins(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("v", Settings{Quiet: time.Second}, nil)
+	d.Request("v")
+	d.Start("v")
+	clk.Advance(100 * ms)
+	d.Request("v")
+	clk.Advance(200 * ms)
+	d.Change("v")
+	d.Request("v")
+	clk.Advance(200 * ms)
+	check(t, clk, d, nil, 0, false)
+	d.Finish("v")
+	check(t, clk, d, []string{"v"}, 100*ms, true)
+}

@@ -1,0 +1,87 @@
+// Package events defines what mvrefresher publishes on NATS: the payload of a
+// refresh event and the subjects it is published on. Go subscribers import it
+// to decode events; the daemon uses Publisher to send them.
+package events
+
+import (
+	"strings"
+	"time"
+)
+
+// Status of a refresh attempt.
+type Status string
+
+const (
+	StatusOK     Status = "ok"
+	StatusFailed Status = "failed"
+)
+
+// Reason says why a view was refreshed.
+type Reason string
+
+const (
+	// ReasonChange: a source table of the view changed.
+	ReasonChange Reason = "change"
+	// ReasonCascade: a materialized view the view reads was refreshed.
+	ReasonCascade Reason = "cascade"
+	// ReasonStartup: the daemon could not have seen earlier changes (first
+	// start, a new view, a new source table).
+	ReasonStartup Reason = "startup"
+	// ReasonManual: somebody asked for it with pg_logical_emit_message.
+	ReasonManual Reason = "manual"
+)
+
+// Refresh is the payload published after every refresh attempt.
+type Refresh struct {
+	// View is the qualified name as PostgreSQL's format('%I.%I') spells it.
+	View          string    `json:"view"`
+	Status        Status    `json:"status"`
+	Reason        Reason    `json:"reason"`
+	Concurrently  bool      `json:"concurrently"`
+	StartedAt     time.Time `json:"started_at"`
+	FinishedAt    time.Time `json:"finished_at"`
+	DurationMS    float64   `json:"duration_ms"`
+	LSN           string    `json:"lsn"`
+	Sources       []string  `json:"sources"`
+	Changes       int       `json:"changes"`
+	FirstChangeAt time.Time `json:"first_change_at"`
+	StalenessMS   float64   `json:"staleness_ms"`
+	// RowsInserted and RowsDeleted are null for a plain refresh, which
+	// rewrites the whole view without counting.
+	RowsInserted *int64 `json:"rows_inserted"`
+	RowsDeleted  *int64 `json:"rows_deleted"`
+	Attempt      int    `json:"attempt"`
+	Error        string `json:"error,omitempty"`
+}
+
+// Subject is where an event for the view schema.name with the given status is
+// published: <prefix>.refreshed.<schema>.<view> or <prefix>.failed.<schema>.<view>.
+func Subject(prefix string, status Status, schema, name string) string {
+	kind := "refreshed"
+	if status == StatusFailed {
+		kind = "failed"
+	}
+	return prefix + "." + kind + "." + SubjectToken(schema) + "." + SubjectToken(name)
+}
+
+// SubjectToken turns a name into one NATS subject token: every character
+// outside [A-Za-z0-9_-] becomes '_', so dots, spaces and wildcards in
+// PostgreSQL names cannot split or widen a subject.
+func SubjectToken(name string) string {
+	if name == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// MsgID is the Nats-Msg-Id of an event: a replayed change refreshes the view
+// again at the same LSN, so JetStream can drop the duplicate event.
+func MsgID(view, lsn string) string {
+	return view + "@" + lsn
+}

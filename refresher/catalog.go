@@ -1,0 +1,192 @@
+// Package refresher knows the materialized views: it discovers them and the
+// tables they read from the catalog, refreshes them, and records every
+// refresh in the refresh log table.
+package refresher
+
+import (
+	"slices"
+	"sort"
+)
+
+// Relation kinds from pg_class.relkind.
+const (
+	KindTable       = 'r'
+	KindPartitioned = 'p'
+	KindView        = 'v'
+	KindMatview     = 'm'
+	KindForeign     = 'f'
+)
+
+// Table is a table a managed view reads.
+type Table struct {
+	OID     uint32
+	Schema  string
+	Relname string
+	// Name is format('%I.%I', schema, relname).
+	Name        string
+	Kind        byte
+	Persistence byte // p permanent, u unlogged, t temporary
+	// Publish is the table the publication must contain for changes to this
+	// one to be streamed: itself, or the root of its partition tree.
+	Publish *Table
+	// ReplicaIdentity is false when an UPDATE or DELETE on the table (on any
+	// leaf, for a partitioned table) would fail once it is published.
+	ReplicaIdentity bool
+}
+
+// Streamable reports whether changes to the table reach the WAL as rows:
+// unlogged, temporary and foreign tables never do.
+func (t *Table) Streamable() bool {
+	return (t.Kind == KindTable || t.Kind == KindPartitioned) && t.Persistence == 'p'
+}
+
+// View is a managed materialized view.
+type View struct {
+	OID     uint32
+	Schema  string
+	Relname string
+	// Name is format('%I.%I', schema, relname), the key everywhere.
+	Name      string
+	Populated bool
+	// UniqueIndex: the view has an index REFRESH ... CONCURRENTLY can use.
+	UniqueIndex bool
+	// Sources are the tables the view reads, through plain views.
+	Sources []*Table
+	// Bases are the managed materialized views it reads, directly or through
+	// plain views; it must be refreshed after them.
+	Bases []string
+	// Unmanaged are materialized views it reads that are not managed: their
+	// refreshes never show up in the WAL.
+	Unmanaged []string
+}
+
+// SourceNames lists the names of the view's sources.
+func (v *View) SourceNames() []string {
+	names := make([]string, len(v.Sources))
+	for i, t := range v.Sources {
+		names[i] = t.Name
+	}
+	return names
+}
+
+// Problem is a reason a view cannot be managed safely.
+type Problem struct {
+	View    string
+	Code    string
+	Message string
+}
+
+// Catalog is what discovery found: the managed views and how changes to
+// tables reach them.
+type Catalog struct {
+	Views map[string]*View
+	// Excluded views could not be managed; each has at least one problem.
+	Excluded []Problem
+	// Warnings do not stop a view from being managed.
+	Warnings []Problem
+
+	tables     map[uint32]*Table   // sources and their partition roots
+	readers    map[uint32][]string // table OID -> views reading it
+	ancestors  map[uint32][]uint32 // partition OID -> its ancestors, itself first
+	dependents map[string][]string // view -> managed views reading it
+}
+
+// Dependents lists the managed views that read view directly or through
+// plain views: they must be refreshed after it.
+func (c *Catalog) Dependents(view string) []string { return c.dependents[view] }
+
+// TransitiveBases lists every managed view that must not be pending or
+// running when view starts.
+func (c *Catalog) TransitiveBases(view string) []string {
+	var out []string
+	var walk func(string)
+	walk = func(name string) {
+		v := c.Views[name]
+		if v == nil {
+			return
+		}
+		for _, b := range v.Bases {
+			if !slices.Contains(out, b) {
+				out = append(out, b)
+				walk(b)
+			}
+		}
+	}
+	walk(view)
+	sort.Strings(out)
+	return out
+}
+
+// PublishedTables lists the tables the publication must contain: the
+// streamable sources (partition roots for partitions) of managed views.
+func (c *Catalog) PublishedTables() []*Table {
+	seen := map[uint32]bool{}
+	var out []*Table
+	for _, v := range c.Views {
+		for _, s := range v.Sources {
+			if !s.Streamable() || seen[s.Publish.OID] {
+				continue
+			}
+			seen[s.Publish.OID] = true
+			out = append(out, s.Publish)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Names lists the managed views, sorted.
+func (c *Catalog) Names() []string {
+	names := make([]string, 0, len(c.Views))
+	for n := range c.Views {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Route lists the views a change to relation oid affects and the name of the
+// source to report (a partition reports its root). known is false for a
+// relation discovery did not see: a partition created since, or a table no
+// managed view reads.
+func (c *Catalog) Route(oid uint32) (views []string, source string, known bool) {
+	if anc, ok := c.ancestors[oid]; ok {
+		views, source = c.RouteAncestors(anc)
+		return views, source, true
+	}
+	t, ok := c.tables[oid]
+	if !ok {
+		return nil, "", false
+	}
+	return c.readers[oid], t.Publish.Name, true
+}
+
+// RouteAncestors is Route for a partition given its ancestors, itself first.
+func (c *Catalog) RouteAncestors(ancestors []uint32) (views []string, source string) {
+	for _, a := range ancestors {
+		if t, ok := c.tables[a]; ok {
+			source = t.Publish.Name
+		}
+		for _, v := range c.readers[a] {
+			if !slices.Contains(views, v) {
+				views = append(views, v)
+			}
+		}
+	}
+	return views, source
+}
+
+// Lookup finds a managed view or a source table by schema and name.
+func (c *Catalog) Lookup(schema, relname string) (*View, *Table) {
+	for _, v := range c.Views {
+		if v.Schema == schema && v.Relname == relname {
+			return v, nil
+		}
+	}
+	for _, t := range c.tables {
+		if t.Schema == schema && t.Relname == relname {
+			return nil, t
+		}
+	}
+	return nil, nil
+}

@@ -1,0 +1,337 @@
+package refresher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Querier is what discovery and the refresh log need from a pool or a
+// connection.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// DiscoverOptions choose the managed views.
+type DiscoverOptions struct {
+	// Schemas to manage views in; empty means every non-system schema.
+	Schemas []string
+	// Enabled reports whether a view (by qualified name) is managed; nil
+	// enables all.
+	Enabled func(name string) bool
+	// LogTable is the refresh log (schema, name): never a source, so that
+	// writing it cannot trigger a refresh.
+	LogTable [2]string
+}
+
+type relation struct {
+	oid                          uint32
+	schema, relname, name        string
+	kind, persistence, replident byte
+	populated, hasPK, uniqueIdx  bool
+}
+
+// relationsSQL reads every relation a view can depend on. The unique index
+// test mirrors is_usable_unique_index in PostgreSQL's matview.c: REFRESH ...
+// CONCURRENTLY needs a valid, immediate, non-partial btree unique index on
+// plain columns.
+const relationsSQL = `
+SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
+       c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relispopulated,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       c.relkind = 'm' AND EXISTS (
+         SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+         JOIN pg_am am ON am.oid = ic.relam
+         WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
+           AND i.indpred IS NULL AND am.amname = 'btree' AND i.indnatts > 0
+           AND 0 <> ALL (i.indkey::int2[]))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_toast'`
+
+// dependenciesSQL reads what each view's and materialized view's query
+// references: pg_depend entries of its rewrite rule.
+const dependenciesSQL = `
+SELECT DISTINCT r.ev_class, d.refobjid
+FROM pg_rewrite r
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class`
+
+const partitionsSQL = `
+SELECT c.oid, array(SELECT a.relid FROM pg_partition_ancestors(c.oid) a)::oid[]
+FROM pg_class c WHERE c.relispartition AND c.relkind IN ('r', 'p')`
+
+// Discover reads the catalog and returns the managed views, their sources
+// and how changes route to them.
+func Discover(ctx context.Context, q Querier, opts DiscoverOptions) (*Catalog, error) {
+	rels, err := queryRelations(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	deps, err := queryOIDPairs(ctx, q, dependenciesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("discover view dependencies: %w", err)
+	}
+	ancestors, err := queryAncestors(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	b := builder{rels: rels, deps: deps, ancestors: ancestors, tables: map[uint32]*Table{}, opts: opts}
+	return b.build(), nil
+}
+
+func queryRelations(ctx context.Context, q Querier) (map[uint32]*relation, error) {
+	rows, err := q.Query(ctx, relationsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("discover relations: %w", err)
+	}
+	defer rows.Close()
+	rels := map[uint32]*relation{}
+	var kind, persistence, replident string
+	for rows.Next() {
+		r := &relation{}
+		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.uniqueIdx); err != nil {
+			return nil, fmt.Errorf("discover relations: %w", err)
+		}
+		r.kind, r.persistence, r.replident = kind[0], persistence[0], replident[0]
+		rels[r.oid] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("discover relations: %w", err)
+	}
+	return rels, nil
+}
+
+func queryOIDPairs(ctx context.Context, q Querier, sql string) (map[uint32][]uint32, error) {
+	rows, err := q.Query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	pairs := map[uint32][]uint32{}
+	var from, to uint32
+	for rows.Next() {
+		if err := rows.Scan(&from, &to); err != nil {
+			return nil, err
+		}
+		pairs[from] = append(pairs[from], to)
+	}
+	return pairs, rows.Err()
+}
+
+func queryAncestors(ctx context.Context, q Querier) (map[uint32][]uint32, error) {
+	rows, err := q.Query(ctx, partitionsSQL)
+	if err != nil {
+		return nil, fmt.Errorf("discover partitions: %w", err)
+	}
+	defer rows.Close()
+	out := map[uint32][]uint32{}
+	for rows.Next() {
+		var oid uint32
+		var anc []uint32
+		if err := rows.Scan(&oid, &anc); err != nil {
+			return nil, fmt.Errorf("discover partitions: %w", err)
+		}
+		out[oid] = anc
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("discover partitions: %w", err)
+	}
+	return out, nil
+}
+
+// PartitionAncestors returns a partition's ancestors, itself first, for a
+// relation that appeared after discovery. It returns nil for a relation that
+// is not a partition (or no longer exists).
+func PartitionAncestors(ctx context.Context, q Querier, oid uint32) ([]uint32, error) {
+	var anc []uint32
+	err := q.QueryRow(ctx, `SELECT CASE WHEN c.relispartition
+		THEN array(SELECT a.relid FROM pg_partition_ancestors(c.oid) a)::oid[] END
+		FROM pg_class c WHERE c.oid = $1`, oid).Scan(&anc)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("read partition ancestors of relation %d: %w", oid, err)
+	}
+	return anc, nil
+}
+
+type builder struct {
+	rels      map[uint32]*relation
+	deps      map[uint32][]uint32
+	ancestors map[uint32][]uint32
+	tables    map[uint32]*Table
+	opts      DiscoverOptions
+}
+
+func (b *builder) managedCandidate(r *relation) bool {
+	if r.kind != KindMatview {
+		return false
+	}
+	if len(b.opts.Schemas) > 0 && !slices.Contains(b.opts.Schemas, r.schema) {
+		return false
+	}
+	return b.opts.Enabled == nil || b.opts.Enabled(r.name)
+}
+
+// table returns the Table for a relation, with its publication root and
+// replica identity worked out.
+func (b *builder) table(oid uint32) *Table {
+	if t, ok := b.tables[oid]; ok {
+		return t
+	}
+	r := b.rels[oid]
+	t := &Table{OID: oid, Schema: r.schema, Relname: r.relname, Name: r.name, Kind: r.kind, Persistence: r.persistence}
+	b.tables[oid] = t
+	t.Publish = t
+	if anc := b.ancestors[oid]; len(anc) > 1 {
+		if root, ok := b.rels[anc[len(anc)-1]]; ok {
+			t.Publish = b.table(root.oid)
+		}
+	}
+	t.ReplicaIdentity = b.replicaIdentity(oid)
+	return t
+}
+
+// replicaIdentity: for a partitioned table, every leaf below it counts,
+// because changes are published (and UPDATE/DELETE checked) per leaf.
+func (b *builder) replicaIdentity(oid uint32) bool {
+	r := b.rels[oid]
+	if r.kind != KindPartitioned {
+		return leafIdentity(r)
+	}
+	if r.hasPK {
+		return true // partitions inherit the key
+	}
+	for leaf, anc := range b.ancestors {
+		if lr := b.rels[leaf]; lr != nil && lr.kind == KindTable && slices.Contains(anc, oid) && !leafIdentity(lr) {
+			return false
+		}
+	}
+	return true
+}
+
+func leafIdentity(r *relation) bool {
+	switch r.replident {
+	case 'f', 'i':
+		return true
+	case 'd':
+		return r.hasPK
+	}
+	return false
+}
+
+// reads walks a view's query through plain views and collects the tables
+// and materialized views it reads.
+func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
+	seen := map[uint32]bool{oid: true}
+	var walk func(uint32)
+	walk = func(o uint32) {
+		for _, ref := range b.deps[o] {
+			if seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			r := b.rels[ref]
+			if r == nil {
+				continue
+			}
+			switch r.kind {
+			case KindView:
+				walk(ref)
+			case KindMatview:
+				matviews = append(matviews, ref)
+			case KindTable, KindPartitioned, KindForeign:
+				tables = append(tables, ref)
+			}
+		}
+	}
+	walk(oid)
+	return tables, matviews
+}
+
+func (b *builder) build() *Catalog {
+	c := &Catalog{
+		Views:      map[string]*View{},
+		readers:    map[uint32][]string{},
+		ancestors:  map[uint32][]uint32{},
+		dependents: map[string][]string{},
+	}
+	type candidate struct {
+		view     *View
+		matviews []uint32
+	}
+	var candidates []candidate
+	for _, r := range b.rels {
+		if !b.managedCandidate(r) {
+			continue
+		}
+		v := &View{OID: r.oid, Schema: r.schema, Relname: r.relname, Name: r.name, Populated: r.populated, UniqueIndex: r.uniqueIdx}
+		tables, matviews := b.reads(r.oid)
+		excluded := false
+		for _, oid := range tables {
+			rel := b.rels[oid]
+			if rel.schema == b.opts.LogTable[0] && rel.relname == b.opts.LogTable[1] {
+				c.Warnings = append(c.Warnings, Problem{v.Name, "reads-refresh-log", "reads the refresh log table " + rel.name + ": its writes are not treated as changes"})
+				continue
+			}
+			t := b.table(oid)
+			v.Sources = append(v.Sources, t)
+			switch {
+			case !t.Streamable():
+				c.Warnings = append(c.Warnings, Problem{v.Name, "unlogged-source", "reads " + t.Name + ", which is unlogged, temporary or foreign: its changes never reach the WAL, so they never trigger a refresh"})
+			case !t.Publish.ReplicaIdentity:
+				excluded = true
+				c.Excluded = append(c.Excluded, Problem{v.Name, "no-replica-identity", noReplicaIdentityMessage(v.Name, t.Publish)})
+			}
+		}
+		if !excluded {
+			candidates = append(candidates, candidate{v, matviews})
+		}
+	}
+	for _, cand := range candidates {
+		c.Views[cand.view.Name] = cand.view
+	}
+	for _, cand := range candidates {
+		v := cand.view
+		for _, oid := range cand.matviews {
+			name := b.rels[oid].name
+			if _, managed := c.Views[name]; managed {
+				v.Bases = append(v.Bases, name)
+				c.dependents[name] = append(c.dependents[name], v.Name)
+			} else {
+				v.Unmanaged = append(v.Unmanaged, name)
+				c.Warnings = append(c.Warnings, Problem{v.Name, "unmanaged-base", "reads materialized view " + name + ", which mvrefresher does not manage: its refreshes do not trigger one of " + v.Name})
+			}
+		}
+		for _, t := range v.Sources {
+			c.readers[t.OID] = append(c.readers[t.OID], v.Name)
+		}
+		slices.Sort(v.Bases)
+	}
+	c.tables = b.tables
+	for oid, anc := range b.ancestors {
+		for _, a := range anc {
+			if _, read := c.readers[a]; read {
+				c.ancestors[oid] = anc
+				break
+			}
+		}
+	}
+	for _, views := range c.readers {
+		slices.Sort(views)
+	}
+	for _, views := range c.dependents {
+		slices.Sort(views)
+	}
+	return c
+}
+
+func noReplicaIdentityMessage(view string, t *Table) string {
+	return fmt.Sprintf("reads %s, which has no replica identity: publishing it would make the application's UPDATE and DELETE on it fail, so the view is not managed. "+
+		"Fix: add a primary key (ALTER TABLE %s ADD PRIMARY KEY (...)), or ALTER TABLE %s REPLICA IDENTITY FULL (or USING INDEX a unique index), or disable the view (views: {%s: {enabled: false}})",
+		t.Name, t.Name, t.Name, view)
+}

@@ -1,0 +1,86 @@
+package refresher
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// logColumns are the refresh log's columns after the seed's two (mv_name,
+// refreshed_at); an existing seed table gets them added.
+var logColumns = []struct{ name, def string }{
+	{"duration_ms", "double precision"},
+	{"lsn", "pg_lsn"},
+	{`"concurrently"`, "boolean"},
+	{"rows_inserted", "bigint"},
+	{"rows_deleted", "bigint"},
+	{"refresh_count", "bigint NOT NULL DEFAULT 0"},
+	{"status", "text NOT NULL DEFAULT 'ok'"},
+	{"error", "text"},
+	{"attempted_at", "timestamptz NOT NULL DEFAULT now()"},
+}
+
+// EnsureLogTable creates the refresh log, or adds the missing columns to an
+// existing one (such as the seed's two-column table).
+func EnsureLogTable(ctx context.Context, pool *pgxpool.Pool, schema, name string) error {
+	ident := pgx.Identifier{schema, name}.Sanitize()
+	var exists bool
+	var have []string
+	err := pool.QueryRow(ctx, `
+		SELECT to_regclass($1) IS NOT NULL,
+		       coalesce((SELECT array_agg(attname::text) FROM pg_attribute
+		                 WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped), '{}')`,
+		ident).Scan(&exists, &have)
+	if err != nil {
+		return fmt.Errorf("read refresh log table %s: %w", ident, err)
+	}
+	if !exists {
+		sql := "CREATE TABLE IF NOT EXISTS " + ident + " (mv_name text PRIMARY KEY, refreshed_at timestamptz"
+		for _, c := range logColumns {
+			sql += ", " + c.name + " " + c.def
+		}
+		if _, err := pool.Exec(ctx, sql+")"); err != nil {
+			return fmt.Errorf("create refresh log table %s: %w", ident, err)
+		}
+		return nil
+	}
+	var add string
+	for _, c := range logColumns {
+		if !slices.Contains(have, strings.Trim(c.name, `"`)) {
+			if add != "" {
+				add += ", "
+			}
+			add += "ADD COLUMN IF NOT EXISTS " + c.name + " " + c.def
+		}
+	}
+	if add == "" {
+		return nil
+	}
+	if _, err := pool.Exec(ctx, "ALTER TABLE "+ident+" "+add); err != nil {
+		return fmt.Errorf("add columns to refresh log table %s: %w", ident, err)
+	}
+	return nil
+}
+
+// NeverRefreshed lists the views among names that have no successful
+// refresh by mvrefresher in the log. Such a view may have missed changes made
+// before its sources were published, so it gets a startup refresh; a crash
+// before that refresh leaves it in this list for the next start.
+func NeverRefreshed(ctx context.Context, q Querier, schema, table string, names []string) ([]string, error) {
+	ident := pgx.Identifier{schema, table}.Sanitize()
+	rows, err := q.Query(ctx, `SELECT n FROM unnest($1::text[]) n
+		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL)
+		ORDER BY n`, names)
+	if err != nil {
+		return nil, fmt.Errorf("read refresh log %s: %w", ident, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read refresh log %s: %w", ident, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,197 @@
+package refresher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/config"
+)
+
+// Refresher runs refreshes and records them in the refresh log.
+type Refresher struct {
+	pool             *pgxpool.Pool
+	logTable         string // quoted
+	lockTimeout      time.Duration
+	statementTimeout time.Duration
+}
+
+// New returns a Refresher writing to the log table (schema, name).
+func New(pool *pgxpool.Pool, logSchema, logName string, lockTimeout, statementTimeout time.Duration) *Refresher {
+	return &Refresher{
+		pool:             pool,
+		logTable:         pgx.Identifier{logSchema, logName}.Sanitize(),
+		lockTimeout:      lockTimeout,
+		statementTimeout: statementTimeout,
+	}
+}
+
+// Request is one refresh to run.
+type Request struct {
+	View *View
+	Mode config.Concurrently
+	// LSN is the newest source change the refresh includes, recorded in the
+	// log.
+	LSN pglogrepl.LSN
+}
+
+// Outcome is what happened.
+type Outcome struct {
+	Concurrently bool
+	StartedAt    time.Time
+	FinishedAt   time.Time
+	// RowsInserted and RowsDeleted are set for a concurrent refresh only.
+	RowsInserted, RowsDeleted *int64
+	RefreshCount              int64
+	// Err is the refresh's failure, nil on success.
+	Err error
+	// Recorded is true when the outcome, success or failure, is durably in
+	// the refresh log. A failure that could not be recorded must be retried
+	// before the slot may pass the changes it covers.
+	Recorded bool
+	// PlainReason says why an auto-mode refresh could not be concurrent.
+	PlainReason string
+}
+
+// ErrNotConcurrent means concurrently: always was configured for a view that
+// cannot be refreshed concurrently.
+var ErrNotConcurrent = errors.New("cannot refresh concurrently")
+
+// Refresh refreshes the view and records the outcome. The log row is written
+// in the refresh's own transaction, so the log never claims a refresh that
+// did not commit.
+func (r *Refresher) Refresh(ctx context.Context, req Request) Outcome {
+	out := Outcome{StartedAt: time.Now()}
+	err := r.refresh(ctx, req, &out)
+	out.FinishedAt = time.Now()
+	if err == nil {
+		out.Recorded = true
+		return out
+	}
+	out.Err = fmt.Errorf("refresh %s: %w", req.View.Name, err)
+	out.RowsInserted, out.RowsDeleted = nil, nil
+	if recErr := r.recordFailure(ctx, req.View.Name, out); recErr != nil {
+		out.Err = errors.Join(out.Err, recErr)
+	} else {
+		out.Recorded = true
+	}
+	return out
+}
+
+func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) error {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit this is a no-op
+
+	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+		millis(r.lockTimeout), millis(r.statementTimeout)); err != nil {
+		return fmt.Errorf("set timeouts: %w", err)
+	}
+	populated, ins0, del0, err := counters(ctx, tx, req.View.OID)
+	if err != nil {
+		return err
+	}
+	concurrently, plainReason := decide(req.Mode, populated, req.View.UniqueIndex)
+	if req.Mode == config.ConcurrentlyAlways && !concurrently {
+		return fmt.Errorf("%w: %s (concurrently: always)", ErrNotConcurrent, plainReason)
+	}
+	out.Concurrently, out.PlainReason = concurrently, plainReason
+
+	sql := "REFRESH MATERIALIZED VIEW "
+	if concurrently {
+		sql += "CONCURRENTLY "
+	}
+	if _, err := tx.Exec(ctx, sql+pgx.Identifier{req.View.Schema, req.View.Relname}.Sanitize()); err != nil {
+		return err
+	}
+	if concurrently {
+		_, ins1, del1, err := counters(ctx, tx, req.View.OID)
+		if err != nil {
+			return err
+		}
+		ins, del := ins1-ins0, del1-del0
+		out.RowsInserted, out.RowsDeleted = &ins, &del
+	}
+	duration := time.Since(out.StartedAt)
+	err = tx.QueryRow(ctx, `
+		INSERT INTO `+r.logTable+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
+			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at)
+		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7)
+		ON CONFLICT (mv_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
+			duration_ms = EXCLUDED.duration_ms, lsn = EXCLUDED.lsn, "concurrently" = EXCLUDED."concurrently",
+			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
+			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at
+		RETURNING refresh_count`,
+		req.View.Name, float64(duration.Microseconds())/1000, req.LSN.String(), concurrently,
+		out.RowsInserted, out.RowsDeleted, out.StartedAt).Scan(&out.RefreshCount)
+	if err != nil {
+		return fmt.Errorf("write refresh log %s: %w", r.logTable, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// counters reads the view's row counters of this transaction. Read before
+// and after the refresh inside one transaction, their difference is what the
+// refresh did: earlier transactions of the backend may still be in them.
+func counters(ctx context.Context, tx pgx.Tx, oid uint32) (populated bool, inserted, deleted int64, err error) {
+	err = tx.QueryRow(ctx, `
+		SELECT c.relispopulated, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_del, 0)
+		FROM pg_class c LEFT JOIN pg_stat_xact_user_tables s ON s.relid = c.oid
+		WHERE c.oid = $1`, oid).Scan(&populated, &inserted, &deleted)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, 0, 0, errors.New("the view no longer exists")
+	}
+	if err != nil {
+		return false, 0, 0, fmt.Errorf("read row counters: %w", err)
+	}
+	return populated, inserted, deleted, nil
+}
+
+func decide(mode config.Concurrently, populated, uniqueIndex bool) (concurrently bool, plainReason string) {
+	switch {
+	case mode == config.ConcurrentlyNever:
+		return false, "concurrently: never"
+	case !populated:
+		return false, "the view is not populated (CONCURRENTLY needs a populated view)"
+	case !uniqueIndex:
+		return false, "the view has no unique index on plain columns without a WHERE clause (CONCURRENTLY needs one)"
+	}
+	return true, ""
+}
+
+func (r *Refresher) recordFailure(ctx context.Context, view string, out Outcome) error {
+	_, err := r.pool.Exec(ctx, `
+		INSERT INTO `+r.logTable+` AS l (mv_name, refresh_count, status, error, attempted_at)
+		VALUES ($1, 0, 'failed', $2, $3)
+		ON CONFLICT (mv_name) DO UPDATE SET status = 'failed', error = EXCLUDED.error,
+			attempted_at = EXCLUDED.attempted_at`,
+		view, out.Err.Error(), out.StartedAt)
+	if err != nil {
+		return fmt.Errorf("record failed refresh of %s in %s: %w", view, r.logTable, err)
+	}
+	return nil
+}
+
+// SQLState returns the SQLSTATE of a PostgreSQL error in err's chain, or "".
+func SQLState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func millis(d time.Duration) string {
+	return fmt.Sprintf("%dms", d.Milliseconds())
+}

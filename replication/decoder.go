@@ -1,0 +1,83 @@
+package replication
+
+import (
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+)
+
+type relationName struct{ namespace, name string }
+
+// decoder assembles pgoutput messages into transactions.
+type decoder struct {
+	relations map[uint32]relationName
+	current   *Transaction
+}
+
+func (d *decoder) inTransaction() bool { return d.current != nil }
+
+// decode consumes one pgoutput message and returns the transaction it
+// completes, if any.
+func (d *decoder) decode(data []byte) (*Transaction, error) {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		d.current = &Transaction{CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
+	case *pglogrepl.CommitMessage:
+		tx := d.current
+		if tx == nil {
+			return nil, fmt.Errorf("commit at %s without begin", m.CommitLSN)
+		}
+		d.current = nil
+		tx.CommitLSN, tx.EndLSN, tx.CommitTime = m.CommitLSN, m.TransactionEndLSN, m.CommitTime
+		return tx, nil
+	case *pglogrepl.RelationMessage:
+		if d.relations == nil {
+			d.relations = make(map[uint32]relationName)
+		}
+		d.relations[m.RelationID] = relationName{m.Namespace, m.RelationName}
+	case *pglogrepl.InsertMessage:
+		d.change(m.RelationID, false)
+	case *pglogrepl.UpdateMessage:
+		d.change(m.RelationID, false)
+	case *pglogrepl.DeleteMessage:
+		d.change(m.RelationID, false)
+	case *pglogrepl.TruncateMessage:
+		for _, oid := range m.RelationIDs {
+			d.change(oid, true)
+		}
+	case *pglogrepl.LogicalDecodingMessage:
+		// Non-transactional messages arrive outside any transaction and are
+		// not ordered with the data; only transactional ones are requests.
+		if m.Transactional && m.Prefix == MessagePrefix && d.current != nil {
+			d.current.Requests = append(d.current.Requests, string(m.Content))
+		}
+	}
+	return nil, nil
+}
+
+func (d *decoder) change(oid uint32, truncated bool) {
+	tx := d.current
+	if tx == nil {
+		return
+	}
+	for i := range tx.Changes {
+		if tx.Changes[i].OID == oid {
+			if truncated {
+				tx.Changes[i].Truncated = true
+			} else {
+				tx.Changes[i].Rows++
+			}
+			return
+		}
+	}
+	rel := d.relations[oid]
+	c := RelationChange{OID: oid, Namespace: rel.namespace, Name: rel.name, Truncated: truncated}
+	if !truncated {
+		c.Rows = 1
+	}
+	tx.Changes = append(tx.Changes, c)
+}

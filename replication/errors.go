@@ -1,0 +1,17 @@
+package replication
+
+import (
+	"errors"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// privilegeHint explains the privileges behind an insufficient_privilege
+// error, which PostgreSQL reports without saying what would fix it.
+func privilegeHint(err error) string {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		return ""
+	}
+	return " (the role needs CREATE on the database to create the publication and must own every source table it adds; see the README's privileges section)"
+}

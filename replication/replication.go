@@ -1,0 +1,47 @@
+// Package replication talks to PostgreSQL's logical replication: it keeps
+// the publication in sync with the source tables, creates and reads the
+// slot, streams pgoutput transactions to a handler in commit order, and
+// confirms to the server only the position the caller says is safe.
+package replication
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// RelationChange counts what one transaction did to one relation. The
+// relation is the one the server sent: a leaf partition, not its root.
+type RelationChange struct {
+	OID       uint32
+	Namespace string
+	Name      string
+	Rows      int
+	Truncated bool
+}
+
+// Transaction is a committed transaction that changed a published table or
+// carried a refresh request.
+type Transaction struct {
+	CommitLSN  pglogrepl.LSN
+	EndLSN     pglogrepl.LSN
+	CommitTime time.Time
+	Changes    []RelationChange
+	// Requests are the contents of transactional logical messages with the
+	// prefix MessagePrefix, in the order they were emitted.
+	Requests []string
+}
+
+// MessagePrefix is the pg_logical_emit_message prefix that asks mvrefresher
+// for a refresh.
+const MessagePrefix = "mvrefresher"
+
+// Handler receives the stream. Both calls may block; the stream waits, so a
+// slow handler slows the walsender instead of buffering without bound.
+type Handler interface {
+	// Commit is called for every relevant transaction, in commit order.
+	Commit(ctx context.Context, tx *Transaction) error
+	// Progress reports a position before which no transaction is in flight.
+	Progress(ctx context.Context, lsn pglogrepl.LSN) error
+}

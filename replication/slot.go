@@ -1,0 +1,88 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrSlotLost means the server invalidated the slot (max_slot_wal_keep_size):
+// the WAL it needed is gone.
+var ErrSlotLost = errors.New("replication slot was invalidated (wal_status lost)")
+
+// SlotState is where streaming from the slot starts.
+type SlotState struct {
+	// Created is true when this call created the slot: nothing written
+	// before Start will ever be streamed.
+	Created bool
+	Start   pglogrepl.LSN
+}
+
+// CheckWALLevel fails unless the server has wal_level=logical.
+func CheckWALLevel(ctx context.Context, pool *pgxpool.Pool) error {
+	var level string
+	if err := pool.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if level != "logical" {
+		return fmt.Errorf("wal_level is %q, logical replication needs \"logical\": set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", level)
+	}
+	return nil
+}
+
+// EnsureSlot returns the slot's position, creating a pgoutput slot when none
+// exists. Create the publication first: a slot cannot decode WAL written
+// before its publication existed.
+func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool) (SlotState, error) {
+	var (
+		plugin, slotType, walStatus string
+		database                    *string
+		confirmed                   *pglogrepl.LSN
+		sameDatabase                bool
+	)
+	err := pool.QueryRow(ctx, `
+		SELECT plugin, slot_type, database, database = current_database(),
+		       confirmed_flush_lsn, coalesce(wal_status, '')
+		FROM pg_replication_slots WHERE slot_name = $1`, s.slot).
+		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &walStatus)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		res, err := pglogrepl.CreateReplicationSlot(ctx, s.conn, s.slot, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		if err != nil {
+			return SlotState{}, fmt.Errorf("create replication slot %q: %w", s.slot, err)
+		}
+		start, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+		if err != nil {
+			return SlotState{}, fmt.Errorf("create replication slot %q: consistent point %q: %w", s.slot, res.ConsistentPoint, err)
+		}
+		return SlotState{Created: true, Start: start}, nil
+	case err != nil:
+		return SlotState{}, fmt.Errorf("read replication slot %q: %w", s.slot, err)
+	}
+	if slotType != "logical" || plugin != "pgoutput" {
+		return SlotState{}, fmt.Errorf("replication slot %q exists but is a %s slot for plugin %q, not a logical pgoutput slot: choose another slot name", s.slot, slotType, plugin)
+	}
+	if !sameDatabase {
+		return SlotState{}, fmt.Errorf("replication slot %q belongs to database %q, not this one: choose another slot name", s.slot, deref(database))
+	}
+	if walStatus == "lost" {
+		return SlotState{}, fmt.Errorf("replication slot %q: %w", s.slot, ErrSlotLost)
+	}
+	var start pglogrepl.LSN
+	if confirmed != nil {
+		start = *confirmed
+	}
+	return SlotState{Start: start}, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,191 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// DefaultStatusInterval is how often the stream tells the server what it may
+// confirm when the server does not ask.
+const DefaultStatusInterval = time.Second
+
+// Stream is one replication connection streaming one slot.
+type Stream struct {
+	conn           *pgconn.PgConn
+	slot           string
+	publication    string
+	statusInterval time.Duration
+	logger         *slog.Logger
+
+	confirmable atomic.Uint64 // set by Confirm, read when sending status
+	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
+	streaming   atomic.Bool
+}
+
+// Connect opens a replication connection to the database of databaseURL.
+func Connect(ctx context.Context, databaseURL, slot, publication string, logger *slog.Logger) (*Stream, error) {
+	cfg, err := pgconn.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "mvrefresher"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open replication connection: %w%s", err, replicationHint(err))
+	}
+	return &Stream{
+		conn:           conn,
+		slot:           slot,
+		publication:    publication,
+		statusInterval: DefaultStatusInterval,
+		logger:         logger,
+	}, nil
+}
+
+func replicationHint(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "28000") {
+		return " (the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION, and pg_hba.conf must allow it)"
+	}
+	return ""
+}
+
+// Confirm tells the stream that the server may forget everything before lsn.
+// It never moves backwards.
+func (s *Stream) Confirm(lsn pglogrepl.LSN) {
+	for {
+		old := s.confirmable.Load()
+		if uint64(lsn) <= old || s.confirmable.CompareAndSwap(old, uint64(lsn)) {
+			return
+		}
+	}
+}
+
+// Streaming reports whether the stream is receiving from the slot.
+func (s *Stream) Streaming() bool { return s.streaming.Load() }
+
+// Run streams from the slot's confirmed position until ctx ends or the
+// connection fails. It returns ctx.Err() when ctx ends.
+func (s *Stream) Run(ctx context.Context, h Handler) error {
+	pubs := strings.ReplaceAll(pgx.Identifier{s.publication}.Sanitize(), "'", "''")
+	// LSN 0: the server starts at the slot's confirmed position. Starting
+	// anywhere else could skip transactions.
+	err := pglogrepl.StartReplication(ctx, s.conn, s.slot, 0, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + pubs + "'", "messages 'true'"},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication from slot %q: %w", s.slot, err)
+	}
+	s.streaming.Store(true)
+	defer s.streaming.Store(false)
+
+	var (
+		decoder    decoder
+		nextStatus = time.Now().Add(s.statusInterval)
+	)
+	for {
+		if !time.Now().Before(nextStatus) {
+			if err := s.sendStatus(); err != nil {
+				return err
+			}
+			nextStatus = time.Now().Add(s.statusInterval)
+		}
+		recvCtx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := s.conn.ReceiveMessage(recvCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receive from slot %q: %w", s.slot, err)
+		}
+		switch msg := raw.(type) {
+		case *pgproto3.CopyData:
+			if err := s.handleCopyData(ctx, msg.Data, &decoder, h); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication from slot %q: %w", s.slot, pgconn.ErrorResponseToPgError(msg))
+		default:
+			return fmt.Errorf("replication from slot %q: unexpected message %T", s.slot, raw)
+		}
+	}
+}
+
+func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h Handler) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse keepalive: %w", err)
+		}
+		if !d.inTransaction() {
+			if err := h.Progress(ctx, ka.ServerWALEnd); err != nil {
+				return err
+			}
+		}
+		if ka.ReplyRequested {
+			// The server drops a connection that does not answer in time.
+			return s.sendStatus()
+		}
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("parse XLogData: %w", err)
+		}
+		tx, err := d.decode(xld.WALData)
+		if err != nil {
+			return fmt.Errorf("decode pgoutput at %s: %w", xld.WALStart, err)
+		}
+		if tx == nil {
+			return nil
+		}
+		if len(tx.Changes) == 0 && len(tx.Requests) == 0 {
+			return h.Progress(ctx, tx.EndLSN)
+		}
+		return h.Commit(ctx, tx)
+	}
+	return nil
+}
+
+func (s *Stream) sendStatus() error {
+	lsn := pglogrepl.LSN(s.confirmable.Load())
+	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn,
+	})
+	if err != nil {
+		return fmt.Errorf("confirm %s to slot %q: %w", lsn, s.slot, err)
+	}
+	if lsn != s.sent {
+		s.logger.Debug("confirmed position", "lsn", lsn.String())
+		s.sent = lsn
+	}
+	return nil
+}
+
+// Close confirms the latest position to the server and closes the
+// connection. Call it after Run has returned.
+func (s *Stream) Close(ctx context.Context) error {
+	var confirmErr error
+	if !s.conn.IsClosed() && pglogrepl.LSN(s.confirmable.Load()) != s.sent {
+		confirmErr = s.sendStatus()
+	}
+	return errors.Join(confirmErr, s.conn.Close(ctx))
+}
