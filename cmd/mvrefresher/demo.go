@@ -40,6 +40,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
+	// The NATS callback, the traffic and this goroutine all print.
+	stdout = &lockedWriter{w: stdout}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
 	// The daemon's own log shows problems only; the demo prints its events.
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -264,4 +266,16 @@ func printEvent(w io.Writer, data []byte) {
 	}
 	fmt.Fprintf(w, "%-12s  %-6s  %-34s  %-7s  %7.1fms  %-13s  %s\n",
 		e.FinishedAt.Local().Format("15:04:05.000"), e.Status, e.View, e.Reason, e.DurationMS, rows, detail)
+}
+
+// lockedWriter serialises writes from several goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
+)
+
+func TestRun_BadConfigurationIsAClearError(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"run", "--slot", "Bad-Slot", "--database-url", "postgres://app:s3cret@db/app", "--workers", "0"}, &stderr, &stderr)
+	if err == nil {
+		t.Fatal("run accepted an invalid slot name and worker count")
+	}
+	msg := err.Error() + stderr.String()
+	for _, want := range []string{"slot", "workers"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not name %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "s3cret") {
+		t.Errorf("error shows the password: %s", msg)
+	}
+}
+
+func TestRun_UnknownCommand(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"frobnicate"}, &out, &out); err == nil || !strings.Contains(err.Error(), "frobnicate") {
+		t.Fatalf("unknown command: err %v", err)
+	}
+}
+
+// TestMain_StopsGracefullyOnSignal runs the real binary: SIGTERM and SIGINT
+// stop it with exit status 0.
+func TestMain_StopsGracefullyOnSignal(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := localpg.Start(ctx, localpg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	bin := filepath.Join(t.TempDir(), "mvrefresher")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			addr := freeAddr(t)
+			cmd := exec.Command(bin, "run", "--listen", addr)
+			cmd.Env = append(os.Environ(), "MVREFRESHER_DATABASE_URL="+cluster.URL("postgres"), "MVREFRESHER_LOG_FORMAT=json")
+			var logs bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &logs, &logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			waitReady(t, "http://"+addr+"/readyz", exited, &logs)
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-exited:
+				if err != nil {
+					t.Fatalf("after %s: %v\n%s", sig, err, logs.String())
+				}
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Fatalf("still running 30s after %s\n%s", sig, logs.String())
+			}
+			if !strings.Contains(logs.String(), `"msg":"stopped"`) {
+				t.Errorf("no graceful stop in the log:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitReady polls url until it answers 200, failing if the process exits.
+func waitReady(t *testing.T, url string, exited <-chan error, logs *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("exited before ready: %v\n%s", err, logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within 30s (last: %v)\n%s", url, errors.Join(err, fmt.Errorf("status")), logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDemo runs the demo for a few seconds: every view is refreshed at start,
+// a burst refreshes the views, the view over a view follows its base, and it
+// exits 0 leaving nothing running.
+func TestDemo(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"demo", "--duration", "12s"}, &stdout, &stderr); err != nil {
+		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{
+		"analytics.mv_conversion_funnels     startup",
+		"analytics.mv_retention_cohorts      startup",
+		"analytics.mv_revenue_summary        startup",
+		"analytics.mv_experiment_results     startup",
+		"analytics.mv_revenue_monthly        startup",
+		"analytics.mv_revenue_summary        change",
+		"analytics.mv_revenue_monthly        cascade",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, " failed ") || stderr.Len() > 0 {
+		t.Errorf("demo reported problems:\n%s\n%s", out, stderr.String())
+	}
+}

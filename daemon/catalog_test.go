@@ -1,0 +1,97 @@
+package daemon_test
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestDaemon_NeverPublishesATableWithoutReplicaIdentity(t *testing.T) {
+	e := newEnv(t, `
+		CREATE TABLE app.keyless (account int, amount int);  -- no primary key
+		INSERT INTO app.keyless VALUES (1, 10);
+		CREATE MATERIALIZED VIEW app.mv_keyless AS SELECT account, sum(amount) AS total FROM app.keyless GROUP BY account;
+		CREATE UNIQUE INDEX ON app.mv_keyless (account);
+		CREATE TABLE app.keyed (id int PRIMARY KEY, amount int);
+		CREATE MATERIALIZED VIEW app.mv_keyed AS SELECT count(*) AS n FROM app.keyed;
+		CREATE UNIQUE INDEX ON app.mv_keyed (n);`)
+	e.start()
+	e.expectEvents(e.settle(), "app.mv_keyed startup ok")
+
+	var published bool
+	if err := e.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
+		WHERE pubname = $1 AND tablename = 'keyless')`, e.cfg.Publication).Scan(&published); err != nil {
+		t.Fatal(err)
+	}
+	if published {
+		t.Fatal("app.keyless, which has no replica identity, was added to the publication")
+	}
+	// The application's writes keep working while the daemon runs.
+	e.exec("UPDATE app.keyless SET amount = 11")
+	e.exec("DELETE FROM app.keyless")
+	e.exec("INSERT INTO app.keyed VALUES (1, 1)")
+	e.expectEvents(e.settle(), "app.mv_keyed change ok")
+
+	// With REPLICA IDENTITY FULL the view becomes managed, without a restart.
+	e.exec("ALTER TABLE app.keyless REPLICA IDENTITY FULL")
+	e.waitFor("mv_keyless to be managed", 30*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM public.mv_refresh_log WHERE mv_name = 'app.mv_keyless'`).Scan(&n)
+		return n == 1, err
+	})
+	e.expectEvents(e.settle(), "app.mv_keyless startup ok")
+	e.exec("INSERT INTO app.keyless VALUES (2, 5)")
+	e.expectEvents(e.settle(), "app.mv_keyless change ok")
+	e.assertFresh("app.mv_keyless")
+}
+
+func TestDaemon_PlainRefreshWithoutUniqueIndex(t *testing.T) {
+	e := newEnv(t, `
+		CREATE TABLE app.t (id int PRIMARY KEY, v int);
+		CREATE MATERIALIZED VIEW app.mv_plain AS SELECT v, count(*) AS n FROM app.t GROUP BY v;  -- no unique index
+		CREATE MATERIALIZED VIEW app.mv_unpopulated AS SELECT id FROM app.t WITH NO DATA;
+		CREATE UNIQUE INDEX ON app.mv_unpopulated (id);`)
+	e.start()
+	evs := e.settle()
+	e.expectEvents(evs, "app.mv_plain startup ok", "app.mv_unpopulated startup ok")
+	for _, ev := range evs {
+		if ev.Concurrently || ev.RowsInserted != nil || ev.RowsDeleted != nil {
+			t.Errorf("%s: concurrently %v rows %v/%v, want a plain refresh without row counts", ev.View, ev.Concurrently, ev.RowsInserted, ev.RowsDeleted)
+		}
+	}
+	// Populated now, mv_unpopulated is refreshed concurrently from then on.
+	e.exec("INSERT INTO app.t VALUES (1, 1)")
+	for _, ev := range e.settle() {
+		if want := ev.View == "app.mv_unpopulated"; ev.Concurrently != want {
+			t.Errorf("%s refreshed with concurrently=%v, want %v", ev.View, ev.Concurrently, want)
+		}
+	}
+	e.assertFresh("app.mv_plain", "app.mv_unpopulated")
+}
+
+func TestDaemon_UpgradesTheSeedsLogTable(t *testing.T) {
+	e := newEnv(t, `
+		CREATE TABLE app.t (id int PRIMARY KEY);
+		CREATE MATERIALIZED VIEW app.mv_t AS SELECT count(*) AS n FROM app.t;
+		CREATE UNIQUE INDEX ON app.mv_t (n);
+		CREATE TABLE app.mv_refresh_log (mv_name text PRIMARY KEY, refreshed_at timestamptz);
+		INSERT INTO app.mv_refresh_log VALUES ('app.mv_t', '2026-01-01');`)
+	e.cfg.RefreshLogTable = "app.mv_refresh_log"
+	e.start()
+	e.expectEvents(e.settle(), "app.mv_t startup ok")
+	var count int64
+	var status string
+	var refreshedAt time.Time
+	if err := e.pool.QueryRow(context.Background(), `SELECT refresh_count, status, refreshed_at FROM app.mv_refresh_log WHERE mv_name = 'app.mv_t'`).
+		Scan(&count, &status, &refreshedAt); err != nil {
+		t.Fatal(err)
+	}
+	if count != 1 || status != "ok" || refreshedAt.Year() != time.Now().Year() || time.Since(refreshedAt) > time.Hour {
+		t.Fatalf("seed log row after a refresh: count %d status %s refreshed_at %v", count, status, refreshedAt)
+	}
+	// Writing the log must not trigger refreshes even though the log is in
+	// a managed schema.
+	e.exec("INSERT INTO app.t VALUES (1)")
+	e.expectEvents(e.settle(), "app.mv_t change ok")
+	e.expectEvents(e.settle())
+}
