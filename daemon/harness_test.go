@@ -139,6 +139,11 @@ func (e *env) receive(m *nats.Msg) {
 		e.t.Errorf("undecodable event on %s: %v", m.Subject, err)
 		return
 	}
+	if schema, name, err := config.ParseQualifiedName(ev.View); err != nil {
+		e.t.Errorf("event view %q: %v", ev.View, err)
+	} else if want := events.Subject(e.cfg.NATS.SubjectPrefix, ev.Status, schema, name); m.Subject != want {
+		e.t.Errorf("event for %s (%s) on subject %q, want %q", ev.View, ev.Status, m.Subject, want)
+	}
 	if want := events.MsgID(ev.View, ev.LSN); m.Header.Get(nats.MsgIdHdr) != want {
 		e.t.Errorf("event for %s has Nats-Msg-Id %q, want %q", ev.View, m.Header.Get(nats.MsgIdHdr), want)
 	}
@@ -374,4 +379,22 @@ func (e *env) settleEventsOnly() {
 	e.mu.Lock()
 	e.events = nil
 	e.mu.Unlock()
+}
+
+// waitEvent waits for an event matching ok and returns it.
+func (e *env) waitEvent(what string, ok func(events.Refresh) bool) events.Refresh {
+	e.t.Helper()
+	var found events.Refresh
+	e.waitFor(what, 60*time.Second, func() (bool, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, ev := range e.events {
+			if ok(ev) {
+				found = ev
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return found
 }

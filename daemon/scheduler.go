@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2"
@@ -210,18 +211,34 @@ func (s *scheduler) finish(r result) {
 			s.cascade(dep, r.view, w)
 		}
 		w.release(s.watermark)
-	case out.Recorded:
-		w.release(s.watermark)
+	case view == nil:
+		w.release(s.watermark) // dropped while it ran
 	default:
-		// The failure is not in the log (the database is unreachable?): keep
-		// the hold and try again after the quiet period.
-		if view == nil {
+		// A failure in the log releases the slot: a persistently failing view
+		// must not retain WAL. A failure that could not be recorded (the
+		// database is unreachable) keeps its hold. Either way the view is
+		// retried with backoff, and sooner on its next change.
+		if out.Recorded {
 			w.release(s.watermark)
-			return
 		}
 		s.pendingWork(r.view).absorb(s.watermark, w)
-		s.debouncer.Change(r.view)
+		s.debouncer.Retry(r.view, time.Now().Add(retryBackoff(w.attempt)))
 	}
+}
+
+// Retry backoff after failed refreshes: 1s, 2s, 4s, ... up to 5 minutes,
+// with jitter so that views failing together do not retry together.
+const (
+	retryBackoffBase = time.Second
+	retryBackoffMax  = 5 * time.Minute
+)
+
+func retryBackoff(attempt int) time.Duration {
+	d := retryBackoffMax
+	if attempt >= 1 && attempt < 20 {
+		d = min(retryBackoffBase<<(attempt-1), retryBackoffMax)
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
 func (s *scheduler) cascade(dep, base string, w *work) {

@@ -28,6 +28,8 @@ type view struct {
 	lastChange  time.Time
 	requested   bool
 	requestAt   time.Time // earliest Request while pending
+	retrying    bool      // pending by Retry, with no change since
+	retryAt     time.Time
 
 	running   bool
 	started   bool // lastStart is set
@@ -84,6 +86,25 @@ func (d *Debouncer) Change(name string) bool {
 		v.firstChange = now
 	}
 	v.lastChange = now
+	v.retrying = false
+	return true
+}
+
+// Retry makes a view pending and due at `at`, ignoring the quiet period and
+// max wait: the backoff after a failed refresh. A change before then makes
+// it due by the usual rules instead, so that a failing view is retried on
+// its next change as well as on backoff. Unknown views: false.
+func (d *Debouncer) Retry(name string, at time.Time) bool {
+	v, ok := d.views[name]
+	if !ok {
+		return false
+	}
+	if !v.pending {
+		now := d.now()
+		v.pending = true
+		v.firstChange, v.lastChange = now, now
+	}
+	v.retrying, v.retryAt = true, at
 	return true
 }
 
@@ -140,7 +161,7 @@ func (d *Debouncer) Start(name string) {
 	if !ok {
 		return
 	}
-	v.pending, v.requested = false, false
+	v.pending, v.requested, v.retrying = false, false, false
 	v.firstChange, v.lastChange, v.requestAt = time.Time{}, time.Time{}, time.Time{}
 	v.running = true
 	v.started = true
@@ -218,6 +239,9 @@ func (v *view) readyAt() time.Time {
 		if w := v.firstChange.Add(v.s.MaxWait); w.Before(r) {
 			r = w
 		}
+	}
+	if v.retrying {
+		r = v.retryAt
 	}
 	if v.requested && v.requestAt.Before(r) {
 		r = v.requestAt

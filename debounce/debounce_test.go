@@ -561,3 +561,44 @@ func TestDebouncer_RequestEarliestWins(t *testing.T) {
 	d.Finish("v")
 	check(t, clk, d, []string{"v"}, 100*ms, true)
 }
+
+func TestDebouncer_Retry(t *testing.T) {
+	clock := newClock()
+	d := New(clock.Now)
+	d.Set("v", Settings{Quiet: 2 * time.Second, MaxWait: 3 * time.Second}, nil)
+
+	// A failed refresh retries after the backoff, not after the quiet period
+	// or max wait.
+	d.Retry("v", clock.t.Add(10*time.Second))
+	clock.Advance(9 * time.Second)
+	if due := d.Due(); len(due) != 0 {
+		t.Fatalf("due %v before the backoff ended", due)
+	}
+	if at, ok := d.Next(); !ok || !at.Equal(epoch.Add(10*time.Second)) {
+		t.Fatalf("Next() = %v, %v; want the end of the backoff", at, ok)
+	}
+	clock.Advance(time.Second)
+	if due := d.Due(); len(due) != 1 {
+		t.Fatalf("due %v at the end of the backoff, want [v]", due)
+	}
+
+	// A change during the backoff retries after the quiet period instead.
+	d.Start("v")
+	d.Finish("v")
+	d.Retry("v", clock.t.Add(time.Minute))
+	clock.Advance(time.Second)
+	d.Change("v")
+	clock.Advance(2 * time.Second)
+	if due := d.Due(); len(due) != 1 {
+		t.Fatalf("due %v 2s after a change during the backoff, want [v]", due)
+	}
+
+	// A request (cascade, manual) also beats the backoff.
+	d.Start("v")
+	d.Finish("v")
+	d.Retry("v", clock.t.Add(time.Minute))
+	d.Request("v")
+	if due := d.Due(); len(due) != 1 {
+		t.Fatalf("due %v after a request during the backoff, want [v]", due)
+	}
+}

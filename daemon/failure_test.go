@@ -1,0 +1,53 @@
+package daemon_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mvrefresher/mvrefresher/events"
+)
+
+func TestDaemon_FailingViewIsRecordedRetriedAndDoesNotHoldTheSlot(t *testing.T) {
+	e := newEnv(t, `
+		CREATE TABLE app.t (id int PRIMARY KEY, v int NOT NULL);
+		INSERT INTO app.t VALUES (1, 5);
+		CREATE MATERIALIZED VIEW app.mv_fragile AS SELECT id, 100 / v AS q FROM app.t;
+		CREATE UNIQUE INDEX ON app.mv_fragile (id);
+		CREATE MATERIALIZED VIEW app.mv_sturdy AS SELECT count(*) AS n FROM app.t;
+		CREATE UNIQUE INDEX ON app.mv_sturdy (n);`)
+	e.start()
+	e.expectEvents(e.settle(), "app.mv_fragile startup ok", "app.mv_sturdy startup ok")
+
+	// Division by zero at refresh time: every attempt fails.
+	e.exec("INSERT INTO app.t VALUES (2, 0)")
+	failed := e.waitEvent("a failed event for mv_fragile", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_fragile" && ev.Status == events.StatusFailed
+	})
+	if !strings.Contains(failed.Error, "division by zero") || failed.Reason != events.ReasonChange || failed.Attempt != 1 {
+		t.Errorf("failed event: reason %s attempt %d error %q", failed.Reason, failed.Attempt, failed.Error)
+	}
+	// The other view is refreshed; the failure is in the log; the slot is
+	// not held by the failing view (settle waits for the slot to pass).
+	e.waitEvent("mv_sturdy refreshed", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_sturdy" && ev.Status == events.StatusOK && ev.Reason == events.ReasonChange
+	})
+	e.settle()
+	if r := e.logRow("app.mv_fragile"); r.status != "failed" || r.err == nil || !strings.Contains(*r.err, "division by zero") || r.refreshCount != 1 {
+		t.Errorf("log row of the failing view: %+v", r)
+	}
+	// It is retried with backoff, without any new change.
+	e.waitEvent("a retry of mv_fragile", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_fragile" && ev.Status == events.StatusFailed && ev.Attempt >= 2
+	})
+
+	// Fixing the data makes the next attempt succeed.
+	e.exec("DELETE FROM app.t WHERE v = 0")
+	e.waitEvent("mv_fragile refreshed again", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_fragile" && ev.Status == events.StatusOK
+	})
+	e.settle()
+	if r := e.logRow("app.mv_fragile"); r.status != "ok" || r.err != nil || r.refreshCount != 2 {
+		t.Errorf("log row after recovery: %+v", r)
+	}
+	e.assertFresh("app.mv_fragile", "app.mv_sturdy")
+}
