@@ -28,6 +28,7 @@ type Daemon struct {
 	logger   *slog.Logger
 	logTable [2]string
 	stream   atomic.Pointer[replication.Stream]
+	standby  atomic.Bool
 }
 
 // New checks nothing and connects to nothing: Run does.
@@ -35,18 +36,18 @@ func New(cfg config.Config, logger *slog.Logger) *Daemon {
 	return &Daemon{cfg: cfg, logger: logger}
 }
 
+// Standby reports whether another instance holds the slot and this one
+// waits to take over.
+func (d *Daemon) Standby() bool { return d.standby.Load() }
+
 // Ready reports whether the daemon is streaming from its slot.
 func (d *Daemon) Ready() bool {
 	s := d.stream.Load()
 	return s != nil && s.Streaming()
 }
 
-// Run runs until ctx ends (returning nil after a graceful stop) or something
-// fails.
-func (d *Daemon) Run(ctx context.Context) error {
-	if d.cfg.NATS.JetStream {
-		return errors.New("nats.jetstream: publishing to a JetStream stream is not available in this version; set it to false")
-	}
+// runOnce connects, streams and refreshes until ctx ends or something fails.
+func (d *Daemon) runOnce(ctx context.Context) error {
 	schema, table, err := config.ParseTableName(d.cfg.RefreshLogTable)
 	if err != nil {
 		return fmt.Errorf("refresh_log_table: %w", err)
@@ -69,6 +70,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return fmt.Errorf("connect to database %s: %w", config.RedactURL(d.cfg.DatabaseURL), err)
 	}
 	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+		return err
+	}
+	// A standby does nothing else until the active instance lets go.
+	if err := replication.CheckSlotFree(ctx, pool, d.cfg.Slot); err != nil {
 		return err
 	}
 	if err := d.checkConfiguredViews(ctx, pool); err != nil {
@@ -108,6 +113,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		publisher = events.NewPublisher(nc, d.cfg.NATS.SubjectPrefix)
 	}
 
+	d.standby.Store(false)
 	stream.Confirm(slot.Start)
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), pool, cat, slot.Start, stream.Confirm, publisher)
 	sched.startup(startup)

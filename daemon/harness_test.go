@@ -191,7 +191,6 @@ func (e *env) stop() {
 	case <-time.After(60 * time.Second):
 		e.t.Fatal("daemon did not stop within 60s")
 	}
-	e.waitSlotInactive()
 }
 
 func (e *env) exec(sql string, args ...any) {
@@ -340,14 +339,6 @@ func (e *env) assertFresh(views ...string) {
 			e.t.Errorf("%s differs from its definition in %d rows: it is stale", v, diff)
 		}
 	}
-}
-
-func (e *env) waitSlotInactive() {
-	e.t.Helper()
-	e.waitFor("the slot to be released", 30*time.Second, func() (bool, error) {
-		_, active, err := e.confirmedLSN()
-		return !active, err
-	})
 }
 
 // logRow reads a view's row in the refresh log.

@@ -59,6 +59,11 @@ type Outcome struct {
 	PlainReason string
 }
 
+// advisoryLockClass is the first key of the per-view advisory locks
+// ("mvr\x00" as an int4), so they do not collide with the application's
+// single-key locks.
+const advisoryLockClass int32 = 0x6d767200
+
 // ErrNotConcurrent means concurrently: always was configured for a view that
 // cannot be refreshed concurrently.
 var ErrNotConcurrent = errors.New("cannot refresh concurrently")
@@ -94,6 +99,12 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	if _, err := tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
 		millis(r.lockTimeout), millis(r.statementTimeout)); err != nil {
 		return fmt.Errorf("set timeouts: %w", err)
+	}
+	// Two instances overlapping during a takeover never refresh one view at
+	// once: the second waits here (within lock_timeout), then refreshes
+	// again, which is harmless.
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, req.View.Name); err != nil {
+		return fmt.Errorf("take the view's advisory lock: %w", err)
 	}
 	populated, ins0, del0, err := counters(ctx, tx, req.View.OID)
 	if err != nil {

@@ -14,6 +14,27 @@ import (
 // the WAL it needed is gone.
 var ErrSlotLost = errors.New("replication slot was invalidated (wal_status lost)")
 
+// ErrSlotInUse means another instance is streaming from the slot
+// (SQLSTATE 55006): this one is a standby.
+var ErrSlotInUse = errors.New("replication slot is active in another process")
+
+// CheckSlotFree fails with ErrSlotInUse while another process streams from
+// the slot.
+func CheckSlotFree(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+	var pid *int32
+	err := pool.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read replication slot %q: %w", slot, err)
+	}
+	if pid != nil {
+		return fmt.Errorf("replication slot %q (walsender pid %d): %w", slot, *pid, ErrSlotInUse)
+	}
+	return nil
+}
+
 // SlotState is where streaming from the slot starts.
 type SlotState struct {
 	// Created is true when this call created the slot: nothing written

@@ -85,6 +85,10 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + pubs + "'", "messages 'true'"},
 	})
 	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			return fmt.Errorf("start replication from slot %q: %w: %w", s.slot, ErrSlotInUse, err)
+		}
 		return fmt.Errorf("start replication from slot %q: %w", s.slot, err)
 	}
 	s.streaming.Store(true)

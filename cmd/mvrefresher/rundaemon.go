@@ -73,6 +73,10 @@ func healthHandler(d *daemon.Daemon) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if d.Standby() {
+			http.Error(w, "standby: another instance is streaming from the replication slot", http.StatusServiceUnavailable)
+			return
+		}
 		if !d.Ready() {
 			http.Error(w, "not streaming from the replication slot", http.StatusServiceUnavailable)
 			return
