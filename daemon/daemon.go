@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync/atomic"
 
@@ -17,7 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
@@ -29,12 +30,18 @@ type Daemon struct {
 	logTable [2]string
 	stream   atomic.Pointer[replication.Stream]
 	standby  atomic.Bool
+	metrics  *metrics.Metrics
 }
 
 // New checks nothing and connects to nothing: Run does.
 func New(cfg config.Config, logger *slog.Logger) *Daemon {
-	return &Daemon{cfg: cfg, logger: logger}
+	d := &Daemon{cfg: cfg, logger: logger}
+	d.metrics = metrics.New(d.Ready, d.Standby)
+	return d
 }
+
+// MetricsHandler serves the daemon's Prometheus metrics.
+func (d *Daemon) MetricsHandler() http.Handler { return d.metrics.Handler() }
 
 // Standby reports whether another instance holds the slot and this one
 // waits to take over.
@@ -47,7 +54,7 @@ func (d *Daemon) Ready() bool {
 }
 
 // runOnce connects, streams and refreshes until ctx ends or something fails.
-func (d *Daemon) runOnce(ctx context.Context) error {
+func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	schema, table, err := config.ParseTableName(d.cfg.RefreshLogTable)
 	if err != nil {
 		return fmt.Errorf("refresh_log_table: %w", err)
@@ -103,19 +110,9 @@ func (d *Daemon) runOnce(ctx context.Context) error {
 	d.logger.Info("starting", "slot", d.cfg.Slot, "slot_created", slot.Created, "start_lsn", slot.Start.String(),
 		"views", len(cat.Views), "startup_refreshes", len(startup))
 
-	var publisher *events.Publisher
-	if d.cfg.NATS.URL != "" {
-		nc, err := d.connectNATS()
-		if err != nil {
-			return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
-		}
-		defer nc.Close()
-		publisher = events.NewPublisher(nc, d.cfg.NATS.SubjectPrefix)
-	}
-
 	d.standby.Store(false)
 	stream.Confirm(slot.Start)
-	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), pool, cat, slot.Start, stream.Confirm, publisher)
+	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, slot.Start, stream.Confirm, pub)
 	sched.startup(startup)
 	d.stream.Store(stream)
 	runErr := d.runStages(ctx, pool, stream, sched, cat)
@@ -165,6 +162,8 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 	return err
 }
 
+// connectNATS connects without waiting for the server: publishing never
+// holds up refreshes, and nats.go reconnects by itself.
 func (d *Daemon) connectNATS() (*nats.Conn, error) {
 	logger := d.logger.With("component", "nats")
 	nc, err := nats.Connect(d.cfg.NATS.URL,

@@ -82,6 +82,7 @@ type env struct {
 	events []events.Refresh
 	notify chan struct{}
 
+	daemon     *daemon.Daemon
 	stopDaemon context.CancelFunc
 	exited     chan struct{} // closed when Run returns
 	runErr     error
@@ -167,6 +168,7 @@ func (e *env) start() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", e.t.Name())
 	}
 	d := daemon.New(e.cfg, logger)
+	e.daemon = d
 	go func() {
 		e.runErr = d.Run(ctx)
 		close(exited)

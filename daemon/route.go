@@ -20,6 +20,9 @@ func (s *scheduler) route(ctx context.Context, tx *replication.Transaction) {
 		if c.Truncated {
 			rows++
 		}
+		if source != "" {
+			s.metrics.WALChanges.WithLabelValues(source).Add(float64(rows))
+		}
 		for _, v := range views {
 			s.change(v, tx, rows, source, events.ReasonChange)
 		}
@@ -98,6 +101,7 @@ func (s *scheduler) setCatalog(cat *refresher.Catalog) {
 				continue
 			}
 			s.debouncer.Remove(name)
+			s.metrics.ViewStaleness.DeleteLabelValues(name)
 			if w := s.pending[name]; w != nil {
 				w.release(s.watermark)
 				delete(s.pending, name)

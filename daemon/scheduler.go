@@ -13,6 +13,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
@@ -46,7 +47,8 @@ type scheduler struct {
 	logger    *slog.Logger
 	pool      *pgxpool.Pool
 	confirm   func(pglogrepl.LSN)
-	publisher *events.Publisher // nil: publishing disabled
+	publisher *publisher // nil: publishing disabled
+	metrics   *metrics.Metrics
 
 	inbox    chan any // *replication.Transaction, progress
 	catalogs chan catalogUpdate
@@ -63,7 +65,7 @@ type scheduler struct {
 	warnedPlan map[string]bool
 }
 
-func newScheduler(cfg config.Config, logger *slog.Logger, pool *pgxpool.Pool, cat *refresher.Catalog, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *events.Publisher) *scheduler {
+func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
 	ancestors, _ := lru.New[uint32, []uint32](10_000) // cannot fail for a positive size
 	s := &scheduler{
 		cfg:        cfg,
@@ -71,6 +73,7 @@ func newScheduler(cfg config.Config, logger *slog.Logger, pool *pgxpool.Pool, ca
 		pool:       pool,
 		confirm:    confirm,
 		publisher:  pub,
+		metrics:    m,
 		inbox:      make(chan any, 4096),
 		catalogs:   make(chan catalogUpdate),
 		jobs:       make(chan job, cfg.Workers),
@@ -110,6 +113,8 @@ func (s *scheduler) send(ctx context.Context, item any) error {
 func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	gauges := time.NewTicker(time.Second)
+	defer gauges.Stop()
 	done := ctx.Done()
 	var grace <-chan time.Time
 	stopping := false
@@ -145,6 +150,8 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 			}
 		case r := <-s.results:
 			s.finish(r)
+		case <-gauges.C:
+			s.updateGauges()
 		case <-wake:
 		}
 	}
@@ -295,11 +302,35 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 			s.logger.Warn("refreshing without CONCURRENTLY: readers wait for every refresh", "view", name, "why", out.PlainReason)
 		}
 	}
-	if s.publisher == nil || view == nil {
-		return
+	s.metrics.Refreshes.WithLabelValues(name, string(e.Status)).Inc()
+	if out.Err == nil {
+		s.metrics.RefreshDuration.WithLabelValues(name).Observe(out.FinishedAt.Sub(out.StartedAt).Seconds())
+		if out.RowsInserted != nil {
+			s.metrics.RowsChanged.WithLabelValues(name, "inserted").Add(float64(*out.RowsInserted))
+			s.metrics.RowsChanged.WithLabelValues(name, "deleted").Add(float64(*out.RowsDeleted))
+		}
 	}
-	if err := s.publisher.Publish(view.Schema, view.Relname, e); err != nil {
-		s.logger.Warn("publish event", "view", name, "error", err)
+	if s.publisher != nil && view != nil {
+		s.publisher.publish(view.Schema, view.Relname, e)
+	}
+}
+
+// updateGauges refreshes the pending views and per-view staleness gauges.
+func (s *scheduler) updateGauges() {
+	s.metrics.PendingViews.Set(float64(len(s.pending)))
+	now := time.Now()
+	for name := range s.catalog.Views {
+		var oldest time.Time
+		for _, w := range []*work{s.pending[name], s.running[name]} {
+			if w != nil && !w.firstChangeAt.IsZero() && (oldest.IsZero() || w.firstChangeAt.Before(oldest)) {
+				oldest = w.firstChangeAt
+			}
+		}
+		staleness := 0.0
+		if !oldest.IsZero() {
+			staleness = now.Sub(oldest).Seconds()
+		}
+		s.metrics.ViewStaleness.WithLabelValues(name).Set(staleness)
 	}
 }
 

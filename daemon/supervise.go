@@ -28,14 +28,26 @@ const (
 // by reconnecting with backoff (or waiting as a standby); configuration and
 // privilege problems are returned.
 func (d *Daemon) Run(ctx context.Context) error {
-	if d.cfg.NATS.JetStream {
-		return errors.New("nats.jetstream: publishing to a JetStream stream is not available in this version; set it to false")
+	var pub *publisher
+	if d.cfg.NATS.URL != "" {
+		nc, err := d.connectNATS()
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		if pub, err = newPublisher(nc, d.cfg.NATS, d.metrics, d.logger.With("component", "nats")); err != nil {
+			return err
+		}
+		pubCtx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
+		published := make(chan struct{})
+		go func() { pub.run(pubCtx); close(published) }()
+		defer func() { stopPublishing(); <-published }()
 	}
 	attempt := 0
 	standby := false
 	for {
 		started := time.Now()
-		err := d.runOnce(ctx)
+		err := d.runOnce(ctx, pub)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -69,6 +69,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 
 func healthHandler(d *daemon.Daemon) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", d.MetricsHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -1,0 +1,121 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mvrefresher/mvrefresher/refresher"
+)
+
+// TestDaemon_NATSDownDoesNotDelayRefreshes: with JetStream configured and
+// NATS down, refreshes and the refresh log go on; the events wait in memory
+// and reach the stream (created by the daemon) once NATS is up.
+func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	e.cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	e.cfg.NATS.JetStream, e.cfg.NATS.Stream = true, "S_"+e.name
+	e.start()
+
+	refreshCount := func(view string, want int64) func() (bool, error) {
+		return func() (bool, error) {
+			var n int64
+			err := e.pool.QueryRow(context.Background(), `SELECT coalesce(max(refresh_count), 0) FROM public.mv_refresh_log WHERE mv_name = $1`, view).Scan(&n)
+			if refresher.SQLState(err) == "42P01" {
+				return false, nil // the daemon has not created the log yet
+			}
+			return n >= want, err
+		}
+	}
+	e.waitFor("the startup refreshes without NATS", 30*time.Second, refreshCount("app.mv_grand", 1))
+	e.exec("INSERT INTO app.events VALUES (50, '2026-01-01', 1, 1)")
+	e.waitFor("the change refreshed without NATS", 30*time.Second, refreshCount("app.mv_grand", 2))
+
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 startup events (4 views and the barrier view) and 3 for the change.
+	e.waitFor("the buffered events in the stream", 60*time.Second, func() (bool, error) {
+		st, err := js.Stream(context.Background(), e.cfg.NATS.Stream)
+		if err != nil {
+			return false, nil // not created yet
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			return false, err
+		}
+		return info.State.Msgs == 8, nil
+	})
+	st, err := js.Stream(context.Background(), e.cfg.NATS.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := st.GetLastMsgForSubject(context.Background(), e.cfg.NATS.SubjectPrefix+".refreshed.app.mv_grand")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(msg.Data), `"reason":"cascade"`) || msg.Header.Get(nats.MsgIdHdr) == "" {
+		t.Errorf("last mv_grand event: %s (headers %v)", msg.Data, msg.Header)
+	}
+}
+
+func TestDaemon_Metrics(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.start()
+	e.settle()
+	e.exec("INSERT INTO app.events VALUES (60, '2026-01-01', 1, 1)")
+	e.settle()
+
+	rec := httptest.NewRecorder()
+	e.daemon.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`mvrefresher_refreshes_total{status="ok",view="app.mv_totals"} 2`,
+		`mvrefresher_refresh_duration_seconds_count{view="app.mv_totals"} 2`,
+		`mvrefresher_rows_changed_total{op="inserted",view="app.mv_totals"} 1`,
+		`mvrefresher_wal_changes_total{table="app.events"} 1`,
+		`mvrefresher_replication_connected 1`,
+		`mvrefresher_standby 0`,
+		`mvrefresher_pending_views 0`,
+		`mvrefresher_events_dropped_total 0`,
+		`go_goroutines `,
+		`process_resident_memory_bytes `,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", body)
+	}
+}

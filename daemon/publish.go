@@ -1,0 +1,159 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/metrics"
+)
+
+// Publishing bounds: events wait in memory while NATS is away, up to
+// publishQueueSize; a JetStream publish is retried up to jsAttempts times.
+const (
+	publishQueueSize = 10_000
+	jsAttempts       = 5
+	jsRetryWait      = 500 * time.Millisecond
+	publishDrainTime = 5 * time.Second
+)
+
+// publisher sends refresh events from its own goroutine so that refreshes,
+// the refresh log and the slot never wait for NATS. Events keep their order.
+type publisher struct {
+	conn    *nats.Conn
+	js      jetstream.JetStream // nil: core NATS
+	cfg     config.NATS
+	queue   chan *nats.Msg
+	logger  *slog.Logger
+	metrics *metrics.Metrics
+}
+
+func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *slog.Logger) (*publisher, error) {
+	p := &publisher{conn: conn, cfg: cfg, queue: make(chan *nats.Msg, publishQueueSize), logger: logger, metrics: m}
+	if cfg.JetStream {
+		js, err := jetstream.New(conn)
+		if err != nil {
+			return nil, fmt.Errorf("JetStream: %w", err)
+		}
+		p.js = js
+	}
+	return p, nil
+}
+
+// publish queues an event for view schema.name; it never blocks.
+func (p *publisher) publish(schema, name string, e events.Refresh) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		p.logger.Error("encode event", "view", e.View, "error", err)
+		return
+	}
+	msg := nats.NewMsg(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name))
+	msg.Data = data
+	msg.Header.Set(nats.MsgIdHdr, events.MsgID(e.View, e.LSN))
+	select {
+	case p.queue <- msg:
+	default:
+		p.metrics.EventsDropped.Inc()
+		p.logger.Warn("event dropped: NATS has been unreachable for too long", "view", e.View, "queued", len(p.queue))
+	}
+}
+
+// run sends queued events until ctx ends, then for a short while more.
+func (p *publisher) run(ctx context.Context) {
+	if p.js != nil {
+		p.ensureStream(ctx)
+	}
+	for {
+		select {
+		case msg := <-p.queue:
+			p.send(ctx, msg)
+		case <-ctx.Done():
+			p.drain()
+			return
+		}
+	}
+}
+
+func (p *publisher) drain() {
+	ctx, cancel := context.WithTimeout(context.Background(), publishDrainTime)
+	defer cancel()
+	for {
+		select {
+		case msg := <-p.queue:
+			p.send(ctx, msg)
+		default:
+			if err := p.conn.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				p.logger.Warn("flush events at stop", "error", err)
+			}
+			return
+		}
+	}
+}
+
+func (p *publisher) send(ctx context.Context, msg *nats.Msg) {
+	if p.js == nil {
+		// nats.go buffers while reconnecting, up to its reconnect buffer.
+		if err := p.conn.PublishMsg(msg); err != nil {
+			p.metrics.EventsDropped.Inc()
+			p.logger.Warn("event dropped", "subject", msg.Subject, "error", err)
+		}
+		return
+	}
+	for attempt := 1; ; attempt++ {
+		_, err := p.js.PublishMsg(ctx, msg)
+		if err == nil {
+			return
+		}
+		if attempt == jsAttempts || ctx.Err() != nil {
+			p.metrics.EventsDropped.Inc()
+			p.logger.Warn("event dropped: JetStream did not acknowledge it", "subject", msg.Subject, "attempts", attempt, "error", err)
+			return
+		}
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			p.ensureStream(ctx)
+		}
+		if !sleep(ctx, jsRetryWait*time.Duration(attempt)) {
+			return
+		}
+	}
+}
+
+// ensureStream creates the stream for the subject prefix when it is missing,
+// retrying while NATS is unreachable.
+func (p *publisher) ensureStream(ctx context.Context) {
+	for attempt := 1; ; attempt++ {
+		_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:       p.cfg.Stream,
+			Subjects:   []string{p.cfg.SubjectPrefix + ".>"},
+			Duplicates: 10 * time.Minute, // a replay after a restart is a duplicate
+		})
+		if err == nil {
+			return
+		}
+		if attempt == 1 {
+			p.logger.Warn("create JetStream stream: retrying", "stream", p.cfg.Stream, "error", err)
+		}
+		if !sleep(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
