@@ -26,6 +26,16 @@ const (
 	ConcurrentlyNever Concurrently = "never"
 )
 
+// What to do when the server invalidated the slot (max_slot_wal_keep_size).
+const (
+	// OnSlotLostRecreate drops and recreates the slot and refreshes every
+	// view once: changes in the lost WAL cannot be replayed, but a refresh
+	// reads the tables as they are now.
+	OnSlotLostRecreate = "recreate"
+	// OnSlotLostStop exits with an error for an operator to look at.
+	OnSlotLostStop = "stop"
+)
+
 // View holds per-view overrides; nil pointer = inherit the global value.
 type View struct {
 	Debounce     *time.Duration
@@ -63,6 +73,7 @@ type Config struct {
 	LogFormat         string        // text|json
 	ShutdownTimeout   time.Duration // grace for running refreshes on SIGTERM
 	DiscoveryInterval time.Duration // how often the catalog is re-read
+	OnSlotLost        string        // recreate|stop: what to do when the server invalidated the slot
 	NATS              NATS
 	// Views are keyed by the qualified view name as the user wrote it; use
 	// ViewSettings rather than indexing, so that case folding and quoting
@@ -85,6 +96,7 @@ func Default() Config {
 		LogFormat:         "text",
 		ShutdownTimeout:   30 * time.Second,
 		DiscoveryInterval: 10 * time.Second,
+		OnSlotLost:        OnSlotLostRecreate,
 		NATS: NATS{
 			SubjectPrefix: "mvrefresher",
 			Stream:        "MVREFRESHER",

@@ -61,6 +61,8 @@ var keyDefs = []keyDef{
 		func(c *Config) any { return &c.ShutdownTimeout }},
 	{"discovery_interval", "how often the catalog is re-read for new or dropped views and sources",
 		func(c *Config) any { return &c.DiscoveryInterval }},
+	{"on_slot_lost", "recreate: drop and recreate an invalidated slot and refresh every view once; stop: exit with an error",
+		func(c *Config) any { return &c.OnSlotLost }},
 	{"nats.url", `NATS server URL; "" disables publishing`,
 		func(c *Config) any { return &c.NATS.URL }},
 	{"nats.subject_prefix", "first token(s) of every subject published",

@@ -72,6 +72,9 @@ func (c Config) problems() []problem {
 			add(d.key, "%s: must not be negative (got %s)", d.key, d.v)
 		}
 	}
+	if c.OnSlotLost != OnSlotLostRecreate && c.OnSlotLost != OnSlotLostStop {
+		add("on_slot_lost", "on_slot_lost: %q is not recreate or stop", c.OnSlotLost)
+	}
 	if c.DiscoveryInterval <= 0 {
 		add("discovery_interval", "discovery_interval: must be positive (got %s)", c.DiscoveryInterval)
 	}

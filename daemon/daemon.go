@@ -100,6 +100,11 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 		return err
 	}
 	slot, err := stream.EnsureSlot(ctx, pool)
+	if errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate {
+		d.logger.Error("the replication slot was invalidated by the server (max_slot_wal_keep_size): recreating it and refreshing every view once, which covers the changes in the lost WAL",
+			"slot", d.cfg.Slot)
+		slot, err = stream.RecreateSlot(ctx, pool)
+	}
 	if err != nil {
 		return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
 	}

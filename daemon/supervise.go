@@ -100,7 +100,8 @@ func transient(err error) bool {
 		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
 			strings.HasPrefix(pgErr.Code, "57P"), // admin/crash shutdown, cannot connect now
 			strings.HasPrefix(pgErr.Code, "53"),  // too many connections, out of resources
-			pgErr.Code == "42710":                // two instances created the slot at once
+			pgErr.Code == "42710",                // two instances created the slot at once
+			pgErr.Code == "55000":                // the slot was invalidated while streaming: the next attempt sees wal_status lost
 			return true
 		}
 		return false

@@ -92,7 +92,7 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool) (SlotState,
 		return SlotState{}, fmt.Errorf("replication slot %q belongs to database %q, not this one: choose another slot name", s.slot, deref(database))
 	}
 	if walStatus == "lost" {
-		return SlotState{}, fmt.Errorf("replication slot %q: %w", s.slot, ErrSlotLost)
+		return SlotState{}, fmt.Errorf("replication slot %q: %w: the WAL it needed is gone (max_slot_wal_keep_size); set on_slot_lost: recreate, or drop it (SELECT pg_drop_replication_slot('%s')) and restart: every view is then refreshed once", s.slot, ErrSlotLost, s.slot)
 	}
 	var start pglogrepl.LSN
 	if confirmed != nil {
@@ -106,4 +106,13 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// RecreateSlot drops the slot and creates it anew: the way out of a slot the
+// server invalidated. Nothing before the new slot's start will be streamed.
+func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool) (SlotState, error) {
+	if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.slot); err != nil {
+		return SlotState{}, fmt.Errorf("drop invalidated replication slot %q: %w", s.slot, err)
+	}
+	return s.EnsureSlot(ctx, pool)
 }

@@ -1,0 +1,58 @@
+package daemon_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// TestDaemon_RecreatesAnInvalidatedSlot: a slot the server invalidated is
+// no disaster for a refresher: recreate it and refresh every view once.
+func TestDaemon_RecreatesAnInvalidatedSlot(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.start()
+	e.settle()
+	e.stop()
+
+	// Let the server invalidate the idle slot: keep at most 1MB of WAL for
+	// slots, write past a few segments, checkpoint.
+	e.exec("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+	e.exec("SELECT pg_reload_conf()")
+	t.Cleanup(func() {
+		e.exec("ALTER SYSTEM RESET max_slot_wal_keep_size")
+		e.exec("SELECT pg_reload_conf()")
+	})
+	e.exec("INSERT INTO app.events VALUES (70, '2026-01-01', 1, 1)") // lost with the WAL
+	e.waitFor("the slot to be invalidated", 60*time.Second, func() (bool, error) {
+		for range 3 {
+			if _, err := e.pool.Exec(context.Background(), "SELECT pg_logical_emit_message(false, 'test', repeat('x', 1000)); SELECT pg_switch_wal()"); err != nil {
+				return false, err
+			}
+		}
+		if _, err := e.pool.Exec(context.Background(), "CHECKPOINT"); err != nil {
+			return false, err
+		}
+		var status string
+		err := e.pool.QueryRow(context.Background(), "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&status)
+		return status == "lost", err
+	})
+
+	// on_slot_lost: stop leaves it to an operator.
+	stopCfg := e.cfg
+	stopCfg.OnSlotLost = config.OnSlotLostStop
+	err := daemon.New(stopCfg, slog.New(slog.NewTextHandler(io.Discard, nil))).Run(context.Background())
+	if !errors.Is(err, replication.ErrSlotLost) {
+		t.Fatalf("with on_slot_lost: stop, Run returned %v, want ErrSlotLost", err)
+	}
+
+	e.start()
+	e.expectEvents(e.settle(), "app.mv_totals startup ok", "app.mv_big startup ok", "app.mv_grand startup ok", quotedView+" startup ok")
+	e.assertFresh(allViews...)
+}
