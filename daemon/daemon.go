@@ -86,6 +86,18 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	if err := d.checkConfiguredViews(ctx, pool); err != nil {
 		return err
 	}
+	// Connect for replication before creating anything, so that a role
+	// without REPLICATION fails before the publication exists.
+	stream, err := replication.Connect(ctx, d.cfg.DatabaseURL, d.cfg.Slot, d.cfg.Publication, d.logger.With("component", "replication"))
+	if err != nil {
+		return err
+	}
+	// Whatever stops this attempt, tell the server what is done.
+	defer func() {
+		if err := stream.Close(context.WithoutCancel(ctx)); err != nil && ctx.Err() != nil {
+			d.logger.Warn("close replication connection", "error", err)
+		}
+	}()
 	if err := refresher.EnsureLogTable(ctx, pool, schema, table); err != nil {
 		return err
 	}
@@ -95,10 +107,6 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	}
 	d.logCatalog(cat)
 
-	stream, err := replication.Connect(ctx, d.cfg.DatabaseURL, d.cfg.Slot, d.cfg.Publication, d.logger.With("component", "replication"))
-	if err != nil {
-		return err
-	}
 	slot, err := stream.EnsureSlot(ctx, pool)
 	if errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate {
 		d.logger.Error("the replication slot was invalidated by the server (max_slot_wal_keep_size): recreating it and refreshing every view once, which covers the changes in the lost WAL",
@@ -106,11 +114,11 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 		slot, err = stream.RecreateSlot(ctx, pool)
 	}
 	if err != nil {
-		return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
+		return err
 	}
 	startup, err := d.startupViews(ctx, pool, cat, slot, added)
 	if err != nil {
-		return errors.Join(err, stream.Close(context.WithoutCancel(ctx)))
+		return err
 	}
 	d.logger.Info("starting", "slot", d.cfg.Slot, "slot_created", slot.Created, "start_lsn", slot.Start.String(),
 		"views", len(cat.Views), "startup_refreshes", len(startup))
@@ -120,14 +128,8 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, slot.Start, stream.Confirm, pub)
 	sched.startup(startup)
 	d.stream.Store(stream)
-	runErr := d.runStages(ctx, pool, stream, sched, cat)
-	// Whatever stopped the stages, tell the server what is done.
-	closeErr := stream.Close(context.WithoutCancel(ctx))
-	if runErr != nil {
-		return runErr
-	}
-	if closeErr != nil {
-		d.logger.Warn("close replication connection", "error", closeErr)
+	if err := d.runStages(ctx, pool, stream, sched, cat); err != nil {
+		return err
 	}
 	d.logger.Info("stopped")
 	return nil

@@ -247,3 +247,27 @@ func TestDaemon_ManualRequestThroughTheWAL(t *testing.T) {
 	}
 	e.expectEvents(e.settle())
 }
+
+// TestDaemon_PartitionDDL: DETACH, ATTACH and DROP of a partition change what
+// a view reads without a row change in the WAL.
+func TestDaemon_PartitionDDL(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.start()
+	e.settle()
+	refreshedAfterDDL := func(ev events.Refresh) bool {
+		return ev.View == "app.mv_totals" && ev.Reason == events.ReasonChange && len(ev.Sources) == 1 && ev.Sources[0] == "app.events"
+	}
+	for _, ddl := range []string{
+		"ALTER TABLE app.events DETACH PARTITION app.events_2025",
+		"ALTER TABLE app.events ATTACH PARTITION app.events_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
+		"DROP TABLE app.events_2025",
+	} {
+		t.Run(ddl, func(t *testing.T) {
+			e.t = t
+			e.exec(ddl)
+			e.waitEvent("mv_totals refreshed after "+ddl, refreshedAfterDDL)
+			e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
+			e.assertFresh(allViews...)
+		})
+	}
+}

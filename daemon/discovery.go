@@ -37,8 +37,12 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			}
 		}
 		startup = appendReaders(startup, cat, added)
+		repartitioned := cat.Repartitioned(prev)
+		for view, sources := range repartitioned {
+			d.logger.Info("partitions attached, detached or dropped: refreshing", "view", view, "sources", sources)
+		}
 		select {
-		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup}:
+		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, repartitioned: repartitioned}:
 			prev = cat
 		case <-ctx.Done():
 			return

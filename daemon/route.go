@@ -119,6 +119,19 @@ func (s *scheduler) setCatalog(cat *refresher.Catalog) {
 func (s *scheduler) applyCatalog(u catalogUpdate) {
 	s.setCatalog(u.catalog)
 	s.startup(u.startup)
+	for view, sources := range u.repartitioned {
+		if s.catalog.Views[view] == nil {
+			continue
+		}
+		w := s.pendingWork(view)
+		w.holdAt(s.watermark, s.watermark.SeenLSN())
+		w.raise(events.ReasonChange)
+		w.noteChange(time.Now())
+		for _, src := range sources {
+			w.addSource(src)
+		}
+		s.debouncer.Change(view)
+	}
 }
 
 // startup asks for a refresh of views whose earlier changes were never

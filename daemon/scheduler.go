@@ -26,6 +26,9 @@ type progress pglogrepl.LSN
 type catalogUpdate struct {
 	catalog *refresher.Catalog
 	startup []string
+	// repartitioned: views whose partitioned sources gained or lost
+	// partitions, with those sources.
+	repartitioned map[string][]string
 }
 
 type job struct {

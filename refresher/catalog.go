@@ -190,3 +190,34 @@ func (c *Catalog) Lookup(schema, relname string) (*View, *Table) {
 	}
 	return nil, nil
 }
+
+// Repartitioned lists, per view, the partitioned sources whose set of
+// partitions differs from prev's. DETACH, DROP and ATTACH of a partition
+// change what a view reads without any row change in the WAL.
+func (c *Catalog) Repartitioned(prev *Catalog) map[string][]string {
+	now, before := c.partitionSets(), prev.partitionSets()
+	out := map[string][]string{}
+	for oid, t := range c.tables {
+		if t.Kind != KindPartitioned || prev.tables[oid] == nil || slices.Equal(now[oid], before[oid]) {
+			continue
+		}
+		for _, v := range c.readers[oid] {
+			out[v] = append(out[v], t.Name)
+		}
+	}
+	return out
+}
+
+// partitionSets maps each partitioned table to its partitions, sorted.
+func (c *Catalog) partitionSets() map[uint32][]uint32 {
+	sets := map[uint32][]uint32{}
+	for oid, anc := range c.ancestors {
+		for _, a := range anc[1:] {
+			sets[a] = append(sets[a], oid)
+		}
+	}
+	for _, s := range sets {
+		slices.Sort(s)
+	}
+	return sets
+}

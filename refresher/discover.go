@@ -33,6 +33,8 @@ type relation struct {
 	schema, relname, name        string
 	kind, persistence, replident byte
 	populated, hasPK, uniqueIdx  bool
+	canRefresh                   bool // owner, or MAINTAIN on PostgreSQL 17
+	owner                        string
 }
 
 // relationsSQL reads every relation a view can depend on. The unique index
@@ -48,7 +50,10 @@ SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
          JOIN pg_am am ON am.oid = ic.relam
          WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
            AND i.indpred IS NULL AND am.amname = 'btree' AND i.indnatts > 0
-           AND 0 <> ALL (i.indkey::int2[]))
+           AND 0 <> ALL (i.indkey::int2[])),
+       pg_has_role(c.relowner, 'USAGE') OR CASE WHEN current_setting('server_version_num')::int >= 170000
+         THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END,
+       pg_get_userbyid(c.relowner)::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -95,7 +100,7 @@ func queryRelations(ctx context.Context, q Querier) (map[uint32]*relation, error
 	var kind, persistence, replident string
 	for rows.Next() {
 		r := &relation{}
-		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.uniqueIdx); err != nil {
+		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.uniqueIdx, &r.canRefresh, &r.owner); err != nil {
 			return nil, fmt.Errorf("discover relations: %w", err)
 		}
 		r.kind, r.persistence, r.replident = kind[0], persistence[0], replident[0]
@@ -272,6 +277,13 @@ func (b *builder) build() *Catalog {
 		v := &View{OID: r.oid, Schema: r.schema, Relname: r.relname, Name: r.name, Populated: r.populated, UniqueIndex: r.uniqueIdx}
 		tables, matviews := b.reads(r.oid)
 		excluded := false
+		if !r.canRefresh {
+			excluded = true
+			c.Excluded = append(c.Excluded, Problem{v.Name, "not-owner", fmt.Sprintf(
+				"is owned by %s, and REFRESH needs ownership (PostgreSQL 17: the MAINTAIN privilege), so the view is not managed. "+
+					"Fix: GRANT %s TO <mvrefresher's role>, or ALTER MATERIALIZED VIEW %s OWNER TO <mvrefresher's role>, or disable the view",
+				r.owner, r.owner, v.Name)})
+		}
 		for _, oid := range tables {
 			rel := b.rels[oid]
 			if rel.schema == b.opts.LogTable[0] && rel.relname == b.opts.LogTable[1] {

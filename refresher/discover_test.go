@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +189,32 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+func TestDiscover_ViewsTheRoleCannotRefresh(t *testing.T) {
+	pool := newDB(t, `
+		CREATE ROLE discover_limited LOGIN;
+		CREATE TABLE t (id int PRIMARY KEY);
+		GRANT SELECT ON t TO discover_limited;
+		CREATE MATERIALIZED VIEW mv_theirs AS SELECT count(*) AS n FROM t;
+		CREATE MATERIALIZED VIEW mv_mine AS SELECT count(*) AS n FROM t;
+		ALTER MATERIALIZED VIEW mv_mine OWNER TO discover_limited;`)
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), "DROP OWNED BY discover_limited; DROP ROLE discover_limited")
+	})
+	limited, err := pgxpool.New(context.Background(), strings.Replace(cluster.URL(t.Name()), "postgres@", "discover_limited@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer limited.Close()
+	cat, err := refresher.Discover(context.Background(), limited, refresher.DiscoverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cat.Names(); !slices.Equal(got, []string{"public.mv_mine"}) {
+		t.Errorf("managed views %q, want only the one the role owns", got)
+	}
+	if !hasProblem(cat.Excluded, "public.mv_theirs", "not-owner") {
+		t.Errorf("excluded %+v: want not-owner for mv_theirs", cat.Excluded)
+	}
 }
