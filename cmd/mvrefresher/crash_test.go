@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/refresher"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds mvrefresher once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mvr-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "mvrefresher")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("go build: %v", buildErr)
+	}
+	return binPath
+}
+
+type crashEnv struct {
+	t    *testing.T
+	url  string
+	pool *pgxpool.Pool
+}
+
+func (c *crashEnv) exec(sql string) {
+	c.t.Helper()
+	if _, err := c.pool.Exec(context.Background(), sql); err != nil {
+		c.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func (c *crashEnv) waitFor(what string, cond func() (bool, error)) {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok, err := cond()
+		if err != nil {
+			c.t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *crashEnv) lsn(sql string) pglogrepl.LSN {
+	c.t.Helper()
+	var l *pglogrepl.LSN
+	if err := c.pool.QueryRow(context.Background(), sql).Scan(&l); err != nil {
+		c.t.Fatal(err)
+	}
+	if l == nil {
+		return 0
+	}
+	return *l
+}
+
+func (c *crashEnv) refreshCount() int64 {
+	var n int64
+	err := c.pool.QueryRow(context.Background(), `SELECT coalesce((SELECT refresh_count FROM public.mv_refresh_log WHERE mv_name = 'public.mv_sum'), 0)`).Scan(&n)
+	if refresher.SQLState(err) == "42P01" {
+		return 0 // the daemon has not created the log yet
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+func (c *crashEnv) fresh() bool {
+	var ok bool
+	if err := c.pool.QueryRow(context.Background(), `SELECT (SELECT total FROM mv_sum) IS NOT DISTINCT FROM (SELECT sum(v) FROM t)`).Scan(&ok); err != nil {
+		c.t.Fatal(err)
+	}
+	return ok
+}
+
+// start runs the binary with extra environment until the test ends or the
+// returned process is killed.
+func (c *crashEnv) start(env ...string) *exec.Cmd {
+	c.t.Helper()
+	cmd := exec.Command(binary(c.t), "run", "--listen", "")
+	cmd.Env = append(os.Environ(), append([]string{"MVREFRESHER_DATABASE_URL=" + c.url, "MVREFRESHER_SLOT=crash"}, env...)...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if c.t.Failed() {
+			c.t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
+	return cmd
+}
+
+func kill9(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+}
+
+// TestMain_KillMinus9LosesNoRefresh kills the daemon with SIGKILL after a
+// change reached it but before its refresh, and in the middle of a refresh:
+// after a restart the view is refreshed either way.
+func TestMain_KillMinus9LosesNoRefresh(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := localpg.Start(ctx, localpg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	c := &crashEnv{t: t, url: cluster.URL("postgres"), pool: pool}
+	c.exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1, 1);
+		CREATE MATERIALIZED VIEW mv_sum AS SELECT sum(v) AS total FROM t; CREATE UNIQUE INDEX ON mv_sum (total);`)
+
+	// Before the refresh: a debounce of an hour keeps the change pending.
+	d := c.start("MVREFRESHER_DEBOUNCE=1h", "MVREFRESHER_MAX_WAIT=0")
+	c.waitFor("the startup refresh", func() (bool, error) { return c.refreshCount() == 1, nil })
+	c.exec("INSERT INTO t VALUES (2, 10)")
+	after := c.lsn("SELECT pg_current_wal_insert_lsn()")
+	c.waitFor("the change to reach the daemon", func() (bool, error) {
+		return c.lsn("SELECT sent_lsn FROM pg_stat_replication WHERE application_name = 'mvrefresher'") >= after, nil
+	})
+	kill9(t, d)
+	if c.fresh() {
+		t.Fatal("the view is already fresh: the debounce did not hold the refresh back, the test proves nothing")
+	}
+	if confirmed := c.lsn("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'crash'"); confirmed >= after {
+		t.Fatalf("the slot confirmed %s past the unrefreshed change (%s)", confirmed, after)
+	}
+	d = c.start("MVREFRESHER_DEBOUNCE=0s")
+	c.waitFor("the change refreshed after the restart", func() (bool, error) { return c.fresh(), nil })
+
+	// In the middle of a refresh: an open transaction holds the lock the
+	// daemon's refresh needs.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "REFRESH MATERIALIZED VIEW CONCURRENTLY mv_sum"); err != nil {
+		t.Fatal(err)
+	}
+	c.exec("INSERT INTO t VALUES (3, 100)")
+	c.waitFor("the daemon's refresh to wait for the lock", func() (bool, error) {
+		var n int
+		err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mvrefresher'
+			AND query LIKE 'REFRESH MATERIALIZED VIEW%' AND wait_event_type = 'Lock'`).Scan(&n)
+		return n > 0, err
+	})
+	kill9(t, d)
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.fresh() {
+		t.Fatal("the view is fresh although its refresh was killed")
+	}
+	c.start("MVREFRESHER_DEBOUNCE=0s")
+	c.waitFor("the change refreshed after the second restart", func() (bool, error) { return c.fresh(), nil })
+}
