@@ -37,9 +37,10 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			}
 		}
 		startup = appendReaders(startup, cat, added)
-		repartitioned := cat.Repartitioned(prev)
-		for view, sources := range repartitioned {
-			d.logger.Info("partitions attached, detached or dropped: refreshing", "view", view, "sources", sources)
+		repartitioned, err := d.repartitioned(ctx, pool, cat, prev)
+		if err != nil {
+			d.logger.Warn("compare partitions", "error", err)
+			continue
 		}
 		select {
 		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, repartitioned: repartitioned}:
@@ -48,4 +49,30 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			return
 		}
 	}
+}
+
+// repartitioned lists, per view, the partitioned sources whose partitions
+// changed in a way the WAL did not show: a partition detached or dropped, or
+// one attached with rows in it. A partition created empty (CREATE TABLE ...
+// PARTITION OF) changes nothing, and rows written to it since are streamed.
+func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, prev *refresher.Catalog) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, pc := range cat.PartitionChanges(prev) {
+		changed := len(pc.Removed) > 0
+		if !changed {
+			filled, err := refresher.AnyRows(ctx, pool, pc.Added)
+			if err != nil {
+				return nil, err
+			}
+			changed = filled
+		}
+		if !changed {
+			continue
+		}
+		d.logger.Info("partitions attached, detached or dropped: refreshing the readers", "table", pc.Table.Name, "views", pc.Readers)
+		for _, v := range pc.Readers {
+			out[v] = append(out[v], pc.Table.Name)
+		}
+	}
+	return out, nil
 }

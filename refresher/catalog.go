@@ -191,19 +191,36 @@ func (c *Catalog) Lookup(schema, relname string) (*View, *Table) {
 	return nil, nil
 }
 
-// Repartitioned lists, per view, the partitioned sources whose set of
-// partitions differs from prev's. DETACH, DROP and ATTACH of a partition
-// change what a view reads without any row change in the WAL.
-func (c *Catalog) Repartitioned(prev *Catalog) map[string][]string {
+// PartitionChange is a partitioned source whose partitions differ from an
+// earlier discovery's.
+type PartitionChange struct {
+	Table          *Table
+	Readers        []string
+	Added, Removed []uint32
+}
+
+// PartitionChanges compares the partitions of every partitioned source with
+// prev's. DETACH, DROP and ATTACH of a partition change what a view reads
+// without any row change in the WAL.
+func (c *Catalog) PartitionChanges(prev *Catalog) []PartitionChange {
 	now, before := c.partitionSets(), prev.partitionSets()
-	out := map[string][]string{}
+	var out []PartitionChange
 	for oid, t := range c.tables {
 		if t.Kind != KindPartitioned || prev.tables[oid] == nil || slices.Equal(now[oid], before[oid]) {
 			continue
 		}
-		for _, v := range c.readers[oid] {
-			out[v] = append(out[v], t.Name)
+		pc := PartitionChange{Table: t, Readers: c.readers[oid]}
+		for _, p := range now[oid] {
+			if !slices.Contains(before[oid], p) {
+				pc.Added = append(pc.Added, p)
+			}
 		}
+		for _, p := range before[oid] {
+			if !slices.Contains(now[oid], p) {
+				pc.Removed = append(pc.Removed, p)
+			}
+		}
+		out = append(out, pc)
 	}
 	return out
 }

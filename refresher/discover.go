@@ -347,3 +347,25 @@ func noReplicaIdentityMessage(view string, t *Table) string {
 		"Fix: add a primary key (ALTER TABLE %s ADD PRIMARY KEY (...)), or ALTER TABLE %s REPLICA IDENTITY FULL (or USING INDEX a unique index), or disable the view (views: {%s: {enabled: false}})",
 		t.Name, t.Name, t.Name, view)
 }
+
+// AnyRows reports whether any of the tables holds a row. Tables dropped
+// meanwhile count as empty.
+func AnyRows(ctx context.Context, q Querier, oids []uint32) (bool, error) {
+	for _, oid := range oids {
+		var name *string
+		if err := q.QueryRow(ctx, "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1", oid).Scan(&name); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			return false, fmt.Errorf("read relation %d: %w", oid, err)
+		}
+		var any bool
+		if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM ONLY "+*name+")").Scan(&any); err != nil {
+			return false, fmt.Errorf("look for rows in %s: %w", *name, err)
+		}
+		if any {
+			return true, nil
+		}
+	}
+	return false, nil
+}
