@@ -106,6 +106,9 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 		return err
 	}
 	d.logCatalog(cat)
+	if err := d.logFindings(ctx, pool, cat); err != nil {
+		return err
+	}
 
 	slot, err := stream.EnsureSlot(ctx, pool)
 	if errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate {
@@ -220,11 +223,7 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 
 // discover reads the catalog and syncs the publication with it.
 func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool) (*refresher.Catalog, []replication.Table, error) {
-	cat, err := refresher.Discover(ctx, pool, refresher.DiscoverOptions{
-		Schemas:  d.cfg.Schemas,
-		Enabled:  func(name string) bool { return d.cfg.ViewSettings(name).Enabled },
-		LogTable: d.logTable,
-	})
+	cat, err := refresher.Discover(ctx, pool, discoverOptions(d.cfg, d.logTable))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -270,10 +269,20 @@ func (d *Daemon) logCatalog(cat *refresher.Catalog) {
 		v := cat.Views[name]
 		d.logger.Info("managing view", "view", name, "sources", v.SourceNames(), "depends_on", v.Bases)
 	}
-	for _, p := range cat.Excluded {
-		d.logger.Error("not managing view", "view", p.View, "code", p.Code, "problem", p.Message)
+}
+
+// logFindings runs the checks of `mvrefresher check` and logs what they find.
+func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) error {
+	findings, err := refresher.Check(ctx, pool, cat, func(v string) config.Concurrently { return d.cfg.ViewSettings(v).Concurrently })
+	if err != nil {
+		return err
 	}
-	for _, p := range cat.Warnings {
-		d.logger.Warn("view problem", "view", p.View, "code", p.Code, "problem", p.Message)
+	for _, f := range findings {
+		if f.Severity == refresher.SeverityError {
+			d.logger.Error("view problem", "view", f.View, "code", f.Code, "problem", f.Message)
+		} else {
+			d.logger.Warn("view problem", "view", f.View, "code", f.Code, "problem", f.Message)
+		}
 	}
+	return nil
 }

@@ -18,7 +18,8 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var quiet exitError
+		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &quiet) {
 			fmt.Fprintln(os.Stderr, "mvrefresher:", err)
 		}
 		os.Exit(exitCode(err))
@@ -46,6 +47,7 @@ const usage = `Usage: mvrefresher <command> [flags]
 
 Commands:
   run       the daemon: refresh materialized views when their sources change
+  check     lint the managed views (non-deterministic columns, missing unique index, ...); exit 1 on errors
   demo      everything local: a throwaway PostgreSQL and NATS, the seed's views, synthetic traffic
   version   print the version
 
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "run":
 		return runDaemon(ctx, rest, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version":

@@ -1,0 +1,41 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/refresher"
+)
+
+// Check lints the views cfg manages, the way the daemon sees them. It needs
+// no replication connection and works whether or not a daemon runs.
+func Check(ctx context.Context, cfg config.Config) ([]refresher.Finding, error) {
+	schema, table, err := config.ParseTableName(cfg.RefreshLogTable)
+	if err != nil {
+		return nil, fmt.Errorf("refresh_log_table: %w", err)
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("connect to database %s: %w", config.RedactURL(cfg.DatabaseURL), err)
+	}
+	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, [2]string{schema, table}))
+	if err != nil {
+		return nil, err
+	}
+	return refresher.Check(ctx, pool, cat, func(v string) config.Concurrently { return cfg.ViewSettings(v).Concurrently })
+}
+
+func discoverOptions(cfg config.Config, logTable [2]string) refresher.DiscoverOptions {
+	return refresher.DiscoverOptions{
+		Schemas:  cfg.Schemas,
+		Enabled:  func(name string) bool { return cfg.ViewSettings(name).Enabled },
+		LogTable: logTable,
+	}
+}
