@@ -20,6 +20,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localnats"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/replication"
 )
 
 //go:embed demo_schema.sql
@@ -62,6 +63,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: connect: %w", err)
 	}
 	defer pool.Close()
+	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
 	say("creating the seed's schema: core.fact_events (partitioned, 20,000 events) and five analytics views")
 	if err := createDemoSchema(ctx, pool, *databaseURL != ""); err != nil {
 		return err

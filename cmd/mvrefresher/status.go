@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/daemon"
+)
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flags := config.BindFlags(fs)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := flags.Load()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Status(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printStatus(stdout, rep, time.Now())
+	return nil
+}
+
+func printStatus(w io.Writer, rep daemon.StatusReport, now time.Time) {
+	s := rep.Slot
+	switch {
+	case !s.Exists:
+		fmt.Fprintf(w, "slot %s: does not exist (created by the first `mvrefresher run`)\n", s.Name)
+	default:
+		state := "inactive (no daemon streams from it: it retains WAL)"
+		if s.Active {
+			state = fmt.Sprintf("active (walsender pid %d)", deref(s.ActivePID))
+		}
+		fmt.Fprintf(w, "slot %s: %s\n  confirmed %s, server at %s, lag %s, retains %s, wal_status %s\n",
+			s.Name, state, deref(s.ConfirmedFlushLSN), s.CurrentWALLSN, formatBytes(s.LagBytes), formatBytes(s.RetainedBytes), deref(s.WALStatus))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "VIEW\tSTATUS\tLAST REFRESH\tREFRESHES\tCONCURRENTLY\tSOURCES\tDEPENDS ON")
+	for _, v := range rep.Views {
+		status, last, conc := "never refreshed", "-", "-"
+		if v.Status != nil {
+			status = *v.Status
+		}
+		if !v.Managed {
+			status = "not managed"
+		}
+		if v.RefreshedAt != nil {
+			last = now.Sub(*v.RefreshedAt).Round(time.Second).String() + " ago"
+		}
+		if v.Concurrently != nil {
+			conc = map[bool]string{true: "yes", false: "no"}[*v.Concurrently]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.View, status, last, v.RefreshCount, conc, join(v.Sources), join(v.DependsOn))
+	}
+	tw.Flush()
+	for _, v := range rep.Views {
+		if v.Problem != "" {
+			fmt.Fprintf(w, "\n%s is not managed: %s\n", v.View, v.Problem)
+		}
+		if v.Error != nil && v.Status != nil && *v.Status == "failed" {
+			fmt.Fprintf(w, "\n%s failed: %s\n", v.View, *v.Error)
+		}
+	}
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+func formatBytes(n *int64) string {
+	if n == nil {
+		return "-"
+	}
+	const unit = 1024
+	v := float64(*n)
+	for _, u := range []string{"B", "kB", "MB", "GB"} {
+		if v < unit || u == "GB" {
+			if u == "B" {
+				return fmt.Sprintf("%d B", *n)
+			}
+			return fmt.Sprintf("%.1f %s", v, u)
+		}
+		v /= unit
+	}
+	return ""
+}
+
+func join(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,131 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/refresher"
+)
+
+// SlotStatus is the replication slot as the server sees it.
+type SlotStatus struct {
+	Name              string  `json:"name"`
+	Exists            bool    `json:"exists"`
+	Active            bool    `json:"active"`
+	ActivePID         *int32  `json:"active_pid"`
+	ConfirmedFlushLSN *string `json:"confirmed_flush_lsn"`
+	CurrentWALLSN     string  `json:"current_wal_lsn"`
+	// LagBytes: WAL written since the confirmed position.
+	LagBytes *int64 `json:"lag_bytes"`
+	// RetainedBytes: WAL the server keeps for the slot (from restart_lsn).
+	RetainedBytes *int64  `json:"retained_bytes"`
+	WALStatus     *string `json:"wal_status"`
+	SafeWALSize   *int64  `json:"safe_wal_size"`
+}
+
+// ViewStatus is one view and its last refresh.
+type ViewStatus struct {
+	View      string   `json:"view"`
+	Managed   bool     `json:"managed"`
+	Problem   string   `json:"problem,omitempty"`
+	Sources   []string `json:"sources"`
+	DependsOn []string `json:"depends_on"`
+	// From the refresh log; null when never refreshed by mvrefresher.
+	RefreshedAt  *time.Time `json:"refreshed_at"`
+	AttemptedAt  *time.Time `json:"attempted_at"`
+	Status       *string    `json:"status"`
+	Error        *string    `json:"error"`
+	RefreshCount int64      `json:"refresh_count"`
+	DurationMS   *float64   `json:"duration_ms"`
+	Concurrently *bool      `json:"concurrently"`
+	RowsInserted *int64     `json:"rows_inserted"`
+	RowsDeleted  *int64     `json:"rows_deleted"`
+	LSN          *string    `json:"lsn"`
+}
+
+// StatusReport is what `mvrefresher status` shows.
+type StatusReport struct {
+	Slot  SlotStatus   `json:"slot"`
+	Views []ViewStatus `json:"views"`
+}
+
+// Status reads the slot, the managed views and the refresh log. It works
+// whether or not a daemon runs.
+func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
+	schema, table, err := config.ParseTableName(cfg.RefreshLogTable)
+	if err != nil {
+		return StatusReport{}, fmt.Errorf("refresh_log_table: %w", err)
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return StatusReport{}, fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	rep := StatusReport{Slot: SlotStatus{Name: cfg.Slot}}
+	if err := readSlot(ctx, pool, &rep.Slot); err != nil {
+		return rep, err
+	}
+	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, [2]string{schema, table}))
+	if err != nil {
+		return rep, err
+	}
+	for _, name := range cat.Names() {
+		v := cat.Views[name]
+		rep.Views = append(rep.Views, ViewStatus{View: name, Managed: true, Sources: v.SourceNames(), DependsOn: nonNil(v.Bases)})
+	}
+	for _, p := range cat.Excluded {
+		rep.Views = append(rep.Views, ViewStatus{View: p.View, Problem: p.Code + ": " + p.Message, Sources: []string{}, DependsOn: []string{}})
+	}
+	return rep, readLog(ctx, pool, pgx.Identifier{schema, table}.Sanitize(), rep.Views)
+}
+
+func readSlot(ctx context.Context, pool *pgxpool.Pool, s *SlotStatus) error {
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s.CurrentWALLSN); err != nil {
+		return fmt.Errorf("read the WAL position: %w", err)
+	}
+	err := pool.QueryRow(ctx, `SELECT active, active_pid, confirmed_flush_lsn::text,
+			pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
+			pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, safe_wal_size
+		FROM pg_replication_slots WHERE slot_name = $1`, s.Name).
+		Scan(&s.Active, &s.ActivePID, &s.ConfirmedFlushLSN, &s.LagBytes, &s.RetainedBytes, &s.WALStatus, &s.SafeWALSize)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read replication slot %q: %w", s.Name, err)
+	}
+	s.Exists = true
+	return nil
+}
+
+func readLog(ctx context.Context, pool *pgxpool.Pool, logTable string, views []ViewStatus) error {
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", logTable).Scan(&exists); err != nil || !exists {
+		return err // no log yet: nothing was refreshed
+	}
+	for i := range views {
+		v := &views[i]
+		err := pool.QueryRow(ctx, `SELECT refreshed_at, attempted_at, status, error, refresh_count, duration_ms,
+				"concurrently", rows_inserted, rows_deleted, lsn::text
+			FROM `+logTable+` WHERE mv_name = $1`, v.View).
+			Scan(&v.RefreshedAt, &v.AttemptedAt, &v.Status, &v.Error, &v.RefreshCount, &v.DurationMS,
+				&v.Concurrently, &v.RowsInserted, &v.RowsDeleted, &v.LSN)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("read refresh log %s: %w", logTable, err)
+		}
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
