@@ -79,7 +79,12 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	sub, err := nc.Subscribe(demoName+".>", func(m *nats.Msg) { printEvent(stdout, m.Data) })
+	sub, err := nc.Subscribe(demoName+".>", func(m *nats.Msg) {
+		var e events.Refresh
+		if err := json.Unmarshal(m.Data, &e); err == nil {
+			printEvent(stdout, e)
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("demo: subscribe: %w", err)
 	}
@@ -249,27 +254,6 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func printEvent(w io.Writer, data []byte) {
-	var e events.Refresh
-	if err := json.Unmarshal(data, &e); err != nil {
-		fmt.Fprintf(w, "undecodable event: %v\n", err)
-		return
-	}
-	rows := "(plain)"
-	if e.RowsInserted != nil && e.RowsDeleted != nil {
-		rows = fmt.Sprintf("+%d/-%d", *e.RowsInserted, *e.RowsDeleted)
-	}
-	detail := fmt.Sprintf("%d changes, staleness %.1fs", e.Changes, e.StalenessMS/1000)
-	if e.Reason == events.ReasonStartup {
-		detail = "first refresh after start"
-	}
-	if e.Error != "" {
-		detail = e.Error
-	}
-	fmt.Fprintf(w, "%-12s  %-6s  %-34s  %-7s  %7.1fms  %-13s  %s\n",
-		e.FinishedAt.Local().Format("15:04:05.000"), e.Status, e.View, e.Reason, e.DurationMS, rows, detail)
 }
 
 // lockedWriter serialises writes from several goroutines.

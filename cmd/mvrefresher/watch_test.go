@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localnats"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	ns, err := localnats.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	publish := func(view, schema, name string, status events.Status) {
+		ins, del := int64(1), int64(1)
+		e := events.Refresh{View: view, Status: status, Reason: events.ReasonChange, Concurrently: true,
+			FinishedAt: time.Now(), DurationMS: 12.5, LSN: "0/1", Sources: []string{"core.fact_events"}, Changes: 3,
+			StalenessMS: 1500, RowsInserted: &ins, RowsDeleted: &del, Attempt: 1}
+		if status == events.StatusFailed {
+			e.Error = "refresh boom: division by zero"
+		}
+		data, _ := json.Marshal(e)
+		if err := nc.Publish(events.Subject("mvrefresher", status, schema, name), data); err != nil {
+			t.Fatal(err)
+		}
+		nc.Publish("mvrefresher.slot.mvrefresher", []byte(`{"slot":"mvrefresher"}`)) //nolint:errcheck // not a refresh event: ignored
+	}
+
+	watch := func(args ...string) (stdout *syncBuffer, stop func()) {
+		stdout, stderr := &syncBuffer{}, &syncBuffer{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, append([]string{"watch", "--nats-url", ns.URL()}, args...), stdout, stderr) }()
+		waitUntil(t, "watch to subscribe", func() bool { return strings.Contains(stderr.String(), "watching") })
+		return stdout, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("watch: %v", err)
+			}
+		}
+	}
+
+	all, stopAll := watch()
+	asJSON, stopJSON := watch("--json")
+	one, stopOne := watch("--view", `analytics."Mixed Case"`)
+	publish("analytics.mv_revenue_summary", "analytics", "mv_revenue_summary", events.StatusOK)
+	publish(`analytics."Mixed Case"`, "analytics", "Mixed Case", events.StatusFailed)
+	publish("other.mv_x", "other", "mv_x", events.StatusOK)
+	waitUntil(t, "three events", func() bool { return strings.Count(all.String(), "\n") == 3 && strings.Count(asJSON.String(), "\n") == 3 })
+	waitUntil(t, "the filtered event", func() bool { return strings.Count(one.String(), "\n") == 1 })
+	stopAll()
+	stopJSON()
+	stopOne()
+
+	if out := all.String(); !strings.Contains(out, "analytics.mv_revenue_summary") || !strings.Contains(out, "+1/-1") ||
+		!strings.Contains(out, "3 changes, staleness 1.5s") || !strings.Contains(out, "division by zero") {
+		t.Errorf("readable output:\n%s", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(asJSON.String()), "\n") {
+		var e events.Refresh
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.View == "" {
+			t.Errorf("--json line %q: %v", line, err)
+		}
+	}
+	if out := one.String(); !strings.Contains(out, `analytics."Mixed Case"`) || strings.Contains(out, "mv_revenue") {
+		t.Errorf("--view output:\n%s", out)
+	}
+}
