@@ -88,7 +88,9 @@ func TestWatch(t *testing.T) {
 	publish("analytics.mv_revenue_summary", "analytics", "mv_revenue_summary", events.StatusOK)
 	publish(`analytics."Mixed Case"`, "analytics", "Mixed Case", events.StatusFailed)
 	publish("other.mv_x", "other", "mv_x", events.StatusOK)
-	waitUntil(t, "three events", func() bool { return strings.Count(all.String(), "\n") == 3 && strings.Count(asJSON.String(), "\n") == 3 })
+	waitUntil(t, "three events", func() bool {
+		return strings.Count(all.String(), "\n") == 3 && strings.Count(asJSON.String(), "\n") == 3
+	})
 	waitUntil(t, "the filtered event", func() bool { return strings.Count(one.String(), "\n") == 1 })
 	stopAll()
 	stopJSON()
