@@ -106,7 +106,8 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 		return err
 	}
 	d.logCatalog(cat)
-	if err := d.logFindings(ctx, pool, cat); err != nil {
+	findings, err := d.logFindings(ctx, pool, cat)
+	if err != nil {
 		return err
 	}
 
@@ -128,7 +129,7 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 
 	d.standby.Store(false)
 	stream.Confirm(slot.Start)
-	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, slot.Start, stream.Confirm, pub)
+	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, findings, slot.Start, stream.Confirm, pub)
 	sched.startup(startup)
 	d.stream.Store(stream)
 	if err := d.runStages(ctx, pool, stream, sched, cat); err != nil {
@@ -272,10 +273,10 @@ func (d *Daemon) logCatalog(cat *refresher.Catalog) {
 }
 
 // logFindings runs the checks of `mvrefresher check` and logs what they find.
-func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) error {
+func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) ([]refresher.Finding, error) {
 	findings, err := refresher.Check(ctx, pool, cat, func(v string) config.Concurrently { return d.cfg.ViewSettings(v).Concurrently })
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, f := range findings {
 		if f.Severity == refresher.SeverityError {
@@ -284,5 +285,5 @@ func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refre
 			d.logger.Warn("view problem", "view", f.View, "code", f.Code, "problem", f.Message)
 		}
 	}
-	return nil
+	return findings, nil
 }

@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -283,5 +285,43 @@ func TestDaemon_PartitionDDL(t *testing.T) {
 			e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
 			e.assertFresh(allViews...)
 		})
+	}
+}
+
+// TestDaemon_ChurnOfTheSeedsNowColumn: the NOW() view rewrites every row on
+// every refresh, a pure aggregation only what changed; the daemon says so.
+func TestDaemon_ChurnOfTheSeedsNowColumn(t *testing.T) {
+	e := newEnv(t, `
+		CREATE TABLE app.ev (id int PRIMARY KEY, account int NOT NULL);
+		INSERT INTO app.ev SELECT i, i % 20 FROM generate_series(1, 200) i;
+		CREATE MATERIALIZED VIEW app.mv_now AS SELECT account, count(*) AS n, now() AS last_refreshed_at FROM app.ev GROUP BY account;
+		CREATE UNIQUE INDEX ON app.mv_now (account);
+		CREATE MATERIALIZED VIEW app.mv_pure AS SELECT account, count(*) AS n FROM app.ev GROUP BY account;
+		CREATE UNIQUE INDEX ON app.mv_pure (account);`)
+	e.start()
+	e.settle()
+	for i := range 3 {
+		e.exec("INSERT INTO app.ev VALUES ($1, 1)", 1000+i)
+		for _, ev := range e.settle() {
+			want := int64(1)
+			if ev.View == "app.mv_now" {
+				want = 20
+			}
+			if ev.RowsInserted == nil || *ev.RowsInserted != want || *ev.RowsDeleted != want {
+				t.Errorf("%s rewrote %v/%v rows for a one-row change, want %d", ev.View, ev.RowsInserted, ev.RowsDeleted, want)
+			}
+		}
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "rewrites (nearly) every row") || !strings.Contains(logs, "view=app.mv_now") || !strings.Contains(logs, "last_refreshed_at") {
+		t.Errorf("no churn warning naming mv_now and its NOW() column:\n%s", logs)
+	}
+	if strings.Count(logs, "rewrites (nearly) every row") != 1 {
+		t.Errorf("the churn warning should be logged once")
+	}
+	rec := httptest.NewRecorder()
+	e.daemon.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); !strings.Contains(body, `mvrefresher_view_churn_ratio{view="app.mv_now"} 1`) || !strings.Contains(body, `mvrefresher_view_churn_ratio{view="app.mv_pure"} 0.05`) {
+		t.Errorf("churn ratios in metrics:\n%s", body)
 	}
 }

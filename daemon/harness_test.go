@@ -78,6 +78,8 @@ type env struct {
 	pool *pgxpool.Pool
 	name string
 
+	logs lockedBuffer // the daemon's log
+
 	mu     sync.Mutex
 	events []events.Refresh
 	notify chan struct{}
@@ -163,10 +165,11 @@ func (e *env) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	e.stopDaemon, e.exited = cancel, exited
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var out io.Writer = &e.logs
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", e.t.Name())
+		out = io.MultiWriter(&e.logs, os.Stderr)
 	}
+	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", e.t.Name())
 	d := daemon.New(e.cfg, logger)
 	e.daemon = d
 	go func() {

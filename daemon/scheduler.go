@@ -66,9 +66,10 @@ type scheduler struct {
 	free       int
 	ancestors  *lru.Cache[uint32, []uint32] // relations discovery did not see
 	warnedPlan map[string]bool
+	churn      *churn
 }
 
-func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
+func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
 	ancestors, _ := lru.New[uint32, []uint32](10_000) // cannot fail for a positive size
 	s := &scheduler{
 		cfg:        cfg,
@@ -88,6 +89,7 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		free:       cfg.Workers,
 		ancestors:  ancestors,
 		warnedPlan: map[string]bool{},
+		churn:      newChurn(findings),
 	}
 	s.setCatalog(cat)
 	return s
@@ -311,6 +313,12 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 		if out.RowsInserted != nil {
 			s.metrics.RowsChanged.WithLabelValues(name, "inserted").Add(float64(*out.RowsInserted))
 			s.metrics.RowsChanged.WithLabelValues(name, "deleted").Add(float64(*out.RowsDeleted))
+			ratio, warn := s.churn.observe(name, *out.RowsInserted, *out.RowsDeleted, out.Rows)
+			s.metrics.ChurnRatio.WithLabelValues(name).Set(ratio)
+			if warn {
+				s.logger.Warn("every concurrent refresh rewrites (nearly) every row: CONCURRENTLY saves nothing for this view",
+					"view", name, "ratio", ratio, "rows", out.Rows, "likely_cause", s.churn.cause(name))
+			}
 		}
 	}
 	if s.publisher != nil && view != nil {

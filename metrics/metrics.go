@@ -18,6 +18,7 @@ type Metrics struct {
 	RefreshDuration *prometheus.HistogramVec // view
 	ViewStaleness   *prometheus.GaugeVec     // view
 	RowsChanged     *prometheus.CounterVec   // view, op
+	ChurnRatio      *prometheus.GaugeVec     // view
 	WALChanges      *prometheus.CounterVec   // table
 	SlotLagBytes    *prometheus.GaugeVec     // slot
 	SlotActive      *prometheus.GaugeVec     // slot
@@ -43,6 +44,9 @@ func New(connected, standby func() bool) *Metrics {
 		RowsChanged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mvrefresher_rows_changed_total", Help: "Rows concurrent refreshes inserted and deleted in the view (op: inserted, deleted).",
 		}, []string{"view", "op"}),
+		ChurnRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mvrefresher_view_churn_ratio", Help: "Share of the view's rows the last concurrent refresh rewrote; near 1 on every refresh means CONCURRENTLY saves nothing (a NOW() column?).",
+		}, []string{"view"}),
 		WALChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mvrefresher_wal_changes_total", Help: "Row changes read from the WAL, by source table (partitions count under their root).",
 		}, []string{"table"}),
@@ -60,7 +64,7 @@ func New(connected, standby func() bool) *Metrics {
 		}),
 	}
 	m.Registry.MustRegister(
-		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.WALChanges,
+		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.ChurnRatio, m.WALChanges,
 		m.SlotLagBytes, m.SlotActive, m.PendingViews, m.EventsDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mvrefresher_replication_connected", Help: "1 while this instance streams from its slot.",

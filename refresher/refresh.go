@@ -48,7 +48,10 @@ type Outcome struct {
 	FinishedAt   time.Time
 	// RowsInserted and RowsDeleted are set for a concurrent refresh only.
 	RowsInserted, RowsDeleted *int64
-	RefreshCount              int64
+	// Rows is the view's row count after a concurrent refresh (the
+	// statistics' estimate of live rows), for the churn ratio.
+	Rows         int64
+	RefreshCount int64
 	// Err is the refresh's failure, nil on success.
 	Err error
 	// Recorded is true when the outcome, success or failure, is durably in
@@ -130,6 +133,9 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		}
 		ins, del := ins1-ins0, del1-del0
 		out.RowsInserted, out.RowsDeleted = &ins, &del
+		if out.Rows, err = rowCount(ctx, tx, req.View, ins, del); err != nil {
+			return err
+		}
 	}
 	duration := time.Since(out.StartedAt)
 	err = tx.QueryRow(ctx, `
@@ -150,6 +156,26 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// rowCount is the view's row count after a concurrent refresh that
+// inserted ins and deleted del rows. The statistics' estimate lags, so when
+// the refresh looks like a wholesale rewrite (the only case the churn ratio
+// is about) the rows are counted; that refresh scanned everything anyway.
+func rowCount(ctx context.Context, tx pgx.Tx, v *View, ins, del int64) (int64, error) {
+	var est int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = $1), 0) + $2 - $3`,
+		v.OID, ins, del).Scan(&est); err != nil {
+		return 0, fmt.Errorf("read the view's row estimate: %w", err)
+	}
+	if ins < 10 || float64(ins) < 0.5*float64(est) {
+		return max(est, ins), nil
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{v.Schema, v.Relname}.Sanitize()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the view's rows: %w", err)
+	}
+	return n, nil
 }
 
 // counters reads the view's row counters of this transaction. Read before
