@@ -74,6 +74,8 @@ type Config struct {
 	ShutdownTimeout   time.Duration // grace for running refreshes on SIGTERM
 	DiscoveryInterval time.Duration // how often the catalog is re-read
 	OnSlotLost        string        // recreate|stop: what to do when the server invalidated the slot
+	SlotCheckInterval time.Duration // how often the slot is read for metrics, slot events and warnings
+	SlotWarnMB        int           // warn when the slot retains more WAL than this; 0 = never
 	NATS              NATS
 	// Views are keyed by the qualified view name as the user wrote it; use
 	// ViewSettings rather than indexing, so that case folding and quoting
@@ -97,6 +99,8 @@ func Default() Config {
 		ShutdownTimeout:   30 * time.Second,
 		DiscoveryInterval: 10 * time.Second,
 		OnSlotLost:        OnSlotLostRecreate,
+		SlotCheckInterval: 10 * time.Second,
+		SlotWarnMB:        1024,
 		NATS: NATS{
 			SubjectPrefix: "mvrefresher",
 			Stream:        "MVREFRESHER",

@@ -75,6 +75,12 @@ func (c Config) problems() []problem {
 	if c.OnSlotLost != OnSlotLostRecreate && c.OnSlotLost != OnSlotLostStop {
 		add("on_slot_lost", "on_slot_lost: %q is not recreate or stop", c.OnSlotLost)
 	}
+	if c.SlotCheckInterval <= 0 {
+		add("slot_check_interval", "slot_check_interval: must be positive (got %s)", c.SlotCheckInterval)
+	}
+	if c.SlotWarnMB < 0 {
+		add("slot_warn_mb", "slot_warn_mb: must be 0 (never) or more (got %d)", c.SlotWarnMB)
+	}
 	if c.DiscoveryInterval <= 0 {
 		add("discovery_interval", "discovery_interval: must be positive (got %s)", c.DiscoveryInterval)
 	}

@@ -132,7 +132,7 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, findings, slot.Start, stream.Confirm, pub)
 	sched.startup(startup)
 	d.stream.Store(stream)
-	if err := d.runStages(ctx, pool, stream, sched, cat); err != nil {
+	if err := d.runStages(ctx, pool, stream, sched, cat, pub); err != nil {
 		return err
 	}
 	d.logger.Info("stopped")
@@ -141,7 +141,7 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *refresher.Catalog) error {
+func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *refresher.Catalog, pub *publisher) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Running refreshes outlive gctx by up to the shutdown timeout.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -150,6 +150,7 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 
 	g.Go(func() error { return stream.Run(gctx, sched) })
 	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat); return nil })
+	g.Go(func() error { d.monitorSlot(gctx, pool, sched, pub); return nil })
 	var workers errgroup.Group
 	for range d.cfg.Workers {
 		workers.Go(func() error {

@@ -80,9 +80,10 @@ type env struct {
 
 	logs lockedBuffer // the daemon's log
 
-	mu     sync.Mutex
-	events []events.Refresh
-	notify chan struct{}
+	mu         sync.Mutex
+	events     []events.Refresh
+	slotEvents []events.Slot
+	notify     chan struct{}
 
 	daemon     *daemon.Daemon
 	stopDaemon context.CancelFunc
@@ -137,6 +138,17 @@ func newEnv(t testing.TB, schemaSQL string) *env {
 }
 
 func (e *env) receive(m *nats.Msg) {
+	if m.Subject == events.SlotSubject(e.cfg.NATS.SubjectPrefix, e.cfg.Slot) {
+		var s events.Slot
+		if err := json.Unmarshal(m.Data, &s); err != nil {
+			e.t.Errorf("undecodable slot event: %v", err)
+			return
+		}
+		e.mu.Lock()
+		e.slotEvents = append(e.slotEvents, s)
+		e.mu.Unlock()
+		return
+	}
 	var ev events.Refresh
 	if err := json.Unmarshal(m.Data, &ev); err != nil {
 		e.t.Errorf("undecodable event on %s: %v", m.Subject, err)

@@ -48,21 +48,32 @@ func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *
 	return p, nil
 }
 
-// publish queues an event for view schema.name; it never blocks.
+// publish queues a refresh event for view schema.name; it never blocks.
 func (p *publisher) publish(schema, name string, e events.Refresh) {
-	data, err := json.Marshal(e)
+	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e.View, e.LSN))
+}
+
+// publishSlot queues a slot health event.
+func (p *publisher) publishSlot(e events.Slot) {
+	p.enqueue(events.SlotSubject(p.cfg.SubjectPrefix, e.Slot), e, "")
+}
+
+func (p *publisher) enqueue(subject string, payload any, msgID string) {
+	data, err := json.Marshal(payload)
 	if err != nil {
-		p.logger.Error("encode event", "view", e.View, "error", err)
+		p.logger.Error("encode event", "subject", subject, "error", err)
 		return
 	}
-	msg := nats.NewMsg(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name))
+	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set(nats.MsgIdHdr, events.MsgID(e.View, e.LSN))
+	if msgID != "" {
+		msg.Header.Set(nats.MsgIdHdr, msgID)
+	}
 	select {
 	case p.queue <- msg:
 	default:
 		p.metrics.EventsDropped.Inc()
-		p.logger.Warn("event dropped: NATS has been unreachable for too long", "view", e.View, "queued", len(p.queue))
+		p.logger.Warn("event dropped: NATS has been unreachable for too long", "subject", subject, "queued", len(p.queue))
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2"
@@ -67,6 +68,8 @@ type scheduler struct {
 	ancestors  *lru.Cache[uint32, []uint32] // relations discovery did not see
 	warnedPlan map[string]bool
 	churn      *churn
+	// pendingViews is len(pending), for the slot monitor's goroutine.
+	pendingViews atomic.Int64
 }
 
 func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
@@ -329,6 +332,7 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 // updateGauges refreshes the pending views and per-view staleness gauges.
 func (s *scheduler) updateGauges() {
 	s.metrics.PendingViews.Set(float64(len(s.pending)))
+	s.pendingViews.Store(int64(len(s.pending)))
 	now := time.Now()
 	for name := range s.catalog.Views {
 		var oldest time.Time

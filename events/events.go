@@ -85,3 +85,23 @@ func SubjectToken(name string) string {
 func MsgID(view, lsn string) string {
 	return view + "@" + lsn
 }
+
+// Slot is the slot health published on <prefix>.slot.<slot> every
+// slot_check_interval.
+type Slot struct {
+	Slot              string    `json:"slot"`
+	Active            bool      `json:"active"`
+	ConfirmedFlushLSN string    `json:"confirmed_flush_lsn"`
+	CurrentWALLSN     string    `json:"current_wal_lsn"`
+	LagBytes          int64     `json:"lag_bytes"`
+	RetainedBytes     int64     `json:"retained_bytes"`
+	WALStatus         string    `json:"wal_status"`
+	SafeWALSize       *int64    `json:"safe_wal_size"`
+	PendingViews      int       `json:"pending_views"`
+	At                time.Time `json:"at"`
+}
+
+// SlotSubject is where slot health is published.
+func SlotSubject(prefix, slot string) string {
+	return prefix + ".slot." + SubjectToken(slot)
+}

@@ -14,16 +14,17 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Refreshes       *prometheus.CounterVec   // view, status
-	RefreshDuration *prometheus.HistogramVec // view
-	ViewStaleness   *prometheus.GaugeVec     // view
-	RowsChanged     *prometheus.CounterVec   // view, op
-	ChurnRatio      *prometheus.GaugeVec     // view
-	WALChanges      *prometheus.CounterVec   // table
-	SlotLagBytes    *prometheus.GaugeVec     // slot
-	SlotActive      *prometheus.GaugeVec     // slot
-	PendingViews    prometheus.Gauge
-	EventsDropped   prometheus.Counter
+	Refreshes         *prometheus.CounterVec   // view, status
+	RefreshDuration   *prometheus.HistogramVec // view
+	ViewStaleness     *prometheus.GaugeVec     // view
+	RowsChanged       *prometheus.CounterVec   // view, op
+	ChurnRatio        *prometheus.GaugeVec     // view
+	WALChanges        *prometheus.CounterVec   // table
+	SlotLagBytes      *prometheus.GaugeVec     // slot
+	SlotRetainedBytes *prometheus.GaugeVec     // slot
+	SlotActive        *prometheus.GaugeVec     // slot
+	PendingViews      prometheus.Gauge
+	EventsDropped     prometheus.Counter
 }
 
 // New creates and registers the metrics. connected and standby report the
@@ -53,6 +54,9 @@ func New(connected, standby func() bool) *Metrics {
 		SlotLagBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mvrefresher_slot_lag_bytes", Help: "WAL the slot retains: current WAL position minus its confirmed position.",
 		}, []string{"slot"}),
+		SlotRetainedBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mvrefresher_slot_retained_bytes", Help: "WAL the server keeps for the slot: current WAL position minus its restart position.",
+		}, []string{"slot"}),
 		SlotActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mvrefresher_slot_active", Help: "1 while some process streams from the slot.",
 		}, []string{"slot"}),
@@ -65,7 +69,7 @@ func New(connected, standby func() bool) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.ChurnRatio, m.WALChanges,
-		m.SlotLagBytes, m.SlotActive, m.PendingViews, m.EventsDropped,
+		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.PendingViews, m.EventsDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mvrefresher_replication_connected", Help: "1 while this instance streams from its slot.",
 		}, boolGauge(connected)),
