@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -86,6 +87,15 @@ func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 	}
 	if !strings.Contains(string(msg.Data), `"reason":"cascade"`) || msg.Header.Get(nats.MsgIdHdr) == "" {
 		t.Errorf("last mv_grand event: %s (headers %v)", msg.Data, msg.Header)
+	}
+	// The latest event of every view is kept for late subscribers.
+	kv, err := js.KeyValue(context.Background(), events.LatestBucket(e.cfg.NATS.Stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(context.Background(), events.LatestKey("app", "mv_grand"))
+	if err != nil || !strings.Contains(string(entry.Value()), `"reason":"cascade"`) {
+		t.Errorf("latest mv_grand event in the bucket: %v %s", err, entry.Value())
 	}
 }
 

@@ -30,14 +30,15 @@ const (
 type publisher struct {
 	conn    *nats.Conn
 	js      jetstream.JetStream // nil: core NATS
+	latest  jetstream.KeyValue  // with js: the latest event of every view
 	cfg     config.NATS
-	queue   chan *nats.Msg
+	queue   chan outgoing
 	logger  *slog.Logger
 	metrics *metrics.Metrics
 }
 
 func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *slog.Logger) (*publisher, error) {
-	p := &publisher{conn: conn, cfg: cfg, queue: make(chan *nats.Msg, publishQueueSize), logger: logger, metrics: m}
+	p := &publisher{conn: conn, cfg: cfg, queue: make(chan outgoing, publishQueueSize), logger: logger, metrics: m}
 	if cfg.JetStream {
 		js, err := jetstream.New(conn)
 		if err != nil {
@@ -50,15 +51,22 @@ func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *
 
 // publish queues a refresh event for view schema.name; it never blocks.
 func (p *publisher) publish(schema, name string, e events.Refresh) {
-	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e.View, e.LSN))
+	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e.View, e.LSN), events.LatestKey(schema, name))
 }
 
 // publishSlot queues a slot health event.
 func (p *publisher) publishSlot(e events.Slot) {
-	p.enqueue(events.SlotSubject(p.cfg.SubjectPrefix, e.Slot), e, "")
+	p.enqueue(events.SlotSubject(p.cfg.SubjectPrefix, e.Slot), e, "", "")
 }
 
-func (p *publisher) enqueue(subject string, payload any, msgID string) {
+// outgoing is a queued event; latestKey ("" for slot events) is its key in
+// the latest-event bucket.
+type outgoing struct {
+	msg       *nats.Msg
+	latestKey string
+}
+
+func (p *publisher) enqueue(subject string, payload any, msgID, latestKey string) {
 	data, err := json.Marshal(payload)
 	if err != nil {
 		p.logger.Error("encode event", "subject", subject, "error", err)
@@ -70,7 +78,7 @@ func (p *publisher) enqueue(subject string, payload any, msgID string) {
 		msg.Header.Set(nats.MsgIdHdr, msgID)
 	}
 	select {
-	case p.queue <- msg:
+	case p.queue <- outgoing{msg, latestKey}:
 	default:
 		p.metrics.EventsDropped.Inc()
 		p.logger.Warn("event dropped: NATS has been unreachable for too long", "subject", subject, "queued", len(p.queue))
@@ -84,8 +92,8 @@ func (p *publisher) run(ctx context.Context) {
 	}
 	for {
 		select {
-		case msg := <-p.queue:
-			p.send(ctx, msg)
+		case out := <-p.queue:
+			p.send(ctx, out)
 		case <-ctx.Done():
 			p.drain()
 			return
@@ -98,8 +106,8 @@ func (p *publisher) drain() {
 	defer cancel()
 	for {
 		select {
-		case msg := <-p.queue:
-			p.send(ctx, msg)
+		case out := <-p.queue:
+			p.send(ctx, out)
 		default:
 			if err := p.conn.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				p.logger.Warn("flush events at stop", "error", err)
@@ -109,7 +117,8 @@ func (p *publisher) drain() {
 	}
 }
 
-func (p *publisher) send(ctx context.Context, msg *nats.Msg) {
+func (p *publisher) send(ctx context.Context, out outgoing) {
+	msg := out.msg
 	if p.js == nil {
 		// nats.go buffers while reconnecting, up to its reconnect buffer.
 		if err := p.conn.PublishMsg(msg); err != nil {
@@ -121,6 +130,11 @@ func (p *publisher) send(ctx context.Context, msg *nats.Msg) {
 	for attempt := 1; ; attempt++ {
 		_, err := p.js.PublishMsg(ctx, msg)
 		if err == nil {
+			if out.latestKey != "" && p.latest != nil {
+				if _, err := p.latest.Put(ctx, out.latestKey, msg.Data); err != nil {
+					p.logger.Warn("record the latest event", "key", out.latestKey, "error", err)
+				}
+			}
 			return
 		}
 		if attempt == jsAttempts || ctx.Err() != nil {
@@ -146,6 +160,12 @@ func (p *publisher) ensureStream(ctx context.Context) {
 			Subjects:   []string{p.cfg.SubjectPrefix + ".>"},
 			Duplicates: 10 * time.Minute, // a replay after a restart is a duplicate
 		})
+		if err == nil {
+			p.latest, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:      events.LatestBucket(p.cfg.Stream),
+				Description: "the latest mvrefresher event of every view",
+			})
+		}
 		if err == nil {
 			return
 		}

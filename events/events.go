@@ -105,3 +105,11 @@ type Slot struct {
 func SlotSubject(prefix, slot string) string {
 	return prefix + ".slot." + SubjectToken(slot)
 }
+
+// LatestBucket is the JetStream key-value bucket holding the latest event of
+// every view (with nats.jetstream), so that a subscriber starting late reads
+// each view's current freshness at once.
+func LatestBucket(stream string) string { return stream + "_LATEST" }
+
+// LatestKey is a view's key in LatestBucket.
+func LatestKey(schema, name string) string { return SubjectToken(schema) + "." + SubjectToken(name) }

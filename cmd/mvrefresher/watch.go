@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
@@ -21,6 +23,7 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	url := fs.String("nats-url", envOr("MVREFRESHER_NATS_URL", nats.DefaultURL), "NATS server (env MVREFRESHER_NATS_URL)")
 	prefix := fs.String("subject-prefix", envOr("MVREFRESHER_NATS_SUBJECT_PREFIX", "mvrefresher"), "subject prefix the daemon publishes under")
 	asJSON := fs.Bool("json", false, "print each event as published, one JSON document per line")
+	stream := fs.String("stream", envOr("MVREFRESHER_NATS_STREAM", "MVREFRESHER"), "JetStream stream whose latest-event bucket is shown first, if it exists")
 	view := fs.String("view", "", "only this view (schema.name)")
 	schema := fs.String("schema", "", "only views in this schema")
 	if err := fs.Parse(args); err != nil {
@@ -53,27 +56,56 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("watch: %w", err)
 	}
+	show := func(data []byte) {
+		var e events.Refresh
+		if err := json.Unmarshal(data, &e); err != nil || e.View == "" {
+			return // not a refresh event (slot health, say)
+		}
+		// Subject tokens replace odd characters; the payload is exact.
+		s, n, err := config.ParseQualifiedName(e.View)
+		if err != nil || (viewName != "" && s+"."+n != viewName) || (*schema != "" && s != *schema) {
+			return
+		}
+		if *asJSON {
+			fmt.Fprintf(stdout, "%s\n", data)
+		} else {
+			printEvent(stdout, e)
+		}
+	}
+	showLatest(ctx, nc, events.LatestBucket(*stream), show, stderr)
 	fmt.Fprintf(stderr, "watching %s on %s\n", subject, config.RedactURL(*url))
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			var e events.Refresh
-			if err := json.Unmarshal(m.Data, &e); err != nil || e.View == "" {
-				continue // not a refresh event (slot health, say)
-			}
-			if viewName != "" {
-				// Subject tokens replace odd characters; the payload is exact.
-				if s, n, err := config.ParseQualifiedName(e.View); err != nil || s+"."+n != viewName {
-					continue
-				}
-			}
-			if *asJSON {
-				fmt.Fprintf(stdout, "%s\n", m.Data)
-			} else {
-				printEvent(stdout, e)
-			}
+			show(m.Data)
+		}
+	}
+}
+
+// showLatest prints the latest event of every view from the JetStream
+// bucket, when there is one: a dashboard cache warming up learns each
+// view's freshness at once instead of at its next refresh.
+func showLatest(ctx context.Context, nc *nats.Conn, bucket string, show func([]byte), stderr io.Writer) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	lookup, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(lookup, bucket)
+	if err != nil {
+		return // no JetStream, or nats.jetstream is off
+	}
+	keys, err := kv.ListKeys(lookup)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(stderr, "latest event of each view (%s):\n", bucket)
+	for key := range keys.Keys() {
+		if entry, err := kv.Get(lookup, key); err == nil {
+			show(entry.Value())
 		}
 	}
 }

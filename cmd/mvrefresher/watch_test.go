@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localnats"
@@ -82,14 +83,29 @@ func TestWatch(t *testing.T) {
 		}
 	}
 
+	// A late subscriber sees the latest event of every view first.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: events.LatestBucket("MVREFRESHER")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), events.LatestKey("analytics", "mv_old"),
+		[]byte(`{"view":"analytics.mv_old","status":"ok","reason":"startup","changes":0}`)); err != nil {
+		t.Fatal(err)
+	}
+
 	all, stopAll := watch()
+	waitUntil(t, "the latest event", func() bool { return strings.Contains(all.String(), "analytics.mv_old") })
 	asJSON, stopJSON := watch("--json")
 	one, stopOne := watch("--view", `analytics."Mixed Case"`)
 	publish("analytics.mv_revenue_summary", "analytics", "mv_revenue_summary", events.StatusOK)
 	publish(`analytics."Mixed Case"`, "analytics", "Mixed Case", events.StatusFailed)
 	publish("other.mv_x", "other", "mv_x", events.StatusOK)
-	waitUntil(t, "three events", func() bool {
-		return strings.Count(all.String(), "\n") == 3 && strings.Count(asJSON.String(), "\n") == 3
+	waitUntil(t, "the latest event and three live ones", func() bool {
+		return strings.Count(all.String(), "\n") == 4 && strings.Count(asJSON.String(), "\n") == 4
 	})
 	waitUntil(t, "the filtered event", func() bool { return strings.Count(one.String(), "\n") == 1 })
 	stopAll()
@@ -106,7 +122,7 @@ func TestWatch(t *testing.T) {
 			t.Errorf("--json line %q: %v", line, err)
 		}
 	}
-	if out := one.String(); !strings.Contains(out, `analytics."Mixed Case"`) || strings.Contains(out, "mv_revenue") {
+	if out := one.String(); !strings.Contains(out, `analytics."Mixed Case"`) || strings.Contains(out, "mv_revenue") || strings.Contains(out, "mv_old") {
 		t.Errorf("--view output:\n%s", out)
 	}
 }
