@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -64,6 +65,17 @@ func TestMain_StopsGracefullyOnSignal(t *testing.T) {
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			waitReady(t, "http://"+addr+"/readyz", exited, &logs)
+			resp, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, want := range []string{"mvrefresher_replication_connected 1", "mvrefresher_standby 0", "go_goroutines", "process_cpu_seconds_total"} {
+				if !strings.Contains(string(body), want) {
+					t.Errorf("/metrics over HTTP lacks %q", want)
+				}
+			}
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
 			}
