@@ -151,6 +151,7 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 		case item := <-s.inbox:
 			if !stopping {
 				s.receive(ctx, item)
+				s.drainInbox(ctx)
 			}
 		case u := <-s.catalogs:
 			if !stopping {
@@ -161,6 +162,20 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 		case <-gauges.C:
 			s.updateGauges()
 		case <-wake:
+		}
+	}
+}
+
+// drainInbox takes what else the stream has queued, so that a backlog is
+// routed in batches instead of rescheduling every view after every
+// transaction.
+func (s *scheduler) drainInbox(ctx context.Context) {
+	for range cap(s.inbox) {
+		select {
+		case item := <-s.inbox:
+			s.receive(ctx, item)
+		default:
+			return
 		}
 	}
 }

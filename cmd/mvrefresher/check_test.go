@@ -7,32 +7,16 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
 func TestCheck_SeedsNowColumnFailsTheCheck(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := localpg.Start(ctx, localpg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `CREATE SCHEMA analytics;
+	cluster, pool := startCluster(t, `CREATE SCHEMA analytics;
 		CREATE TABLE fact_events (id bigint PRIMARY KEY, account_id int, step text, session_id bigint);
 		CREATE MATERIALIZED VIEW analytics.mv_conversion_funnels AS
 		    SELECT account_id, step AS funnel_step, count(DISTINCT session_id) AS sessions, NOW() AS last_refreshed_at
 		    FROM fact_events GROUP BY 1, 2;
-		CREATE UNIQUE INDEX ON analytics.mv_conversion_funnels (account_id, funnel_step);`); err != nil {
-		t.Fatal(err)
-	}
+		CREATE UNIQUE INDEX ON analytics.mv_conversion_funnels (account_id, funnel_step);`)
 	check := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
 		err := run(ctx, append([]string{"check", "--database-url", cluster.URL("postgres"), "--schemas", "analytics"}, args...), &out, &errOut)

@@ -13,7 +13,6 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/mvrefresher/mvrefresher/internal/localpg"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -149,19 +148,9 @@ func kill9(t *testing.T, cmd *exec.Cmd) {
 // after a restart the view is refreshed either way.
 func TestMain_KillMinus9LosesNoRefresh(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := localpg.Start(ctx, localpg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
-	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	c := &crashEnv{t: t, url: cluster.URL("postgres"), pool: pool}
-	c.exec(`CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1, 1);
+	cluster, pool := startCluster(t, `CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1, 1);
 		CREATE MATERIALIZED VIEW mv_sum AS SELECT sum(v) AS total FROM t; CREATE UNIQUE INDEX ON mv_sum (total);`)
+	c := &crashEnv{t: t, url: cluster.URL("postgres"), pool: pool}
 
 	// Before the refresh: a debounce of an hour keeps the change pending.
 	d := c.start("MVREFRESHER_DEBOUNCE=1h", "MVREFRESHER_MAX_WAIT=0")

@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
 func TestRun_BadConfigurationIsAClearError(t *testing.T) {
@@ -45,12 +43,7 @@ func TestRun_UnknownCommand(t *testing.T) {
 // TestMain_StopsGracefullyOnSignal runs the real binary: SIGTERM and SIGINT
 // stop it with exit status 0.
 func TestMain_StopsGracefullyOnSignal(t *testing.T) {
-	ctx := context.Background()
-	cluster, err := localpg.Start(ctx, localpg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	cluster, _ := startCluster(t, "")
 	bin := binary(t)
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
+)
+
+// startCluster starts a throwaway PostgreSQL for one test and connects to
+// its postgres database, running schema there.
+func startCluster(t *testing.T, schema string) (*localpg.Cluster, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	cluster, err := localpg.Start(ctx, localpg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if schema != "" {
+		if _, err := pool.Exec(ctx, schema); err != nil {
+			t.Fatalf("schema: %v", err)
+		}
+	}
+	return cluster, pool
+}
