@@ -52,6 +52,7 @@ Commands:
   watch     print refresh events as they arrive (--json, --view, --schema)
   teardown  drop the slot and publication (not the log table or the views); --force if a daemon still runs
   demo      everything local: a throwaway PostgreSQL and NATS, the seed's views, synthetic traffic
+  health    ask a running daemon's /healthz (for container health checks)
   version   print the version
 
 Run 'mvrefresher <command> -h' for a command's flags.
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runTeardown(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "health":
+		return runHealth(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "mvrefresher", version())
 		return nil
