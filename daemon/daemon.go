@@ -124,8 +124,17 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	if err != nil {
 		return err
 	}
-	d.logger.Info("starting", "slot", d.cfg.Slot, "slot_created", slot.Created, "start_lsn", slot.Start.String(),
-		"views", len(cat.Views), "startup_refreshes", len(startup))
+	errs, warns := 0, 0
+	for _, f := range findings {
+		if f.Severity == refresher.SeverityError {
+			errs++
+		} else {
+			warns++
+		}
+	}
+	d.logger.Info("starting", "database", databaseName(d.cfg.DatabaseURL), "slot", d.cfg.Slot, "slot_created", slot.Created,
+		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
+		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
 
 	d.standby.Store(false)
 	stream.Confirm(slot.Start)
@@ -269,7 +278,7 @@ func appendReaders(views []string, cat *refresher.Catalog, added []replication.T
 func (d *Daemon) logCatalog(cat *refresher.Catalog) {
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
-		d.logger.Info("managing view", "view", name, "sources", v.SourceNames(), "depends_on", v.Bases)
+		d.logger.Debug("managing view", "view", name, "sources", v.SourceNames(), "depends_on", v.Bases)
 	}
 }
 
@@ -287,4 +296,15 @@ func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refre
 		}
 	}
 	return findings, nil
+}
+
+// databaseName is host:port/database of a connection string, for logs: no
+// user, no password.
+func databaseName(url string) string {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return "?"
+	}
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }

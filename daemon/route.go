@@ -144,6 +144,7 @@ func (s *scheduler) startup(views []string) {
 		if v == nil {
 			continue
 		}
+		s.startupTotal++
 		w := s.pendingWork(name)
 		w.holdAt(s.watermark, s.watermark.SeenLSN())
 		w.raise(events.ReasonStartup)

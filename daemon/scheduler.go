@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync/atomic"
@@ -68,6 +69,9 @@ type scheduler struct {
 	ancestors  *lru.Cache[uint32, []uint32] // relations discovery did not see
 	warnedPlan map[string]bool
 	churn      *churn
+	// startupTotal and startupDone count the startup refreshes, for the
+	// progress the log shows.
+	startupTotal, startupDone int
 	// pendingViews is len(pending), for the slot monitor's goroutine.
 	pendingViews atomic.Int64
 }
@@ -318,6 +322,10 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 	} else {
 		if out.RowsInserted != nil {
 			attrs = append(attrs, "rows_inserted", *out.RowsInserted, "rows_deleted", *out.RowsDeleted)
+		}
+		if e.Reason == events.ReasonStartup && s.startupTotal > 0 {
+			s.startupDone++
+			attrs = append(attrs, "startup", fmt.Sprintf("%d/%d", s.startupDone, s.startupTotal))
 		}
 		s.logger.Info("refreshed", append(attrs, "changes", e.Changes, "staleness_ms", e.StalenessMS)...)
 		if out.PlainReason != "" && !s.warnedPlan[name] {
