@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
+)
+
+// drain: a backlog written while the daemon is stopped; the time from its
+// start until the slot's confirmed position passes the backlog, against
+// pg_recvlogical reading the same publication from a second slot.
+type drain struct {
+	cluster                     *localpg.Cluster
+	bulkTxns, bulkRows, singles int
+	logger                      *slog.Logger
+}
+
+const drainSchema = `
+CREATE SCHEMA core; CREATE SCHEMA analytics;
+CREATE TABLE core.fact_events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    occurred_at timestamptz NOT NULL, account_id int NOT NULL, payload jsonb NOT NULL);
+CREATE MATERIALIZED VIEW analytics.mv_daily AS
+    SELECT date_trunc('day', occurred_at) AS day, count(*) AS n FROM core.fact_events GROUP BY 1;
+CREATE UNIQUE INDEX ON analytics.mv_daily (day);`
+
+func (d drain) run(ctx context.Context, run int) ([]result, error) {
+	db := fmt.Sprintf("drain_%d", run)
+	if err := d.cluster.CreateDatabase(ctx, db); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, d.cluster.URL(db))
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, drainSchema); err != nil {
+		return nil, err
+	}
+	cfg := config.Default()
+	cfg.DatabaseURL, cfg.Schemas, cfg.Listen, cfg.Debounce = d.cluster.URL(db), []string{"analytics"}, "", 0
+	// First start: publication, slot, refresh log; then stopped.
+	if err := d.runDaemonUntil(ctx, cfg, pool, func() (bool, error) {
+		var n int
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM public.mv_refresh_log").Scan(&n)
+		return n > 0, ignoreMissing(err)
+	}); err != nil {
+		return nil, fmt.Errorf("first start: %w", err)
+	}
+	if _, err := pool.Exec(ctx, "SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput')"); err != nil {
+		return nil, err
+	}
+	defer pool.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()") //nolint:errcheck // cleanup
+
+	fmt.Fprintf(logWriter, "run %d: writing %d x %d rows and %d single-row transactions\n", run, d.bulkTxns, d.bulkRows, d.singles)
+	for range d.bulkTxns {
+		if _, err := pool.Exec(ctx, `INSERT INTO core.fact_events (occurred_at, account_id, payload)
+			SELECT now() - (g % 1000) * interval '1 minute', g % 500, jsonb_build_object('k', g, 'v', 'x')
+			FROM generate_series(1, $1) g`, d.bulkRows); err != nil {
+			return nil, err
+		}
+	}
+	for i := range d.singles {
+		if _, err := pool.Exec(ctx, `INSERT INTO core.fact_events (occurred_at, account_id, payload) VALUES (now(), $1, '{"k": 1}')`, i%500); err != nil {
+			return nil, err
+		}
+	}
+	var target pglogrepl.LSN
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&target); err != nil {
+		return nil, err
+	}
+	changes := int64(d.bulkTxns*d.bulkRows + d.singles)
+
+	measureDaemon := func() (result, error) {
+		before := cpuSelf()
+		start := time.Now()
+		err := d.runDaemonUntil(ctx, cfg, pool, func() (bool, error) {
+			var lsn *pglogrepl.LSN
+			err := pool.QueryRow(ctx, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", cfg.Slot).Scan(&lsn)
+			return lsn != nil && *lsn >= target, err
+		})
+		return result{"drain", "mvrefresher", run, changes, since(start), cpuSelf() - before}, err
+	}
+	measureRecvlogical := func() (result, error) {
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, filepath.Join(d.cluster.BinDir(), "pg_recvlogical"),
+			"-d", d.cluster.URL(db), "-S", "recvlogical", "--start", "-o", "proto_version=1",
+			"-o", "publication_names="+cfg.Publication, "--endpos", target.String(), "-f", "/dev/null")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return result{}, fmt.Errorf("pg_recvlogical: %w: %s", err, out)
+		}
+		wall := since(start)
+		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		return result{"drain", "pg_recvlogical", run, changes, wall, cpu.Seconds()}, nil
+	}
+	order := []func() (result, error){measureDaemon, measureRecvlogical}
+	if run%2 == 0 { // neither always reads the WAL from a warm cache
+		order[0], order[1] = order[1], order[0]
+	}
+	var out []result
+	for _, m := range order {
+		r, err := m()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// runDaemonUntil runs the daemon in this process until cond holds, then
+// stops it gracefully.
+func (d drain) runDaemonUntil(ctx context.Context, cfg config.Config, pool *pgxpool.Pool, cond func() (bool, error)) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- daemon.New(cfg, d.logger).Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case err := <-done:
+			done <- err
+			return fmt.Errorf("daemon stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// cpuSelf is this process's user and system CPU time in seconds.
+func cpuSelf() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
