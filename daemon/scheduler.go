@@ -206,7 +206,11 @@ func (s *scheduler) dispatch() {
 		w, view := s.pending[name], s.catalog.Views[name]
 		delete(s.pending, name)
 		if w == nil || view == nil {
-			continue // unreachable: pending work and the debouncer change together
+			// Unreachable (pending work and the debouncer change together),
+			// but a view left due would spin this loop.
+			s.debouncer.Start(name)
+			s.debouncer.Finish(name)
+			continue
 		}
 		s.debouncer.Start(name)
 		s.running[name] = w
