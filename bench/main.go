@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sort"
 	"syscall"
 	"time"
@@ -49,8 +50,20 @@ func run(ctx context.Context) error {
 	bulkRows := fs.Int("bulk-rows", 1000, "drain: rows per bulk transaction")
 	singles := fs.Int("singles", 5000, "drain: single-row transactions")
 	jsonOut := fs.String("json", "", "also write the raw runs to this file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemon included) to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	scenario := "drain"
 	if fs.NArg() > 0 {

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
@@ -19,6 +20,16 @@ func (d *decoder) inTransaction() bool { return d.current != nil }
 // decode consumes one pgoutput message and returns the transaction it
 // completes, if any.
 func (d *decoder) decode(data []byte) (*Transaction, error) {
+	// Row changes are nearly all of a busy stream, and routing needs only
+	// their relation: INSERT, UPDATE and DELETE start with its OID (protocol
+	// version 1), so their tuples are not decoded at all.
+	if len(data) >= 5 {
+		switch pglogrepl.MessageType(data[0]) {
+		case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
+			d.change(binary.BigEndian.Uint32(data[1:5]), false)
+			return nil, nil
+		}
+	}
 	msg, err := pglogrepl.Parse(data)
 	if err != nil {
 		return nil, err
@@ -39,12 +50,6 @@ func (d *decoder) decode(data []byte) (*Transaction, error) {
 			d.relations = make(map[uint32]relationName)
 		}
 		d.relations[m.RelationID] = relationName{m.Namespace, m.RelationName}
-	case *pglogrepl.InsertMessage:
-		d.change(m.RelationID, false)
-	case *pglogrepl.UpdateMessage:
-		d.change(m.RelationID, false)
-	case *pglogrepl.DeleteMessage:
-		d.change(m.RelationID, false)
 	case *pglogrepl.TruncateMessage:
 		for _, oid := range m.RelationIDs {
 			d.change(oid, true)
