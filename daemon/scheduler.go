@@ -135,6 +135,8 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 			s.dispatch()
 		}
 		s.confirm(s.watermark.Confirmable())
+		s.metrics.PendingViews.Set(float64(len(s.pending)))
+		s.pendingViews.Store(int64(len(s.pending)))
 		if stopping && len(s.running) == 0 {
 			return
 		}
@@ -356,10 +358,8 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 	}
 }
 
-// updateGauges refreshes the pending views and per-view staleness gauges.
+// updateGauges refreshes the per-view staleness gauges, which grow with time.
 func (s *scheduler) updateGauges() {
-	s.metrics.PendingViews.Set(float64(len(s.pending)))
-	s.pendingViews.Store(int64(len(s.pending)))
 	now := time.Now()
 	for name := range s.catalog.Views {
 		var oldest time.Time
