@@ -198,8 +198,24 @@ func (e *env) start() {
 // stop stops the daemon gracefully and fails the test if Run failed.
 func (e *env) stop() {
 	e.t.Helper()
+	var pid *int32
+	if err := e.pool.QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&pid); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		e.t.Fatal(err)
+	}
 	e.stopDaemon()
 	e.stopDaemon = nil
+	defer func() {
+		// The walsender lets go of the slot a moment after the daemon closes;
+		// a standby may take it over at once, so wait for this one's pid.
+		e.waitFor("the daemon's walsender to release the slot", 30*time.Second, func() (bool, error) {
+			var now *int32
+			err := e.pool.QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&now)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return true, nil
+			}
+			return pid == nil || now == nil || *now != *pid, err
+		})
+	}()
 	select {
 	case <-e.exited:
 		if e.runErr != nil {
