@@ -24,11 +24,19 @@ func TestDaemon_ReconnectsWhenTheConnectionDrops(t *testing.T) {
 }
 
 func TestDaemon_SurvivesAPostgreSQLCrash(t *testing.T) {
+	for _, mode := range []string{"immediate", "fast"} {
+		t.Run(mode, func(t *testing.T) { survivesRestart(t, mode) })
+	}
+}
+
+// survivesRestart: a crash (immediate) breaks the connection; a clean
+// shutdown (fast) ends the stream with CommandComplete.
+func survivesRestart(t *testing.T, mode string) {
 	e := newEnv(t, schemaSQL)
 	e.start()
 	e.settle()
 
-	if err := cluster.Restart(context.Background(), "immediate"); err != nil {
+	if err := cluster.Restart(context.Background(), mode); err != nil {
 		t.Fatal(err)
 	}
 	e.pool.Reset() // the test's own connections died too

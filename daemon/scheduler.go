@@ -209,7 +209,11 @@ func (s *scheduler) dispatch() {
 		delete(s.pending, name)
 		if w == nil || view == nil {
 			// Unreachable (pending work and the debouncer change together),
-			// but a view left due would spin this loop.
+			// but a view left due would spin this loop, and a hold left
+			// behind would keep the slot.
+			if w != nil {
+				w.release(s.watermark)
+			}
 			s.debouncer.Start(name)
 			s.debouncer.Finish(name)
 			continue

@@ -94,6 +94,9 @@ func backoff(attempt int) time.Duration {
 // transient reports whether an error is a lost or refused connection or a
 // server that is restarting, as opposed to a problem a restart cannot fix.
 func transient(err error) bool {
+	if errors.Is(err, replication.ErrStreamEnded) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {

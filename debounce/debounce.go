@@ -224,7 +224,9 @@ func (d *Debouncer) eligible(v *view) bool {
 		return false
 	}
 	for _, b := range v.bases {
-		if bv, ok := d.views[b]; ok && (bv.pending || bv.running) {
+		// A base waiting out a retry backoff does not block: a base that
+		// keeps failing must not keep its dependents stale forever.
+		if bv, ok := d.views[b]; ok && ((bv.pending && !bv.retrying) || bv.running) {
 			return false
 		}
 	}

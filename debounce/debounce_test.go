@@ -602,3 +602,15 @@ func TestDebouncer_Retry(t *testing.T) {
 		t.Fatalf("due %v after a request during the backoff, want [v]", due)
 	}
 }
+
+func TestDebouncer_RetryingBaseDoesNotBlock(t *testing.T) {
+	clock := newClock()
+	d := New(clock.Now)
+	d.Set("base", Settings{}, nil)
+	d.Set("dep", Settings{}, []string{"base"})
+	d.Retry("base", clock.t.Add(time.Minute)) // the base keeps failing
+	d.Change("dep")
+	if due := d.Due(); len(due) != 1 || due[0] != "dep" {
+		t.Fatalf("due %v: a base waiting out its backoff must not block its dependent", due)
+	}
+}

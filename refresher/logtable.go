@@ -67,13 +67,14 @@ func EnsureLogTable(ctx context.Context, pool *pgxpool.Pool, schema, name string
 }
 
 // NeverRefreshed lists the views among names that have no successful
-// refresh by mvrefresher in the log. Such a view may have missed changes made
+// refresh by mvrefresher in the log, or whose last attempt failed (its
+// retry lived in memory only). Such a view may have missed changes made
 // before its sources were published, so it gets a startup refresh; a crash
 // before that refresh leaves it in this list for the next start.
 func NeverRefreshed(ctx context.Context, q Querier, schema, table string, names []string) ([]string, error) {
 	ident := pgx.Identifier{schema, table}.Sanitize()
 	rows, err := q.Query(ctx, `SELECT n FROM unnest($1::text[]) n
-		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL)
+		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL AND l.status = 'ok')
 		ORDER BY n`, names)
 	if err != nil {
 		return nil, fmt.Errorf("read refresh log %s: %w", ident, err)

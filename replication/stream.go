@@ -15,6 +15,10 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
+// ErrStreamEnded means the server ended the stream (a clean shutdown):
+// reconnect.
+var ErrStreamEnded = errors.New("the server ended the replication stream")
+
 // DefaultStatusInterval is how often the stream tells the server what it may
 // confirm when the server does not ask: often enough that the slot follows
 // finished work closely, rarely enough to cost nothing.
@@ -125,6 +129,10 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			}
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication from slot %q: %w", s.slot, pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CommandComplete, *pgproto3.CopyDone:
+			// The server ends the stream this way when it shuts down cleanly.
+			return fmt.Errorf("replication from slot %q: %w", s.slot, ErrStreamEnded)
+		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
 			return fmt.Errorf("replication from slot %q: unexpected message %T", s.slot, raw)
 		}
