@@ -95,3 +95,57 @@ func TestDaemon_UpgradesTheSeedsLogTable(t *testing.T) {
 	e.expectEvents(e.settle(), "app.mv_t change ok")
 	e.expectEvents(e.settle())
 }
+
+// Replica identity is checked per leaf, where PostgreSQL checks UPDATE and
+// DELETE: a leaf set to NOTHING under a keyed root, and a USING INDEX whose
+// index was dropped, identify no rows.
+func TestDaemon_ReplicaIdentityOfEveryLeaf(t *testing.T) {
+	e := newEnv(t, schemaSQL+`
+		ALTER TABLE app.events_2025 REPLICA IDENTITY NOTHING;
+		CREATE TABLE app.indexed (id int NOT NULL, v int);
+		CREATE UNIQUE INDEX indexed_id ON app.indexed (id);
+		ALTER TABLE app.indexed REPLICA IDENTITY USING INDEX indexed_id;
+		DROP INDEX app.indexed_id;
+		INSERT INTO app.indexed VALUES (1, 1);
+		CREATE MATERIALIZED VIEW app.mv_indexed AS SELECT count(*) AS n FROM app.indexed;
+		CREATE UNIQUE INDEX ON app.mv_indexed (n);`)
+	e.start()
+	// Only the views reading app.accounts alone are managed, and mv_grand,
+	// whose base mv_totals is not.
+	e.expectEvents(e.settle(), quotedView+" startup ok", "app.mv_grand startup ok")
+	e.exec("UPDATE app.events SET amount = amount + 1")
+	e.exec("DELETE FROM app.events_2025")
+	e.exec("UPDATE app.indexed SET v = 2")
+	e.exec("DELETE FROM app.indexed")
+	e.expectEvents(e.settle())
+}
+
+// A partitioned table without a primary key cannot promise that its next
+// partition will have one, and a published root publishes new partitions at
+// once. So its partitions are published one by one, once checked: creating
+// a partition without a key never breaks the application's UPDATEs.
+func TestDaemon_KeylessRootPublishesCheckedPartitions(t *testing.T) {
+	e := newEnv(t, `
+		CREATE TABLE app.m (id int NOT NULL, at date NOT NULL, v int) PARTITION BY RANGE (at);
+		CREATE TABLE app.m_2025 PARTITION OF app.m (PRIMARY KEY (id)) FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+		INSERT INTO app.m VALUES (1, '2025-05-05', 1);
+		CREATE MATERIALIZED VIEW app.mv_m AS SELECT count(*) AS n, sum(v) AS v FROM app.m;
+		CREATE UNIQUE INDEX ON app.mv_m (n);`)
+	e.start()
+	e.expectEvents(e.settle(), "app.mv_m startup ok")
+	e.exec("UPDATE app.m SET v = 2")
+	e.expectEvents(e.settle(), "app.mv_m change ok")
+
+	// Created without a key and written at once, before any rediscovery.
+	e.exec("CREATE TABLE app.m_2026 PARTITION OF app.m FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+	e.exec("INSERT INTO app.m VALUES (2, '2026-05-05', 1)")
+	e.exec("UPDATE app.m SET v = 3")
+	e.exec("DELETE FROM app.m WHERE id = 2")
+	// Then the view is no longer managed, and nothing of app.m is published.
+	e.waitFor("app.m's partitions to leave the publication", 30*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_publication_tables WHERE pubname = $1 AND tablename LIKE 'm%'`, e.cfg.Publication).Scan(&n)
+		return n == 0, err
+	})
+	e.exec("UPDATE app.m SET v = 4")
+}

@@ -101,7 +101,7 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	if err := refresher.EnsureLogTable(ctx, pool, schema, table); err != nil {
 		return err
 	}
-	cat, added, err := d.discover(ctx, pool)
+	cat, _, err := d.discover(ctx, pool, false)
 	if err != nil {
 		return err
 	}
@@ -111,16 +111,19 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 		return err
 	}
 
-	slot, err := stream.EnsureSlot(ctx, pool)
+	markAllOwed := func() error { return d.markAllOwed(ctx, pool, cat) }
+	slot, err := stream.EnsureSlot(ctx, pool, markAllOwed)
 	if errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate {
 		d.logger.Error("the replication slot was invalidated by the server (max_slot_wal_keep_size): recreating it and refreshing every view once, which covers the changes in the lost WAL",
 			"slot", d.cfg.Slot)
-		slot, err = stream.RecreateSlot(ctx, pool)
+		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed)
 	}
 	if err != nil {
 		return err
 	}
-	startup, err := d.startupViews(ctx, pool, cat, slot, added)
+	// Everything owed is in the log, whatever this start or an earlier one
+	// that crashed found: a new slot, tables newly published, failures.
+	startup, err := refresher.Owed(ctx, pool, d.logTable[0], d.logTable[1], cat.Names())
 	if err != nil {
 		return err
 	}
@@ -232,8 +235,12 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 	return errors.Join(problems...)
 }
 
-// discover reads the catalog and syncs the publication with it.
-func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool) (*refresher.Catalog, []replication.Table, error) {
+// discover reads the catalog and syncs the publication with it. The views
+// reading tables it adds to the publication, and their dependents, are
+// marked in the refresh log as owing a refresh, in the transaction that adds
+// the tables. While refreshes may run (waitForRefreshes), the mark waits for
+// those of the marked views.
+func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, waitForRefreshes bool) (*refresher.Catalog, []replication.Table, error) {
 	cat, err := refresher.Discover(ctx, pool, discoverOptions(d.cfg, d.logTable))
 	if err != nil {
 		return nil, nil, err
@@ -242,37 +249,59 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool) (*refresher.C
 	for _, t := range cat.PublishedTables() {
 		tables = append(tables, replication.Table{OID: t.OID, Schema: t.Schema, Name: t.Relname})
 	}
-	added, err := replication.SyncPublication(ctx, pool, d.cfg.Publication, tables)
+	var added []replication.Table
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		added, err = replication.SyncPublication(ctx, tx, d.cfg.Publication, tables,
+			func(added []replication.Table) error {
+				return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], readersOf(cat, added), waitForRefreshes)
+			},
+			func(msg string) { d.logger.Warn(msg) })
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return cat, added, nil
 }
 
-// startupViews lists the views to refresh before trusting the stream: all of
-// them for a new slot, else those never refreshed by mvrefresher and those
-// reading tables just added to the publication.
-func (d *Daemon) startupViews(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog, slot replication.SlotState, added []replication.Table) ([]string, error) {
-	if slot.Created {
-		return cat.Names(), nil
-	}
-	views, err := refresher.NeverRefreshed(ctx, pool, d.logTable[0], d.logTable[1], cat.Names())
-	if err != nil {
-		return nil, err
-	}
-	return appendReaders(views, cat, added), nil
+// markAllOwed notes in the refresh log that every managed view owes a
+// refresh: the slot is about to be created, and nothing before it will be
+// streamed.
+func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], cat.Names(), false)
+	})
 }
 
-func appendReaders(views []string, cat *refresher.Catalog, added []replication.Table) []string {
-	for _, t := range added {
+// readersOf lists the views reading tables, with their dependents.
+func readersOf(cat *refresher.Catalog, tables []replication.Table) []string {
+	var views []string
+	for _, t := range tables {
 		readers, _, _ := cat.Route(t.OID)
-		for _, v := range readers {
-			if !slices.Contains(views, v) {
-				views = append(views, v)
-			}
+		views = append(views, readers...)
+	}
+	return withDependents(cat, views)
+}
+
+// withDependents adds to views every view depending on them, directly or
+// not: a refresh owed by a base is owed by its dependents too, and a crash
+// between the two must not lose the second.
+func withDependents(cat *refresher.Catalog, views []string) []string {
+	var out []string
+	var add func(string)
+	add = func(v string) {
+		if slices.Contains(out, v) {
+			return
+		}
+		out = append(out, v)
+		for _, dep := range cat.Dependents(v) {
+			add(dep)
 		}
 	}
-	return views
+	for _, v := range views {
+		add(v)
+	}
+	return out
 }
 
 func (d *Daemon) logCatalog(cat *refresher.Catalog) {

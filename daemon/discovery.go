@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/refresher"
@@ -22,7 +24,7 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			return
 		case <-ticker.C:
 		}
-		cat, added, err := d.discover(ctx, pool)
+		cat, added, err := d.discover(ctx, pool, true)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.logger.Warn("rediscover views", "error", err)
@@ -36,11 +38,16 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 				startup = append(startup, name)
 			}
 		}
-		startup = appendReaders(startup, cat, added)
-		repartitioned, err := d.repartitioned(ctx, pool, cat, prev)
-		if err != nil {
-			d.logger.Warn("compare partitions", "error", err)
-			continue
+		for _, v := range readersOf(cat, added) {
+			if !slices.Contains(startup, v) {
+				startup = append(startup, v)
+			}
+		}
+		repartitioned := d.repartitioned(ctx, pool, cat, prev)
+		if err := d.markRepartitioned(ctx, pool, cat, repartitioned); err != nil {
+			// The scheduler still refreshes them; only a crash before that
+			// would lose it.
+			d.logger.Warn("record owed refreshes after partition changes", "error", err)
 		}
 		select {
 		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, repartitioned: repartitioned}:
@@ -55,14 +62,17 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 // changed in a way the WAL did not show: a partition detached or dropped, or
 // one attached with rows in it. A partition created empty (CREATE TABLE ...
 // PARTITION OF) changes nothing, and rows written to it since are streamed.
-func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, prev *refresher.Catalog) (map[string][]string, error) {
+// When the partitions cannot be read, they count as changed: a spurious
+// refresh is better than a lost one.
+func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, prev *refresher.Catalog) map[string][]string {
 	out := map[string][]string{}
 	for _, pc := range cat.PartitionChanges(prev) {
 		changed := len(pc.Removed) > 0
 		if !changed {
 			filled, err := refresher.AnyRows(ctx, pool, pc.Added)
 			if err != nil {
-				return nil, err
+				d.logger.Warn("cannot tell whether new partitions hold rows: refreshing the readers", "table", pc.Table.Name, "error", err)
+				filled = true
 			}
 			changed = filled
 		}
@@ -74,5 +84,20 @@ func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, pre
 			out[v] = append(out[v], pc.Table.Name)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// markRepartitioned notes in the refresh log that the views, and their
+// dependents, owe a refresh the WAL will never ask for.
+func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog, repartitioned map[string][]string) error {
+	if len(repartitioned) == 0 {
+		return nil
+	}
+	var views []string
+	for v := range repartitioned {
+		views = append(views, v)
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], withDependents(cat, views), true)
+	})
 }

@@ -159,7 +159,7 @@ func (e *env) receive(m *nats.Msg) {
 	} else if want := events.Subject(e.cfg.NATS.SubjectPrefix, ev.Status, schema, name); m.Subject != want {
 		e.t.Errorf("event for %s (%s) on subject %q, want %q", ev.View, ev.Status, m.Subject, want)
 	}
-	if want := events.MsgID(ev.View, ev.LSN); m.Header.Get(nats.MsgIdHdr) != want {
+	if want := events.MsgID(ev); m.Header.Get(nats.MsgIdHdr) != want {
 		e.t.Errorf("event for %s has Nats-Msg-Id %q, want %q", ev.View, m.Header.Get(nats.MsgIdHdr), want)
 	}
 	e.mu.Lock()

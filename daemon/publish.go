@@ -51,7 +51,7 @@ func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *
 
 // publish queues a refresh event for view schema.name; it never blocks.
 func (p *publisher) publish(schema, name string, e events.Refresh) {
-	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e.View, e.LSN), events.LatestKey(schema, name))
+	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e), events.LatestKey(schema, name))
 }
 
 // publishSlot queues a slot health event.

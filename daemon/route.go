@@ -110,9 +110,17 @@ func (s *scheduler) setCatalog(cat *refresher.Catalog) {
 		}
 	}
 	s.catalog = cat
+	// Relations the old catalog did not know may be known now, or belong
+	// elsewhere (a partition detached and attached to another table).
+	s.ancestors.Purge()
 	for _, name := range cat.Names() {
 		vs := s.cfg.ViewSettings(name)
 		s.debouncer.Set(name, debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}, cat.TransitiveBases(name))
+		if s.running[name] != nil && !s.debouncer.Running(name) {
+			// Dropped and created again while its refresh ran: one refresh
+			// of a view at a time, and finish must find its work.
+			s.debouncer.Start(name)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@
 package events
 
 import (
+	"fmt"
 	"strings"
 	"time"
 )
@@ -34,18 +35,20 @@ const (
 // Refresh is the payload published after every refresh attempt.
 type Refresh struct {
 	// View is the qualified name as PostgreSQL's format('%I.%I') spells it.
-	View          string    `json:"view"`
-	Status        Status    `json:"status"`
-	Reason        Reason    `json:"reason"`
-	Concurrently  bool      `json:"concurrently"`
-	StartedAt     time.Time `json:"started_at"`
-	FinishedAt    time.Time `json:"finished_at"`
-	DurationMS    float64   `json:"duration_ms"`
-	LSN           string    `json:"lsn"`
-	Sources       []string  `json:"sources"`
-	Changes       int       `json:"changes"`
-	FirstChangeAt time.Time `json:"first_change_at"`
-	StalenessMS   float64   `json:"staleness_ms"`
+	View         string    `json:"view"`
+	Status       Status    `json:"status"`
+	Reason       Reason    `json:"reason"`
+	Concurrently bool      `json:"concurrently"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at"`
+	DurationMS   float64   `json:"duration_ms"`
+	LSN          string    `json:"lsn"`
+	Sources      []string  `json:"sources"`
+	Changes      int       `json:"changes"`
+	// FirstChangeAt and StalenessMS are absent when no change is behind
+	// the refresh (a startup refresh, or a cascade from one).
+	FirstChangeAt time.Time `json:"first_change_at,omitzero"`
+	StalenessMS   float64   `json:"staleness_ms,omitzero"`
 	// RowsInserted and RowsDeleted are null for a plain refresh, which
 	// rewrites the whole view without counting.
 	RowsInserted *int64 `json:"rows_inserted"`
@@ -81,9 +84,14 @@ func SubjectToken(name string) string {
 }
 
 // MsgID is the Nats-Msg-Id of an event: a replayed change refreshes the view
-// again at the same LSN, so JetStream can drop the duplicate event.
-func MsgID(view, lsn string) string {
-	return view + "@" + lsn
+// again at the same LSN, so JetStream can drop the duplicate event. A failed
+// attempt gets an id of its own (view@lsn/failed/attempt): sharing the
+// success's id would make JetStream drop the success that follows it.
+func MsgID(e Refresh) string {
+	if e.Status == StatusFailed {
+		return fmt.Sprintf("%s@%s/failed/%d", e.View, e.LSN, e.Attempt)
+	}
+	return e.View + "@" + e.LSN
 }
 
 // Slot is the slot health published on <prefix>.slot.<slot> every

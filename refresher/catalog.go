@@ -32,6 +32,12 @@ type Table struct {
 	// ReplicaIdentity is false when an UPDATE or DELETE on the table (on any
 	// leaf, for a partitioned table) would fail once it is published.
 	ReplicaIdentity bool
+	// PublishLeaves is set for a partition root without a primary key: the
+	// publication contains its Leaves instead of the root, so that a
+	// partition created later is published only once discovery has checked
+	// its replica identity.
+	PublishLeaves bool
+	Leaves        []*Table
 }
 
 // Streamable reports whether changes to the table reach the WAL as rows:
@@ -118,17 +124,28 @@ func (c *Catalog) TransitiveBases(view string) []string {
 }
 
 // PublishedTables lists the tables the publication must contain: the
-// streamable sources (partition roots for partitions) of managed views.
+// streamable sources of managed views (partition roots for partitions, or
+// the root's leaves for a root without a key).
 func (c *Catalog) PublishedTables() []*Table {
 	seen := map[uint32]bool{}
 	var out []*Table
+	add := func(t *Table) {
+		if !seen[t.OID] {
+			seen[t.OID] = true
+			out = append(out, t)
+		}
+	}
 	for _, v := range c.Views {
 		for _, s := range v.Sources {
-			if !s.Streamable() || seen[s.Publish.OID] {
-				continue
+			switch {
+			case !s.Streamable():
+			case s.Publish.PublishLeaves:
+				for _, leaf := range s.Publish.Leaves {
+					add(leaf)
+				}
+			default:
+				add(s.Publish)
 			}
-			seen[s.Publish.OID] = true
-			out = append(out, s.Publish)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

@@ -33,24 +33,29 @@ type relation struct {
 	schema, relname, name        string
 	kind, persistence, replident byte
 	populated, hasPK, uniqueIdx  bool
+	hasReplIdentIndex            bool // an index marked by REPLICA IDENTITY USING INDEX
 	canRefresh                   bool // owner, or MAINTAIN on PostgreSQL 17
 	owner                        string
 }
 
-// relationsSQL reads every relation a view can depend on. The unique index
-// test mirrors is_usable_unique_index in PostgreSQL's matview.c: REFRESH ...
-// CONCURRENTLY needs a valid, immediate, non-partial btree unique index on
-// plain columns.
-const relationsSQL = `
-SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
-       c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relispopulated,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       c.relkind = 'm' AND EXISTS (
+// usableUniqueIndexSQL tells whether the relation c has a unique index
+// REFRESH ... CONCURRENTLY can use. It mirrors is_usable_unique_index in
+// PostgreSQL's matview.c: valid, immediate, non-partial, btree, on plain
+// columns.
+const usableUniqueIndexSQL = `EXISTS (
          SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
          JOIN pg_am am ON am.oid = ic.relam
          WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
            AND i.indpred IS NULL AND am.amname = 'btree' AND i.indnatts > 0
-           AND 0 <> ALL (i.indkey::int2[])),
+           AND 0 <> ALL (i.indkey::int2[]))`
+
+// relationsSQL reads every relation a view can depend on.
+const relationsSQL = `
+SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
+       c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relispopulated,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
+       c.relkind = 'm' AND `+usableUniqueIndexSQL+`,
        pg_has_role(c.relowner, 'USAGE') OR CASE WHEN current_setting('server_version_num')::int >= 170000
          THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END,
        pg_get_userbyid(c.relowner)::text
@@ -100,7 +105,7 @@ func queryRelations(ctx context.Context, q Querier) (map[uint32]*relation, error
 	var kind, persistence, replident string
 	for rows.Next() {
 		r := &relation{}
-		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.uniqueIdx, &r.canRefresh, &r.owner); err != nil {
+		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.hasReplIdentIndex, &r.uniqueIdx, &r.canRefresh, &r.owner); err != nil {
 			return nil, fmt.Errorf("discover relations: %w", err)
 		}
 		r.kind, r.persistence, r.replident = kind[0], persistence[0], replident[0]
@@ -198,31 +203,56 @@ func (b *builder) table(oid uint32) *Table {
 		}
 	}
 	t.ReplicaIdentity = b.replicaIdentity(oid)
+	if r.kind == KindPartitioned && !r.hasPK && t.Publish == t {
+		// A partition created later under a root without a key may have no
+		// replica identity either, and publishing the root would publish it
+		// at once, making the application's UPDATE and DELETE on it fail.
+		// So the leaves are published one by one, each once checked.
+		t.PublishLeaves = true
+		for _, leaf := range b.leaves(oid) {
+			t.Leaves = append(t.Leaves, b.table(leaf))
+		}
+	}
 	return t
 }
 
 // replicaIdentity: for a partitioned table, every leaf below it counts,
-// because changes are published (and UPDATE/DELETE checked) per leaf.
+// because changes are published (and UPDATE/DELETE checked) per leaf. A key
+// on the root is not enough: a leaf can be set to REPLICA IDENTITY NOTHING.
 func (b *builder) replicaIdentity(oid uint32) bool {
 	r := b.rels[oid]
 	if r.kind != KindPartitioned {
 		return leafIdentity(r)
 	}
-	if r.hasPK {
-		return true // partitions inherit the key
-	}
-	for leaf, anc := range b.ancestors {
-		if lr := b.rels[leaf]; lr != nil && lr.kind == KindTable && slices.Contains(anc, oid) && !leafIdentity(lr) {
+	for _, leaf := range b.leaves(oid) {
+		if !leafIdentity(b.rels[leaf]) {
 			return false
 		}
 	}
 	return true
 }
 
+// leaves lists the plain tables in the partition tree below oid, sorted.
+func (b *builder) leaves(oid uint32) []uint32 {
+	var out []uint32
+	for leaf, anc := range b.ancestors {
+		if lr := b.rels[leaf]; lr != nil && lr.kind == KindTable && slices.Contains(anc, oid) {
+			out = append(out, leaf)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// leafIdentity mirrors CheckCmdReplicaIdentity: FULL, or an index to
+// identify rows by (the primary key for DEFAULT, the marked index for
+// USING INDEX; a USING INDEX whose index was dropped identifies nothing).
 func leafIdentity(r *relation) bool {
 	switch r.replident {
-	case 'f', 'i':
+	case 'f':
 		return true
+	case 'i':
+		return r.hasReplIdentIndex
 	case 'd':
 		return r.hasPK
 	}

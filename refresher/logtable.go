@@ -66,12 +66,12 @@ func EnsureLogTable(ctx context.Context, pool *pgxpool.Pool, schema, name string
 	return nil
 }
 
-// NeverRefreshed lists the views among names that have no successful
-// refresh by mvrefresher in the log, or whose last attempt failed (its
-// retry lived in memory only). Such a view may have missed changes made
-// before its sources were published, so it gets a startup refresh; a crash
-// before that refresh leaves it in this list for the next start.
-func NeverRefreshed(ctx context.Context, q Querier, schema, table string, names []string) ([]string, error) {
+// Owed lists the views among names that owe a refresh the WAL will not
+// bring: no successful refresh by mvrefresher in the log, a mark by
+// MarkOwed (lsn NULL), or a last attempt that failed (its retry lived in
+// memory only). They get a startup refresh; a crash before it leaves them in
+// this list for the next start.
+func Owed(ctx context.Context, q Querier, schema, table string, names []string) ([]string, error) {
 	ident := pgx.Identifier{schema, table}.Sanitize()
 	rows, err := q.Query(ctx, `SELECT n FROM unnest($1::text[]) n
 		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL AND l.status = 'ok')
@@ -84,4 +84,34 @@ func NeverRefreshed(ctx context.Context, q Querier, schema, table string, names 
 		return nil, fmt.Errorf("read refresh log %s: %w", ident, err)
 	}
 	return out, nil
+}
+
+// MarkOwed records in the log, by clearing their lsn, that the views owe a
+// refresh the WAL will not bring: the slot was (re)created, a source joined
+// the publication, or a partition was detached. Owed then lists
+// them until each has refreshed, so a crash before that refresh cannot lose
+// it. Views with no log row are owed already.
+//
+// With waitForRefreshes, the mark first takes each view's advisory lock
+// (the one every refresh holds): a refresh running now commits before the
+// mark instead of clearing it with a snapshot older than the reason, and one
+// starting later waits for tx to commit. Call it in the transaction that
+// makes the reason happen (ALTER PUBLICATION) where there is one.
+func MarkOwed(ctx context.Context, tx pgx.Tx, schema, table string, views []string, waitForRefreshes bool) error {
+	if len(views) == 0 {
+		return nil
+	}
+	ident := pgx.Identifier{schema, table}.Sanitize()
+	if waitForRefreshes {
+		// Sorted, so that two markers cannot deadlock.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, k)
+			FROM (SELECT DISTINCT hashtext(v) AS k FROM unnest($2::text[]) v) keys ORDER BY k`,
+			advisoryLockClass, views); err != nil {
+			return fmt.Errorf("wait for running refreshes of %d views: %w", len(views), err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "UPDATE "+ident+" SET lsn = NULL WHERE mv_name = ANY($1) AND lsn IS NOT NULL", views); err != nil {
+		return fmt.Errorf("mark %d views as owing a refresh in %s: %w", len(views), ident, err)
+	}
+	return nil
 }

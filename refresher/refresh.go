@@ -109,11 +109,11 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, req.View.Name); err != nil {
 		return fmt.Errorf("take the view's advisory lock: %w", err)
 	}
-	populated, ins0, del0, err := counters(ctx, tx, req.View.OID)
+	populated, uniqueIndex, ins0, del0, err := counters(ctx, tx, req.View.OID)
 	if err != nil {
 		return err
 	}
-	concurrently, plainReason := decide(req.Mode, populated, req.View.UniqueIndex)
+	concurrently, plainReason := decide(req.Mode, populated, uniqueIndex)
 	if req.Mode == config.ConcurrentlyAlways && !concurrently {
 		return fmt.Errorf("%w: %s (concurrently: always)", ErrNotConcurrent, plainReason)
 	}
@@ -127,7 +127,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		return err
 	}
 	if concurrently {
-		_, ins1, del1, err := counters(ctx, tx, req.View.OID)
+		_, _, ins1, del1, err := counters(ctx, tx, req.View.OID)
 		if err != nil {
 			return err
 		}
@@ -178,21 +178,23 @@ func rowCount(ctx context.Context, tx pgx.Tx, v *View, ins, del int64) (int64, e
 	return n, nil
 }
 
-// counters reads the view's row counters of this transaction. Read before
-// and after the refresh inside one transaction, their difference is what the
-// refresh did: earlier transactions of the backend may still be in them.
-func counters(ctx context.Context, tx pgx.Tx, oid uint32) (populated bool, inserted, deleted int64, err error) {
+// counters reads, inside the refresh's transaction, whether the view is
+// populated and has a unique index CONCURRENTLY can use (both can change
+// between discoveries), and its row counters of this transaction. Read
+// before and after the refresh, their difference is what the refresh did:
+// earlier transactions of the backend may still be in them.
+func counters(ctx context.Context, tx pgx.Tx, oid uint32) (populated, uniqueIndex bool, inserted, deleted int64, err error) {
 	err = tx.QueryRow(ctx, `
-		SELECT c.relispopulated, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_del, 0)
+		SELECT c.relispopulated, `+usableUniqueIndexSQL+`, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_del, 0)
 		FROM pg_class c LEFT JOIN pg_stat_xact_user_tables s ON s.relid = c.oid
-		WHERE c.oid = $1`, oid).Scan(&populated, &inserted, &deleted)
+		WHERE c.oid = $1`, oid).Scan(&populated, &uniqueIndex, &inserted, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, 0, 0, errors.New("the view no longer exists")
+		return false, false, 0, 0, errors.New("the view no longer exists")
 	}
 	if err != nil {
-		return false, 0, 0, fmt.Errorf("read row counters: %w", err)
+		return false, false, 0, 0, fmt.Errorf("read row counters: %w", err)
 	}
-	return populated, inserted, deleted, nil
+	return populated, uniqueIndex, inserted, deleted, nil
 }
 
 func decide(mode config.Concurrently, populated, uniqueIndex bool) (concurrently bool, plainReason string) {

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Table names a table for the publication.
@@ -18,32 +18,35 @@ type Table struct {
 
 func (t Table) ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
 
-// SyncPublication makes the publication publish exactly tables (inserts,
-// updates, deletes and truncates; partitions under their own names, because a
-// TRUNCATE of one partition is only sent that way). It creates the
-// publication when missing and reports the tables it added, whose earlier
-// changes were never streamed.
+// publishAll is what the publication must publish: UPDATE and DELETE change
+// views as much as INSERT, and a TRUNCATE empties them.
+const publishAll = "insert, update, delete, truncate"
+
+// SyncPublication makes the publication publish exactly tables, in tx:
+// every operation, partitions under their own names (a TRUNCATE of one
+// partition is only sent that way), no row filters, no column lists, no
+// TABLES IN SCHEMA. It creates the publication when missing and repairs
+// settings someone changed, with a warning through warn.
+//
+// The tables whose changes were not (all) streamed until now, those it adds
+// and those whose filters it removes, are passed to beforeAdd before they
+// are added, in tx, and returned. The caller commits tx.
 //
 // The caller must only pass tables whose updates and deletes can be
 // published: see guarantee 3 in DESIGN.md.
-func SyncPublication(ctx context.Context, pool *pgxpool.Pool, name string, tables []Table) (added []Table, err error) {
+func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table, beforeAdd func([]Table) error, warn func(msg string)) (added []Table, err error) {
 	pub := pgx.Identifier{name}.Sanitize()
-	var (
-		allTables, viaRoot bool
-		current            []uint32
-	)
-	err = pool.QueryRow(ctx, `
-		SELECT p.puballtables, p.pubviaroot,
-		       coalesce(array_agg(r.prrelid) FILTER (WHERE r.prrelid IS NOT NULL), '{}')
-		FROM pg_publication p LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid
-		WHERE p.pubname = $1 GROUP BY p.oid`, name).Scan(&allTables, &viaRoot, &current)
+	state, err := readPublication(ctx, tx, name)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if err := beforeAdd(tables); err != nil {
+			return nil, err
+		}
 		sql := "CREATE PUBLICATION " + pub
 		if len(tables) > 0 {
 			sql += " FOR TABLE " + joinIdents(tables)
 		}
-		sql += " WITH (publish = 'insert, update, delete, truncate', publish_via_partition_root = false)"
-		if _, err := pool.Exec(ctx, sql); err != nil {
+		sql += " WITH (publish = '" + publishAll + "', publish_via_partition_root = false)"
+		if _, err := tx.Exec(ctx, sql); err != nil {
 			return nil, fmt.Errorf("create publication %s: %w%s", pub, err, privilegeHint(err))
 		}
 		return tables, nil
@@ -51,52 +54,128 @@ func SyncPublication(ctx context.Context, pool *pgxpool.Pool, name string, table
 	if err != nil {
 		return nil, fmt.Errorf("read publication %s: %w", pub, err)
 	}
-	if allTables {
+	if state.allTables {
 		return nil, fmt.Errorf("publication %s is FOR ALL TABLES: mvrefresher manages its publication's tables itself; choose another publication name", pub)
 	}
-	if viaRoot {
-		if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+pub+" SET (publish_via_partition_root = false)"); err != nil {
-			return nil, fmt.Errorf("alter publication %s: %w", pub, err)
-		}
-	}
+
+	// Tables published without every operation or with a filter missed
+	// changes: their readers owe a refresh, like those of a new table.
 	want := make(map[uint32]bool, len(tables))
 	for _, t := range tables {
 		want[t.OID] = true
 	}
-	have := make(map[uint32]bool, len(current))
-	var drop []string
-	for _, oid := range current {
+	have := make(map[uint32]bool, len(state.tables))
+	var drop []uint32
+	for _, oid := range state.tables {
 		have[oid] = true
 		if !want[oid] {
-			drop = append(drop, fmt.Sprint(oid))
+			drop = append(drop, oid)
 		}
 	}
+	var filtered, present []Table // filtered: with a row filter or a column list
 	for _, t := range tables {
-		if !have[t.OID] {
+		switch {
+		case !have[t.OID]:
 			added = append(added, t)
+		case slices.Contains(state.filtered, t.OID):
+			filtered = append(filtered, t)
+			present = append(present, t)
+		default:
+			present = append(present, t)
 		}
+	}
+	readd := filtered
+	if len(filtered) > 0 {
+		warn(fmt.Sprintf("publication %s had row filters or column lists on %s: removing them (they hide changes)", pub, joinIdents(filtered)))
+	}
+	if !state.publishesAll {
+		warn(fmt.Sprintf("publication %s did not publish every operation: setting publish = '%s'", pub, publishAll))
+		readd = present
+	}
+	changed := append(slices.Clip(added), readd...)
+	if len(changed) > 0 {
+		if err := beforeAdd(changed); err != nil {
+			return nil, err
+		}
+	}
+
+	var alters []string
+	if !state.publishesAll || state.viaRoot {
+		alters = append(alters, "ALTER PUBLICATION "+pub+" SET (publish = '"+publishAll+"', publish_via_partition_root = false)")
+	}
+	for _, schema := range state.schemas {
+		warn(fmt.Sprintf("publication %s published TABLES IN SCHEMA %s: removing it (mvrefresher publishes the tables its views read, and only those)", pub, schema))
+		alters = append(alters, "ALTER PUBLICATION "+pub+" DROP TABLES IN SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	}
+	if len(filtered) > 0 {
+		// Dropped and added again in one transaction: no change is lost.
+		alters = append(alters, "ALTER PUBLICATION "+pub+" DROP TABLE "+joinIdents(filtered),
+			"ALTER PUBLICATION "+pub+" ADD TABLE "+joinIdents(filtered))
 	}
 	if len(added) > 0 {
-		if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+pub+" ADD TABLE "+joinIdents(added)); err != nil {
-			return nil, fmt.Errorf("add tables to publication %s: %w%s", pub, err, privilegeHint(err))
+		alters = append(alters, "ALTER PUBLICATION "+pub+" ADD TABLE "+joinIdents(added))
+	}
+	for _, sql := range alters {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			return nil, fmt.Errorf("alter publication %s: %w%s", pub, err, privilegeHint(err))
 		}
 	}
 	if len(drop) > 0 {
-		// Dropped by OID: a table that left the publication may have been renamed.
-		var names []string
-		err := pool.QueryRow(ctx, `SELECT array_agg(format('%I.%I', n.nspname, c.relname))
-			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.oid = ANY($1::oid[])`, "{"+strings.Join(drop, ",")+"}").Scan(&names)
-		if err != nil {
-			return nil, fmt.Errorf("read tables to drop from publication %s: %w", pub, err)
-		}
-		if len(names) > 0 {
-			if _, err := pool.Exec(ctx, "ALTER PUBLICATION "+pub+" DROP TABLE "+strings.Join(names, ", ")); err != nil {
-				return nil, fmt.Errorf("drop tables from publication %s: %w", pub, err)
-			}
+		if err := dropTables(ctx, tx, pub, drop); err != nil {
+			return nil, err
 		}
 	}
-	return added, nil
+	return changed, nil
+}
+
+type publicationState struct {
+	allTables, viaRoot, publishesAll bool
+	tables                           []uint32
+	filtered                         []uint32 // tables with a row filter or a column list
+	schemas                          []string // TABLES IN SCHEMA
+}
+
+func readPublication(ctx context.Context, tx pgx.Tx, name string) (publicationState, error) {
+	var (
+		st      publicationState
+		version int
+	)
+	if err := tx.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return st, err
+	}
+	// Row filters, column lists and TABLES IN SCHEMA came with PostgreSQL 15.
+	filters, schemas := "'{}'::oid[]", "'{}'::text[]"
+	if version >= 150000 {
+		filters = "coalesce(array_agg(r.prrelid) FILTER (WHERE r.prqual IS NOT NULL OR r.prattrs IS NOT NULL), '{}')"
+		schemas = "array(SELECT n.nspname::text FROM pg_publication_namespace pn JOIN pg_namespace n ON n.oid = pn.pnnspid WHERE pn.pnpubid = p.oid)"
+	}
+	err := tx.QueryRow(ctx, `
+		SELECT p.puballtables, p.pubviaroot, p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate,
+		       coalesce(array_agg(r.prrelid) FILTER (WHERE r.prrelid IS NOT NULL), '{}'),
+		       `+filters+`, `+schemas+`
+		FROM pg_publication p LEFT JOIN pg_publication_rel r ON r.prpubid = p.oid
+		WHERE p.pubname = $1 GROUP BY p.oid`, name).
+		Scan(&st.allTables, &st.viaRoot, &st.publishesAll, &st.tables, &st.filtered, &st.schemas)
+	return st, err
+}
+
+// dropTables removes tables by OID: a table that left the publication may
+// have been renamed.
+func dropTables(ctx context.Context, tx pgx.Tx, pub string, oids []uint32) error {
+	var names []string
+	err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(format('%I.%I', n.nspname, c.relname)), '{}')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = ANY($1::oid[])`, oids).Scan(&names)
+	if err != nil {
+		return fmt.Errorf("read tables to drop from publication %s: %w", pub, err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "ALTER PUBLICATION "+pub+" DROP TABLE "+strings.Join(names, ", ")); err != nil {
+		return fmt.Errorf("drop tables from publication %s: %w", pub, err)
+	}
+	return nil
 }
 
 func joinIdents(tables []Table) string {

@@ -57,8 +57,10 @@ func CheckWALLevel(ctx context.Context, pool *pgxpool.Pool) error {
 
 // EnsureSlot returns the slot's position, creating a pgoutput slot when none
 // exists. Create the publication first: a slot cannot decode WAL written
-// before its publication existed.
-func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool) (SlotState, error) {
+// before its publication existed. beforeCreate runs just before a slot is
+// created, so that the caller can durably note that nothing before it will
+// be streamed.
+func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error) (SlotState, error) {
 	var (
 		plugin, slotType, walStatus string
 		database                    *string
@@ -72,6 +74,9 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool) (SlotState,
 		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &walStatus)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
+		if err := beforeCreate(); err != nil {
+			return SlotState{}, err
+		}
 		res, err := pglogrepl.CreateReplicationSlot(ctx, s.conn, s.slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
 		if err != nil {
@@ -110,9 +115,9 @@ func deref(s *string) string {
 
 // RecreateSlot drops the slot and creates it anew: the way out of a slot the
 // server invalidated. Nothing before the new slot's start will be streamed.
-func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool) (SlotState, error) {
+func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error) (SlotState, error) {
 	if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.slot); err != nil {
 		return SlotState{}, fmt.Errorf("drop invalidated replication slot %q: %w", s.slot, err)
 	}
-	return s.EnsureSlot(ctx, pool)
+	return s.EnsureSlot(ctx, pool, beforeCreate)
 }
