@@ -79,9 +79,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	sub, err := nc.Subscribe(demoName+".>", func(m *nats.Msg) {
+	// <prefix>.refreshed|failed.<schema>.<view>; not <prefix>.slot.<slot>.
+	sub, err := nc.Subscribe(demoName+".*.*.*", func(m *nats.Msg) {
 		var e events.Refresh
-		if err := json.Unmarshal(m.Data, &e); err == nil {
+		if err := json.Unmarshal(m.Data, &e); err == nil && e.View != "" {
 			printEvent(stdout, e)
 		}
 	})
