@@ -79,10 +79,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: connect to NATS: %w", err)
 	}
 	defer nc.Close()
-	// <prefix>.refreshed|failed.<schema>.<view>; not <prefix>.slot.<slot>.
-	sub, err := nc.Subscribe(demoName+".*.*.*", func(m *nats.Msg) {
+	sub, err := nc.Subscribe(demoName+".>", func(m *nats.Msg) {
+		if m.Subject == events.SlotSubject(demoName, demoName) {
+			var sl events.Slot
+			if err := json.Unmarshal(m.Data, &sl); err == nil {
+				say("-- slot %s: confirmed %s, %d bytes behind the WAL, %d views pending", sl.Slot, sl.ConfirmedFlushLSN, sl.LagBytes, sl.PendingViews)
+			}
+			return
+		}
 		var e events.Refresh
-		if err := json.Unmarshal(m.Data, &e); err == nil && e.View != "" {
+		if err := json.Unmarshal(m.Data, &e); err == nil {
 			printEvent(stdout, e)
 		}
 	})
@@ -99,6 +105,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Debounce, cfg.MaxWait = time.Second, 5*time.Second
 	cfg.Listen = ""
 	cfg.NATS.URL, cfg.NATS.SubjectPrefix = ns.URL(), demoName
+	// The slot's health every few seconds: it follows the WAL when idle.
+	cfg.SlotCheckInterval = 5 * time.Second
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
