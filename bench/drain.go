@@ -60,7 +60,7 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 	if _, err := pool.Exec(ctx, "SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput')"); err != nil {
 		return nil, err
 	}
-	defer pool.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()") //nolint:errcheck // cleanup
+	defer dropSlots(pool)
 
 	fmt.Fprintf(logWriter, "run %d: writing %d x %d rows and %d single-row transactions\n", run, d.bulkTxns, d.bulkRows, d.singles)
 	for range d.bulkTxns {
@@ -84,12 +84,24 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 	measureDaemon := func() (result, error) {
 		before := cpuSelf()
 		start := time.Now()
+		// Where the time goes: until the daemon's walsender starts, until it
+		// has sent the backlog, until the slot confirms it.
+		var streaming, sent float64
 		err := d.runDaemonUntil(ctx, cfg, pool, func() (bool, error) {
-			var lsn *pglogrepl.LSN
-			err := pool.QueryRow(ctx, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", cfg.Slot).Scan(&lsn)
+			var lsn, sentLSN *pglogrepl.LSN
+			err := pool.QueryRow(ctx, `SELECT s.confirmed_flush_lsn, r.sent_lsn FROM pg_replication_slots s
+				LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, cfg.Slot).Scan(&lsn, &sentLSN)
+			if sentLSN != nil && streaming == 0 {
+				streaming = since(start)
+			}
+			if sentLSN != nil && *sentLSN >= target && sent == 0 {
+				sent = since(start)
+			}
 			return lsn != nil && *lsn >= target, err
 		})
-		return result{"drain", "mvrefresher", run, changes, since(start), cpuSelf() - before}, err
+		wall := since(start)
+		fmt.Fprintf(logWriter, "run %d mvrefresher: streaming after %.2fs, backlog sent after %.2fs, confirmed after %.2fs\n", run, streaming, sent, wall)
+		return result{"drain", "mvrefresher", run, changes, wall, cpuSelf() - before}, err
 	}
 	measureRecvlogical := func() (result, error) {
 		start := time.Now()
@@ -149,4 +161,23 @@ func cpuSelf() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// dropSlots drops the run's slots. A walsender that just lost its client may
+// still hold its slot for a moment: wait for that, for a few seconds.
+func dropSlots(pool *pgxpool.Pool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		var active int
+		err := pool.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active").Scan(&active)
+		if err != nil || active == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_, _ = pool.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database() AND NOT active")
 }

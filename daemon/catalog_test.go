@@ -97,8 +97,8 @@ func TestDaemon_UpgradesTheSeedsLogTable(t *testing.T) {
 }
 
 // Replica identity is checked per leaf, where PostgreSQL checks UPDATE and
-// DELETE: a leaf set to NOTHING under a keyed root, and a USING INDEX whose
-// index was dropped, identify no rows.
+// DELETE: a leaf set to NOTHING under a keyed root, a USING INDEX whose
+// index was dropped, and a DEFERRABLE primary key identify no rows.
 func TestDaemon_ReplicaIdentityOfEveryLeaf(t *testing.T) {
 	e := newEnv(t, schemaSQL+`
 		ALTER TABLE app.events_2025 REPLICA IDENTITY NOTHING;
@@ -108,7 +108,11 @@ func TestDaemon_ReplicaIdentityOfEveryLeaf(t *testing.T) {
 		DROP INDEX app.indexed_id;
 		INSERT INTO app.indexed VALUES (1, 1);
 		CREATE MATERIALIZED VIEW app.mv_indexed AS SELECT count(*) AS n FROM app.indexed;
-		CREATE UNIQUE INDEX ON app.mv_indexed (n);`)
+		CREATE UNIQUE INDEX ON app.mv_indexed (n);
+		CREATE TABLE app.deferred (id int PRIMARY KEY DEFERRABLE, v int);  -- identifies no rows
+		INSERT INTO app.deferred VALUES (1, 1);
+		CREATE MATERIALIZED VIEW app.mv_deferred AS SELECT count(*) AS n FROM app.deferred;
+		CREATE UNIQUE INDEX ON app.mv_deferred (n);`)
 	e.start()
 	// Only the views reading app.accounts alone are managed, and mv_grand,
 	// whose base mv_totals is not.
@@ -117,6 +121,8 @@ func TestDaemon_ReplicaIdentityOfEveryLeaf(t *testing.T) {
 	e.exec("DELETE FROM app.events_2025")
 	e.exec("UPDATE app.indexed SET v = 2")
 	e.exec("DELETE FROM app.indexed")
+	e.exec("UPDATE app.deferred SET v = 2")
+	e.exec("DELETE FROM app.deferred")
 	e.expectEvents(e.settle())
 }
 

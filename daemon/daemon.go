@@ -101,7 +101,7 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	if err := refresher.EnsureLogTable(ctx, pool, schema, table); err != nil {
 		return err
 	}
-	cat, _, err := d.discover(ctx, pool, false)
+	cat, _, err := d.discover(ctx, pool, nil)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 	for range d.cfg.Workers {
 		workers.Go(func() error {
 			for j := range sched.jobs {
-				out := refr.Refresh(workCtx, refresher.Request{View: j.view, Mode: j.mode, LSN: j.lsn})
+				out := refr.Refresh(workCtx, refresher.Request{View: j.view, Mode: j.mode, LSN: j.lsn, Dependents: j.dependents})
 				sched.results <- result{view: j.view.Name, outcome: out}
 			}
 			return nil
@@ -235,12 +235,11 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 	return errors.Join(problems...)
 }
 
-// discover reads the catalog and syncs the publication with it. The views
-// reading tables it adds to the publication, and their dependents, are
-// marked in the refresh log as owing a refresh, in the transaction that adds
-// the tables. While refreshes may run (waitForRefreshes), the mark waits for
-// those of the marked views.
-func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, waitForRefreshes bool) (*refresher.Catalog, []replication.Table, error) {
+// discover reads the catalog and syncs the publication with it. In the
+// transaction that adds tables to the publication (or repairs it), the
+// views reading them, the views new since prev (nil at start) and all their
+// dependents are marked in the refresh log as owing a refresh.
+func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *refresher.Catalog) (*refresher.Catalog, []replication.Table, error) {
 	cat, err := refresher.Discover(ctx, pool, discoverOptions(d.cfg, d.logTable))
 	if err != nil {
 		return nil, nil, err
@@ -249,28 +248,59 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, waitForRefres
 	for _, t := range cat.PublishedTables() {
 		tables = append(tables, replication.Table{OID: t.OID, Schema: t.Schema, Name: t.Relname})
 	}
-	var added []replication.Table
+	var changed []replication.Table
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		added, err = replication.SyncPublication(ctx, tx, d.cfg.Publication, tables,
-			func(added []replication.Table) error {
-				return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], readersOf(cat, added), waitForRefreshes)
-			},
+		// The views' advisory locks are held from the mark to the commit:
+		// an ALTER waiting for a busy table would make their refreshes
+		// time out. Better to give up and try again at the next discovery.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
+			return fmt.Errorf("sync publication: %w", err)
+		}
+		var err error
+		changed, err = replication.SyncPublication(ctx, tx, d.cfg.Publication, tables,
+			func(changed []replication.Table) error { return d.markOwed(ctx, tx, readersOf(cat, changed)) },
 			func(msg string) { d.logger.Warn(msg) })
-		return err
+		if err != nil {
+			return err
+		}
+		// A view managed again (enabled, or its source fixed) may have a
+		// log row from before: its startup refresh must survive a crash.
+		return d.markOwed(ctx, tx, withDependents(cat, newViews(cat, prev)))
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return cat, added, nil
+	return cat, changed, nil
+}
+
+func (d *Daemon) markOwed(ctx context.Context, tx pgx.Tx, views []string) error {
+	return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], views, true)
 }
 
 // markAllOwed notes in the refresh log that every managed view owes a
 // refresh: the slot is about to be created, and nothing before it will be
-// streamed.
+// streamed. No refresh of this daemon runs yet, and no other instance
+// streams without a slot, so the views need no locks (thousands of them
+// could fill the server's lock table).
 func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], cat.Names(), false)
 	})
+}
+
+// newViews lists the views of cat that prev did not manage; none without
+// prev.
+func newViews(cat, prev *refresher.Catalog) []string {
+	if prev == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range cat.Names() {
+		if prev.Views[name] == nil {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // readersOf lists the views reading tables, with their dependents.

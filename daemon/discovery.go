@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -24,19 +25,20 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			return
 		case <-ticker.C:
 		}
-		cat, added, err := d.discover(ctx, pool, true)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.logger.Warn("rediscover views", "error", err)
-			}
+		cat, added, err := d.discover(ctx, pool, prev)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, refresher.ErrRefreshRunning):
+			d.logger.Debug("rediscover views: a refresh of a view to mark as owed is running; trying again at the next discovery")
+			continue
+		case err != nil:
+			d.logger.Warn("rediscover views", "error", err)
 			continue
 		}
-		var startup []string
-		for _, name := range cat.Names() {
-			if prev.Views[name] == nil {
-				d.logger.Info("new view", "view", name, "sources", cat.Views[name].SourceNames())
-				startup = append(startup, name)
-			}
+		startup := newViews(cat, prev)
+		for _, name := range startup {
+			d.logger.Info("new view", "view", name, "sources", cat.Views[name].SourceNames())
 		}
 		for _, v := range readersOf(cat, added) {
 			if !slices.Contains(startup, v) {
@@ -97,7 +99,21 @@ func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat 
 	for v := range repartitioned {
 		views = append(views, v)
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], withDependents(cat, views), true)
-	})
+	// A refresh of one of them running now is soon done; wait for it, within
+	// reason.
+	wait := time.NewTimer(time.Minute)
+	defer wait.Stop()
+	for {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, withDependents(cat, views)) })
+		if !errors.Is(err, refresher.ErrRefreshRunning) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-wait.C:
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -94,10 +94,11 @@ func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, err := kv.Get(context.Background(), events.LatestKey("app", "mv_grand"))
-	if err != nil || !strings.Contains(string(entry.Value()), `"reason":"cascade"`) {
-		t.Errorf("latest mv_grand event in the bucket: %v %s", err, entry.Value())
-	}
+	// Recorded right after the stream acknowledged the event.
+	e.waitFor("the latest mv_grand event in the bucket to be the cascade", 30*time.Second, func() (bool, error) {
+		entry, err := kv.Get(context.Background(), events.LatestKey("app", "mv_grand"))
+		return err == nil && strings.Contains(string(entry.Value()), `"reason":"cascade"`), nil
+	})
 }
 
 func TestDaemon_Metrics(t *testing.T) {

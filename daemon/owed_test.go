@@ -80,7 +80,8 @@ func TestDaemon_StartupDebtSurvivesACrash(t *testing.T) {
 
 	e.exec("SELECT pg_drop_replication_slot($1)", e.cfg.Slot)
 	e.exec("INSERT INTO app.events VALUES (40, '2026-04-01', 1, 7)") // no slot: never streamed
-	// Not lockView: creating a slot waits for open transactions to end.
+	// Not lockView: creating a slot waits for transactions with writes (or
+	// an ACCESS EXCLUSIVE lock) to end.
 	release := e.holdAdvisoryLock("app.mv_totals")
 	e.start()
 	e.waitFor("the startup refresh of mv_totals to wait for its lock", 30*time.Second, e.waiting("SELECT pg_advisory_xact_lock%"))
@@ -145,13 +146,15 @@ func TestDaemon_RepairsItsPublication(t *testing.T) {
 	e := newEnv(t, schemaSQL+`
 		CREATE SCHEMA other;
 		CREATE TABLE other.t (id int);  -- no key: publishing it breaks its UPDATEs`)
-	e.exec(`CREATE PUBLICATION "` + e.cfg.Publication + `" FOR TABLE app.accounts WHERE (id > 1), app.events_2026 (id, at)
-		WITH (publish = 'insert')`)
+	// A row filter on a partitioned table also makes PostgreSQL refuse
+	// publish_via_partition_root = false until the table is dropped.
+	e.exec(`CREATE PUBLICATION "` + e.cfg.Publication + `" FOR TABLE app.accounts (id, name) WHERE (id > 1),
+		app.events WHERE (amount > 100), app.unrelated (id) WITH (publish = 'insert', publish_via_partition_root = true)`)
 	e.start()
 	e.settle()
 	e.exec("UPDATE app.accounts SET name = 'ada2' WHERE id = 1")
 	e.expectEvents(e.settle(), "app.mv_big change ok", quotedView+" change ok")
-	e.exec("UPDATE app.events SET amount = amount + 1 WHERE id = 2")
+	e.exec("UPDATE app.events SET amount = amount + 1 WHERE id = 1")
 	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
 	e.stop()
 
@@ -175,4 +178,42 @@ func TestDaemon_RepairsItsPublication(t *testing.T) {
 	if filters != 0 || schemas != 0 || !publishesAll {
 		t.Fatalf("publication after start: %d filtered tables, %d schemas, publishes all operations %v; want 0, 0, true", filters, schemas, publishesAll)
 	}
+}
+
+// A base whose refresh owed more than the WAL can replay (here: its failure
+// was recorded, so the slot moved on) passes the debt on to the views built
+// on it when it finally succeeds: their cascade must survive a crash.
+func TestDaemon_CascadeDebtSurvivesACrash(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.cfg.LockTimeout = 200 * time.Millisecond
+	e.start()
+	e.settle()
+
+	release := e.lockView("app.mv_totals")
+	e.exec("INSERT INTO app.events VALUES (50, '2026-06-01', 1, 5)")
+	e.waitFor("the failure of mv_totals to be recorded", 30*time.Second, func() (bool, error) {
+		var status string
+		err := e.pool.QueryRow(context.Background(), "SELECT status FROM public.mv_refresh_log WHERE mv_name = 'app.mv_totals'").Scan(&status)
+		return status == "failed", err
+	})
+	e.stop()
+	release()
+	e.settleEventsOnly()
+
+	// Restarted, mv_totals is retried and succeeds; its cascade to
+	// mv_grand waits for a lock, and the daemon stops before it is done.
+	e.cfg.LockTimeout, e.cfg.ShutdownTimeout = 0, 100*time.Millisecond
+	releaseGrand := e.holdAdvisoryLock("app.mv_grand")
+	e.start()
+	e.waitFor("the cascade to mv_grand to wait for its lock", 30*time.Second, e.waiting("SELECT pg_advisory_xact_lock%"))
+	if r := e.logRow("app.mv_grand"); r.lsn != nil {
+		t.Fatalf("mv_grand: lsn %s in the log while its cascade is outstanding, want NULL (owed)", r.lsn)
+	}
+	e.stop()
+	releaseGrand()
+	e.settleEventsOnly()
+
+	e.start()
+	e.expectEvents(e.settle(), "app.mv_grand startup ok")
+	e.assertFresh(allViews...)
 }

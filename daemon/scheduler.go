@@ -20,8 +20,18 @@ import (
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
-// progress is a stream position with no transaction in flight before it.
+// progress is a stream position with no transaction in flight before it,
+// from a keepalive: the server has sent everything it had.
 type progress pglogrepl.LSN
+
+// catchUpLag is how old a transaction may be when it arrives before the
+// stream counts as catching up on a backlog; while it does, views wait for
+// it to catch up (or for their max wait) instead of refreshing in between.
+const catchUpLag = time.Second
+
+// catchUpIdle ends catching up when nothing arrives for this long, should
+// the server's keepalive not come.
+const catchUpIdle = time.Second
 
 // catalogUpdate is a new discovery result; startup lists views whose earlier
 // changes were not streamed (new views, views over newly published tables).
@@ -34,9 +44,10 @@ type catalogUpdate struct {
 }
 
 type job struct {
-	view *refresher.View
-	mode config.Concurrently
-	lsn  pglogrepl.LSN
+	view       *refresher.View
+	mode       config.Concurrently
+	lsn        pglogrepl.LSN
+	dependents []string
 }
 
 type result struct {
@@ -74,6 +85,11 @@ type scheduler struct {
 	startupTotal, startupDone int
 	// pendingViews is len(pending), for the slot monitor's goroutine.
 	pendingViews atomic.Int64
+	// behind: the stream is catching up on a backlog, since behindSince;
+	// lastReceived is when the stream last handed something over.
+	behind       bool
+	behindSince  time.Time
+	lastReceived time.Time
 }
 
 func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
@@ -141,7 +157,12 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 			return
 		}
 		var wake <-chan time.Time
-		if at, ok := s.debouncer.Next(); ok && s.free > 0 && !stopping {
+		at, ok := s.debouncer.Next()
+		ok = ok && s.free > 0
+		if s.behind && (!ok || s.lastReceived.Add(catchUpIdle).Before(at)) {
+			at, ok = s.lastReceived.Add(catchUpIdle), true
+		}
+		if ok && !stopping {
 			timer.Reset(time.Until(at))
 			wake = timer.C
 		}
@@ -168,6 +189,9 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 		case <-gauges.C:
 			s.updateGauges()
 		case <-wake:
+			if s.behind && time.Since(s.lastReceived) >= catchUpIdle {
+				s.setBehind(false)
+			}
 		}
 	}
 }
@@ -187,13 +211,39 @@ func (s *scheduler) drainInbox(ctx context.Context) {
 }
 
 func (s *scheduler) receive(ctx context.Context, item any) {
+	s.lastReceived = time.Now()
 	switch it := item.(type) {
 	case *replication.Transaction:
 		s.route(ctx, it)
 		s.watermark.Seen(it.EndLSN)
+		s.setBehind(s.lastReceived.Sub(it.CommitTime) > catchUpLag)
 	case progress:
 		s.watermark.Seen(pglogrepl.LSN(it))
+		s.setBehind(false)
 	}
+}
+
+// setBehind notes whether the stream is catching up on a backlog: a
+// refresh in the middle of one is stale at once and takes CPU from the
+// server sending the rest.
+func (s *scheduler) setBehind(behind bool) {
+	if behind == s.behind {
+		return
+	}
+	s.behind = behind
+	s.debouncer.SetBehind(behind)
+	now := time.Now()
+	if behind {
+		s.behindSince = now
+		s.logger.Debug("catching up on a backlog: views wait for the stream to catch up, or for their max_wait")
+		return
+	}
+	// A short lag comes and goes; only a real backlog is worth a line.
+	level := slog.LevelDebug
+	if now.Sub(s.behindSince) >= 5*time.Second {
+		level = slog.LevelInfo
+	}
+	s.logger.Log(context.Background(), level, "caught up on a backlog", "behind_for", now.Sub(s.behindSince).Round(time.Millisecond).String())
 }
 
 // dispatch starts every due view a free worker can take.
@@ -225,7 +275,8 @@ func (s *scheduler) dispatch() {
 		if w.lsn == 0 {
 			w.lsn = s.watermark.SeenLSN()
 		}
-		s.jobs <- job{view: view, mode: s.cfg.ViewSettings(name).Concurrently, lsn: w.lsn}
+		s.jobs <- job{view: view, mode: s.cfg.ViewSettings(name).Concurrently, lsn: w.lsn,
+			dependents: withDependents(s.catalog, []string{name})[1:]}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
@@ -94,7 +95,7 @@ func backoff(attempt int) time.Duration {
 // transient reports whether an error is a lost or refused connection or a
 // server that is restarting, as opposed to a problem a restart cannot fix.
 func transient(err error) bool {
-	if errors.Is(err, replication.ErrStreamEnded) {
+	if errors.Is(err, replication.ErrStreamEnded) || errors.Is(err, refresher.ErrRefreshRunning) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -104,6 +105,7 @@ func transient(err error) bool {
 			strings.HasPrefix(pgErr.Code, "57P"), // admin/crash shutdown, cannot connect now
 			strings.HasPrefix(pgErr.Code, "53"),  // too many connections, out of resources
 			pgErr.Code == "42710",                // two instances created the slot at once
+			pgErr.Code == "55P03",                // lock timeout: the publication's table is busy
 			pgErr.Code == "55000":                // the slot was invalidated while streaming: the next attempt sees wal_status lost
 			return true
 		}

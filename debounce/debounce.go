@@ -34,13 +34,31 @@ type view struct {
 	running   bool
 	started   bool // lastStart is set
 	lastStart time.Time
+	// startedBases are the bases counted in their runningDependents when
+	// the view started; runningDependents counts running views listing
+	// this one as a base.
+	startedBases      []string
+	runningDependents int
 }
 
 // Debouncer tracks pending and running views and their timers.
 type Debouncer struct {
-	now   func() time.Time
-	views map[string]*view
+	now    func() time.Time
+	views  map[string]*view
+	behind bool
 }
+
+// SetBehind tells whether the changes arriving are a backlog (the stream is
+// catching up). While behind, a quiet period never ends: a refresh in the
+// middle of a backlog is stale as soon as it is done and takes CPU from the
+// server sending the rest. Views wait for the stream to catch up, or for
+// their max wait. Requests (manual, cascade, startup) and retries are not
+// held back.
+func (d *Debouncer) SetBehind(behind bool) { d.behind = behind }
+
+// never is a time no view waits for: a Next this far away means nothing
+// becomes due by the passage of time alone before something else happens.
+var never = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // New takes the clock; production passes time.Now, tests a fake.
 func New(now func() time.Time) *Debouncer {
@@ -69,6 +87,9 @@ func (d *Debouncer) Set(name string, s Settings, bases []string) {
 // Remove forgets a view (dropped). A running view's later Finish is a no-op.
 // Views listing it as a base are no longer blocked by it.
 func (d *Debouncer) Remove(name string) {
+	if v, ok := d.views[name]; ok && v.running {
+		d.uncount(v)
+	}
 	delete(d.views, name)
 }
 
@@ -138,7 +159,7 @@ func (d *Debouncer) Due() []string {
 	now := d.now()
 	var due []string
 	for name, v := range d.views {
-		if d.eligible(v) && !v.readyAt().After(now) {
+		if d.eligible(v) && !v.readyAt(d.behind).After(now) {
 			due = append(due, name)
 		}
 	}
@@ -166,12 +187,29 @@ func (d *Debouncer) Start(name string) {
 	v.running = true
 	v.started = true
 	v.lastStart = d.now()
+	v.startedBases = v.bases
+	for _, b := range v.bases {
+		if bv, ok := d.views[b]; ok {
+			bv.runningDependents++
+		}
+	}
+}
+
+// uncount undoes what Start counted for a running view in its bases.
+func (d *Debouncer) uncount(v *view) {
+	for _, b := range v.startedBases {
+		if bv, ok := d.views[b]; ok && bv.runningDependents > 0 {
+			bv.runningDependents--
+		}
+	}
+	v.startedBases = nil
 }
 
 // Finish marks the running refresh of a view done. Unknown or removed views
 // are ignored.
 func (d *Debouncer) Finish(name string) {
-	if v, ok := d.views[name]; ok {
+	if v, ok := d.views[name]; ok && v.running {
+		d.uncount(v)
 		v.running = false
 	}
 }
@@ -185,7 +223,11 @@ func (d *Debouncer) Next() (at time.Time, ok bool) {
 		if !d.eligible(v) {
 			continue
 		}
-		if r := v.readyAt(); !ok || r.Before(at) {
+		r := v.readyAt(d.behind)
+		if r.Equal(never) {
+			continue // only catching up makes it due
+		}
+		if !ok || r.Before(at) {
 			at, ok = r, true
 		}
 	}
@@ -220,7 +262,10 @@ func (d *Debouncer) PendingCount() int {
 // eligible reports whether v waits only for time: pending, not running, and
 // no known base pending or running.
 func (d *Debouncer) eligible(v *view) bool {
-	if !v.pending || v.running {
+	// Nor while a view built on it runs: a dependent's refresh must not
+	// overlap its base's, which would make the dependent read a base older
+	// than what the log says its base caught up on.
+	if !v.pending || v.running || v.runningDependents > 0 {
 		return false
 	}
 	for _, b := range v.bases {
@@ -235,8 +280,11 @@ func (d *Debouncer) eligible(v *view) bool {
 
 // readyAt is the time a pending view becomes due, ignoring bases and
 // running state.
-func (v *view) readyAt() time.Time {
+func (v *view) readyAt(behind bool) time.Time {
 	r := v.lastChange.Add(max(v.s.Quiet, 0))
+	if behind {
+		r = never
+	}
 	if v.s.MaxWait > 0 {
 		if w := v.firstChange.Add(v.s.MaxWait); w.Before(r) {
 			r = w

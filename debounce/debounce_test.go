@@ -338,15 +338,18 @@ func TestDebouncer_Bases(t *testing.T) {
 			},
 		},
 		{
-			name: "base is not blocked by its dependent",
+			// The base's refresh would overlap the dependent's, which then
+			// reads a base older than the one it is recorded against.
+			name: "base waits while its dependent runs",
 			setup: func(d *Debouncer) {
 				d.Set("b", q, nil)
 				d.Set("d", Settings{Quiet: 10 * ms}, []string{"b"})
 			},
 			steps: []step{
 				{do: func(d *Debouncer) { d.Change("d") }, wantNext: 10 * ms, wantOK: true},
-				{advance: 10 * ms, do: func(d *Debouncer) { d.Start("d"); d.Change("b") }, wantNext: 110 * ms, wantOK: true},
-				{advance: 100 * ms, wantDue: []string{"b"}, wantNext: 110 * ms, wantOK: true},
+				{advance: 10 * ms, do: func(d *Debouncer) { d.Start("d"); d.Change("b") }},
+				{advance: 100 * ms},
+				{do: func(d *Debouncer) { d.Finish("d") }, wantDue: []string{"b"}, wantNext: 110 * ms, wantOK: true},
 			},
 		},
 		{
@@ -613,4 +616,52 @@ func TestDebouncer_RetryingBaseDoesNotBlock(t *testing.T) {
 	if due := d.Due(); len(due) != 1 || due[0] != "dep" {
 		t.Fatalf("due %v: a base waiting out its backoff must not block its dependent", due)
 	}
+}
+
+// While the stream catches up on a backlog, changes do not make a view due
+// (with no quiet period, it would refresh after every transaction of the
+// backlog); its max wait still bounds the delay, requests go through, and
+// catching up makes it due at once.
+func TestDebouncer_Behind(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("bounded", Settings{MaxWait: time.Second}, nil)
+	d.Set("unbounded", Settings{}, nil)
+	d.Set("requested", Settings{}, nil)
+
+	d.SetBehind(true)
+	d.Change("bounded")
+	d.Change("unbounded")
+	d.Request("requested")
+	check(t, clk, d, []string{"requested"}, 0, true)
+	d.Start("requested")
+	d.Finish("requested")
+	clk.Advance(500 * ms)
+	d.Change("bounded")
+	d.Change("unbounded")
+	check(t, clk, d, nil, time.Second, true)
+	clk.Advance(500 * ms)
+	check(t, clk, d, []string{"bounded"}, time.Second, true)
+	d.Start("bounded")
+	d.Finish("bounded")
+	check(t, clk, d, nil, 0, false) // only catching up makes "unbounded" due
+
+	d.SetBehind(false)
+	check(t, clk, d, []string{"unbounded"}, 500*ms, true) // its last change plus no quiet period
+}
+
+// A dependent dropped while it runs no longer holds its base back.
+func TestDebouncer_RemovedRunningDependentReleasesItsBase(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("b", Settings{}, nil)
+	d.Set("d", Settings{}, []string{"b"})
+	d.Request("d")
+	d.Start("d")
+	d.Request("b")
+	check(t, clk, d, nil, 0, false)
+	d.Remove("d")
+	check(t, clk, d, []string{"b"}, 0, true)
+	d.Finish("d") // its refresh ends after all: nothing to undo twice
+	check(t, clk, d, []string{"b"}, 0, true)
 }

@@ -49,13 +49,18 @@ const usableUniqueIndexSQL = `EXISTS (
            AND i.indpred IS NULL AND am.amname = 'btree' AND i.indnatts > 0
            AND 0 <> ALL (i.indkey::int2[]))`
 
-// relationsSQL reads every relation a view can depend on.
+// relationsSQL reads every relation a view can depend on. A primary key or
+// replica identity index counts only as PostgreSQL's relcache counts it
+// (RelationGetIndexList): immediate, valid, not partial. A DEFERRABLE key
+// identifies no rows for logical replication.
 const relationsSQL = `
 SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
        c.relkind::text, c.relpersistence::text, c.relreplident::text, c.relispopulated,
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),
-       c.relkind = 'm' AND `+usableUniqueIndexSQL+`,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary
+                 AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL),
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident
+                 AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL),
+       c.relkind = 'm' AND ` + usableUniqueIndexSQL + `,
        pg_has_role(c.relowner, 'USAGE') OR CASE WHEN current_setting('server_version_num')::int >= 170000
          THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END,
        pg_get_userbyid(c.relowner)::text

@@ -2,6 +2,7 @@ package refresher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -86,32 +87,49 @@ func Owed(ctx context.Context, q Querier, schema, table string, names []string) 
 	return out, nil
 }
 
+// ErrRefreshRunning means MarkOwed found a refresh of one of its views
+// running: roll back and try again later.
+var ErrRefreshRunning = errors.New("a refresh of a view to mark is running")
+
 // MarkOwed records in the log, by clearing their lsn, that the views owe a
-// refresh the WAL will not bring: the slot was (re)created, a source joined
-// the publication, or a partition was detached. Owed then lists
-// them until each has refreshed, so a crash before that refresh cannot lose
-// it. Views with no log row are owed already.
+// refresh the WAL will not bring: the slot is about to be created, a source
+// joins the publication, a partition was detached, a base view caught up on
+// a debt of its own. Owed then lists them until each has refreshed, so a
+// crash before that refresh cannot lose it. Views with no log row are owed
+// already.
 //
-// With waitForRefreshes, the mark first takes each view's advisory lock
-// (the one every refresh holds): a refresh running now commits before the
-// mark instead of clearing it with a snapshot older than the reason, and one
-// starting later waits for tx to commit. Call it in the transaction that
-// makes the reason happen (ALTER PUBLICATION) where there is one.
-func MarkOwed(ctx context.Context, tx pgx.Tx, schema, table string, views []string, waitForRefreshes bool) error {
+// While refreshes may run (lock), the mark first takes each view's
+// advisory lock (the one every refresh holds), so that no refresh running
+// now clears it with a snapshot older than the reason, and refreshes
+// starting later wait for tx to commit. It does not wait for a running
+// refresh, which would keep the other locks and make later refreshes time
+// out: it fails with ErrRefreshRunning instead. Call it in the transaction
+// that makes the reason happen, where there is one.
+func MarkOwed(ctx context.Context, tx pgx.Tx, schema, table string, views []string, lock bool) error {
 	if len(views) == 0 {
 		return nil
 	}
 	ident := pgx.Identifier{schema, table}.Sanitize()
-	if waitForRefreshes {
-		// Sorted, so that two markers cannot deadlock.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, k)
-			FROM (SELECT DISTINCT hashtext(v) AS k FROM unnest($2::text[]) v) keys ORDER BY k`,
-			advisoryLockClass, views); err != nil {
-			return fmt.Errorf("wait for running refreshes of %d views: %w", len(views), err)
+	locked := true
+	if lock {
+		if err := lockViews(ctx, tx, views, &locked); err != nil {
+			return err
 		}
+	}
+	if !locked {
+		return ErrRefreshRunning
 	}
 	if _, err := tx.Exec(ctx, "UPDATE "+ident+" SET lsn = NULL WHERE mv_name = ANY($1) AND lsn IS NOT NULL", views); err != nil {
 		return fmt.Errorf("mark %d views as owing a refresh in %s: %w", len(views), ident, err)
+	}
+	return nil
+}
+
+func lockViews(ctx context.Context, tx pgx.Tx, views []string, locked *bool) error {
+	if err := tx.QueryRow(ctx, `SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1, k)), true)
+		FROM (SELECT DISTINCT hashtext(v) AS k FROM unnest($2::text[]) v) keys`,
+		advisoryLockClass, views).Scan(locked); err != nil {
+		return fmt.Errorf("lock %d views against refreshes: %w", len(views), err)
 	}
 	return nil
 }

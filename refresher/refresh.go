@@ -39,6 +39,11 @@ type Request struct {
 	// LSN is the newest source change the refresh includes, recorded in the
 	// log.
 	LSN pglogrepl.LSN
+	// Dependents are the views built on View, directly or not. When View
+	// owed a refresh the WAL will not bring (see Owed), its refresh passes
+	// the debt on to them in the log, in its own transaction: their
+	// cascade lives in memory only, and no replay would bring it back.
+	Dependents []string
 }
 
 // Outcome is what happened.
@@ -137,6 +142,9 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 			return err
 		}
 	}
+	if err := r.passOnDebt(ctx, tx, req); err != nil {
+		return err
+	}
 	duration := time.Since(out.StartedAt)
 	err = tx.QueryRow(ctx, `
 		INSERT INTO `+r.logTable+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
@@ -154,6 +162,24 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// passOnDebt marks the view's dependents owed when the view itself was.
+// No advisory locks: the scheduler never runs a view while a view built on
+// it runs, so no dependent's refresh can clear the mark with an older
+// snapshot, and this transaction holds its view's lock already.
+func (r *Refresher) passOnDebt(ctx context.Context, tx pgx.Tx, req Request) error {
+	if len(req.Dependents) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE `+r.logTable+` SET lsn = NULL
+		WHERE mv_name = ANY($2) AND lsn IS NOT NULL
+		  AND NOT EXISTS (SELECT 1 FROM `+r.logTable+` o WHERE o.mv_name = $1 AND o.lsn IS NOT NULL AND o.status = 'ok')`,
+		req.View.Name, req.Dependents)
+	if err != nil {
+		return fmt.Errorf("pass the refresh owed by %s on to its dependents in %s: %w", req.View.Name, r.logTable, err)
 	}
 	return nil
 }

@@ -28,17 +28,18 @@ const publishAll = "insert, update, delete, truncate"
 // TABLES IN SCHEMA. It creates the publication when missing and repairs
 // settings someone changed, with a warning through warn.
 //
-// The tables whose changes were not (all) streamed until now, those it adds
-// and those whose filters it removes, are passed to beforeAdd before they
-// are added, in tx, and returned. The caller commits tx.
+// The tables whose changes were not (all) streamed until now, those it
+// adds and those whose filters or missing operations it repairs, are passed
+// to beforeAlter, in tx, before anything is altered, and returned. The
+// caller commits tx.
 //
 // The caller must only pass tables whose updates and deletes can be
 // published: see guarantee 3 in DESIGN.md.
-func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table, beforeAdd func([]Table) error, warn func(msg string)) (added []Table, err error) {
+func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table, beforeAlter func(changed []Table) error, warn func(msg string)) (changed []Table, err error) {
 	pub := pgx.Identifier{name}.Sanitize()
 	state, err := readPublication(ctx, tx, name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		if err := beforeAdd(tables); err != nil {
+		if err := beforeAlter(tables); err != nil {
 			return nil, err
 		}
 		sql := "CREATE PUBLICATION " + pub
@@ -72,7 +73,7 @@ func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table
 			drop = append(drop, oid)
 		}
 	}
-	var filtered, present []Table // filtered: with a row filter or a column list
+	var added, filtered, present []Table // filtered: with a row filter or a column list
 	for _, t := range tables {
 		switch {
 		case !have[t.OID]:
@@ -92,37 +93,38 @@ func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table
 		warn(fmt.Sprintf("publication %s did not publish every operation: setting publish = '%s'", pub, publishAll))
 		readd = present
 	}
-	changed := append(slices.Clip(added), readd...)
+	changed = append(slices.Clip(added), readd...)
 	if len(changed) > 0 {
-		if err := beforeAdd(changed); err != nil {
+		if err := beforeAlter(changed); err != nil {
 			return nil, err
 		}
 	}
 
+	// Drops first: PostgreSQL refuses publish_via_partition_root = false
+	// while a partitioned table in the publication has a row filter or a
+	// column list. All in tx, so no change is lost in between.
+	if len(drop) > 0 {
+		if err := dropTables(ctx, tx, pub, drop); err != nil {
+			return nil, err
+		}
+	}
 	var alters []string
-	if !state.publishesAll || state.viaRoot {
-		alters = append(alters, "ALTER PUBLICATION "+pub+" SET (publish = '"+publishAll+"', publish_via_partition_root = false)")
+	if len(filtered) > 0 {
+		alters = append(alters, "ALTER PUBLICATION "+pub+" DROP TABLE "+joinIdents(filtered))
 	}
 	for _, schema := range state.schemas {
 		warn(fmt.Sprintf("publication %s published TABLES IN SCHEMA %s: removing it (mvrefresher publishes the tables its views read, and only those)", pub, schema))
 		alters = append(alters, "ALTER PUBLICATION "+pub+" DROP TABLES IN SCHEMA "+pgx.Identifier{schema}.Sanitize())
 	}
-	if len(filtered) > 0 {
-		// Dropped and added again in one transaction: no change is lost.
-		alters = append(alters, "ALTER PUBLICATION "+pub+" DROP TABLE "+joinIdents(filtered),
-			"ALTER PUBLICATION "+pub+" ADD TABLE "+joinIdents(filtered))
+	if !state.publishesAll || state.viaRoot {
+		alters = append(alters, "ALTER PUBLICATION "+pub+" SET (publish = '"+publishAll+"', publish_via_partition_root = false)")
 	}
-	if len(added) > 0 {
-		alters = append(alters, "ALTER PUBLICATION "+pub+" ADD TABLE "+joinIdents(added))
+	if add := append(slices.Clip(filtered), added...); len(add) > 0 {
+		alters = append(alters, "ALTER PUBLICATION "+pub+" ADD TABLE "+joinIdents(add))
 	}
 	for _, sql := range alters {
 		if _, err := tx.Exec(ctx, sql); err != nil {
 			return nil, fmt.Errorf("alter publication %s: %w%s", pub, err, privilegeHint(err))
-		}
-	}
-	if len(drop) > 0 {
-		if err := dropTables(ctx, tx, pub, drop); err != nil {
-			return nil, err
 		}
 	}
 	return changed, nil

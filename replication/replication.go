@@ -40,8 +40,11 @@ const MessagePrefix = "mvrefresher"
 // Handler receives the stream. Both calls may block; the stream waits, so a
 // slow handler slows the walsender instead of buffering without bound.
 type Handler interface {
-	// Commit is called for every relevant transaction, in commit order.
+	// Commit is called for every transaction the server sends, in commit
+	// order (one with no changes and no requests still moves the position).
 	Commit(ctx context.Context, tx *Transaction) error
-	// Progress reports a position before which no transaction is in flight.
+	// Progress reports a position before which no transaction is in
+	// flight, from a keepalive: the server has sent everything it had, so
+	// the stream has caught up.
 	Progress(ctx context.Context, lsn pglogrepl.LSN) error
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,11 @@ var ErrStreamEnded = errors.New("the server ended the replication stream")
 // finished work closely, rarely enough to cost nothing.
 const DefaultStatusInterval = 100 * time.Millisecond
 
+// writeTimeout bounds every write to the server, and Close as a whole: a
+// peer that is gone without closing the connection (half-open TCP) must not
+// block the stream or its shutdown forever.
+const writeTimeout = 5 * time.Second
+
 // Stream is one replication connection streaming one slot.
 type Stream struct {
 	conn           *pgconn.PgConn
@@ -34,6 +40,9 @@ type Stream struct {
 
 	confirmable atomic.Uint64 // set by Confirm, read when sending status
 	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
+	// writeFailed: a write to the server failed, maybe halfway through a
+	// message, so nothing more may be sent. Owned by Run, then Close.
+	writeFailed bool
 	streaming   atomic.Bool
 }
 
@@ -45,6 +54,14 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "mvrefresher"
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newBatchConn(c), nil
+	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open replication connection: %w%s", err, replicationHint(err))
@@ -99,20 +116,48 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	s.streaming.Store(true)
 	defer s.streaming.Store(false)
 
+	// One read deadline per status interval instead of a context (and its
+	// watcher goroutine and deadline) per message; ctx's end interrupts
+	// reads and writes by moving the deadlines into the past.
+	nc := s.conn.Conn()
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = nc.SetDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
+	defer func() {
+		if !stop() {
+			<-interrupted
+		}
+		_ = nc.SetDeadline(time.Time{})
+	}()
+	if bc := findBatchConn(nc); bc != nil {
+		bc.setBatching(true)
+		defer bc.setBatching(false)
+	}
+
 	var (
 		decoder    decoder
-		nextStatus = time.Now().Add(s.statusInterval)
+		nextStatus time.Time
 	)
 	for {
-		if !time.Now().Before(nextStatus) {
-			if err := s.sendStatus(); err != nil {
+		if now := time.Now(); !now.Before(nextStatus) {
+			if !nextStatus.IsZero() {
+				if err := s.sendStatus(ctx, now.Add(writeTimeout)); err != nil {
+					return err
+				}
+			}
+			nextStatus = now.Add(s.statusInterval)
+			if err := nc.SetReadDeadline(nextStatus); err != nil {
+				return fmt.Errorf("receive from slot %q: set read deadline: %w", s.slot, err)
+			}
+			// After the deadline is set: an interruption that came before it
+			// was overwritten.
+			if err := ctx.Err(); err != nil {
 				return err
 			}
-			nextStatus = time.Now().Add(s.statusInterval)
 		}
-		recvCtx, cancel := context.WithDeadline(ctx, nextStatus)
-		raw, err := s.conn.ReceiveMessage(recvCtx)
-		cancel()
+		raw, err := s.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -156,7 +201,7 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 		}
 		if ka.ReplyRequested {
 			// The server drops a connection that does not answer in time.
-			return s.sendStatus()
+			return s.sendStatus(ctx, time.Now().Add(writeTimeout))
 		}
 	case pglogrepl.XLogDataByteID:
 		xld, err := pglogrepl.ParseXLogData(data[1:])
@@ -170,20 +215,36 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 		if tx == nil {
 			return nil
 		}
-		if len(tx.Changes) == 0 && len(tx.Requests) == 0 {
-			return h.Progress(ctx, tx.EndLSN)
-		}
 		return h.Commit(ctx, tx)
 	}
 	return nil
 }
 
-func (s *Stream) sendStatus() error {
+// sendStatus tells the server the confirmable position, giving up at
+// deadline or when ctx ends.
+func (s *Stream) sendStatus(ctx context.Context, deadline time.Time) error {
 	lsn := pglogrepl.LSN(s.confirmable.Load())
-	err := pglogrepl.SendStandbyStatusUpdate(context.Background(), s.conn, pglogrepl.StandbyStatusUpdate{
+	if s.writeFailed {
+		return fmt.Errorf("confirm %s to slot %q: an earlier write failed", lsn, s.slot)
+	}
+	if err := s.conn.Conn().SetWriteDeadline(deadline); err != nil {
+		return fmt.Errorf("confirm %s to slot %q: set write deadline: %w", lsn, s.slot, err)
+	}
+	// After the deadline is set: Run's interruption cannot be overwritten
+	// unseen.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: lsn,
 	})
 	if err != nil {
+		// Unless nothing was written, what the server got may end halfway
+		// through the message.
+		s.writeFailed = !pgconn.SafeToRetry(err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("confirm %s to slot %q: %w", lsn, s.slot, err)
 	}
 	if lsn != s.sent {
@@ -194,11 +255,27 @@ func (s *Stream) sendStatus() error {
 }
 
 // Close confirms the latest position to the server and closes the
-// connection. Call it after Run has returned.
+// connection, within writeTimeout or ctx, whichever ends first. Call it
+// after Run has returned.
 func (s *Stream) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
+	if s.conn.IsClosed() {
+		return nil
+	}
+	nc := s.conn.Conn()
+	if s.writeFailed {
+		// The protocol may be broken halfway through a message: just hang up.
+		_ = nc.Close()
+		_ = s.conn.Close(ctx)
+		return nil
+	}
+	// Bounds the final status, and pgconn's Terminate after it.
+	_ = nc.SetDeadline(deadline)
 	var confirmErr error
-	if !s.conn.IsClosed() && pglogrepl.LSN(s.confirmable.Load()) != s.sent {
-		confirmErr = s.sendStatus()
+	if pglogrepl.LSN(s.confirmable.Load()) != s.sent {
+		confirmErr = s.sendStatus(ctx, deadline)
 	}
 	return errors.Join(confirmErr, s.conn.Close(ctx))
 }
