@@ -10,10 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"sort"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,10 +52,32 @@ func run(ctx context.Context) error {
 	bulkTxns := fs.Int("bulk-txns", 600, "drain: transactions of -bulk-rows rows each")
 	bulkRows := fs.Int("bulk-rows", 1000, "drain: rows per bulk transaction")
 	singles := fs.Int("singles", 5000, "drain: single-row transactions")
+	latCommits := fs.Int("latency-commits", 500, "latency: single-row commits")
+	latRate := fs.Float64("latency-rate", 20, "latency: commits per second")
+	vsRows := fs.Int("versus-rows", 2_000_000, "versus: rows in the fact table")
+	vsMinutes := fs.Float64("versus-minutes", 20, "versus: simulated minutes of traffic (the pattern stretches with it)")
+	vsCompress := fs.Float64("compress", 20, "versus: simulated time runs this many times faster than real time (traffic, timer period, debounce and max_wait)")
+	vsTimer := fs.Duration("versus-period", 5*time.Minute, "versus: the timer's period, in simulated time")
+	vsStrategies := fs.String("versus-strategies", "timer,per-commit,mvrefresher", "versus: strategies to run, comma-separated")
+	scViews := fs.Int("scale-views", 1000, "scale: managed materialized views")
+	scTables := fs.Int("scale-tables", 200, "scale: source tables")
+	scChanges := fs.Int("scale-changes", 1_000_000, "scale: row changes written while the daemon is stopped")
+	scLog := fs.String("scale-log", "", "scale: append the daemon's stderr to this file")
 	jsonOut := fs.String("json", "", "also write the raw runs to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemon included) to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
+	}
+	// Flags may also follow the scenario: go run ./bench latency -runs 1.
+	scenario := "drain"
+	if fs.NArg() > 0 {
+		scenario = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -65,27 +90,54 @@ func run(ctx context.Context) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	scenario := "drain"
-	if fs.NArg() > 0 {
-		scenario = fs.Arg(0)
+	settings := map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "shared_buffers": "512MB"}
+	switch scenario {
+	case "drain":
+	case "latency", "versus", "scale":
+		// localpg turns synchronous_commit off for speed; then a commit
+		// returns before its WAL is flushed, and the walsender sends only
+		// flushed WAL, up to wal_writer_delay (200 ms) later. That would
+		// measure the walwriter, not the daemon.
+		settings["synchronous_commit"] = "on"
+	default:
+		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale)", scenario)
 	}
-	if scenario != "drain" {
-		return fmt.Errorf("unknown scenario %q (available: drain)", scenario)
-	}
-	cluster, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{
-		"max_wal_size": "8GB", "checkpoint_timeout": "30min", "shared_buffers": "512MB",
-	}})
+	cluster, err := localpg.Start(ctx, localpg.Options{Settings: settings})
 	if err != nil {
 		return err
 	}
 	defer cluster.Stop(context.Background()) //nolint:errcheck // best effort at exit
-	d := drain{cluster: cluster, bulkTxns: *bulkTxns, bulkRows: *bulkRows, singles: *singles,
-		logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var raw any
+	switch scenario {
+	case "drain":
+		raw, err = runDrain(ctx, drain{cluster: cluster, bulkTxns: *bulkTxns, bulkRows: *bulkRows, singles: *singles, logger: logger}, *runs)
+	case "latency":
+		raw, err = runLatency(ctx, latency{cluster: cluster, commits: *latCommits, rate: *latRate, logger: logger}, *runs)
+	case "versus":
+		raw, err = runVersus(ctx, versus{cluster: cluster, rows: *vsRows, minutes: *vsMinutes, compress: *vsCompress,
+			period: *vsTimer, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
+	case "scale":
+		raw, err = runScale(ctx, scale{cluster: cluster, views: *scViews, tables: *scTables, changes: *scChanges, logFile: *scLog}, *runs)
+	}
+	if err != nil {
+		return err
+	}
+	if *jsonOut != "" {
+		data, _ := json.MarshalIndent(raw, "", "  ")
+		if err := os.WriteFile(*jsonOut, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runDrain(ctx context.Context, d drain, runs int) ([]result, error) {
 	var results []result
-	for i := 1; i <= *runs; i++ {
+	for i := 1; i <= runs; i++ {
 		rs, err := d.run(ctx, i)
 		if err != nil {
-			return fmt.Errorf("drain run %d: %w", i, err)
+			return nil, fmt.Errorf("drain run %d: %w", i, err)
 		}
 		for _, r := range rs {
 			fmt.Fprintf(os.Stderr, "run %d %-14s %8d changes in %6.2fs, %6.2f CPU-s\n", i, r.Tool, r.Changes, r.WallSec, r.CPUSec)
@@ -93,13 +145,7 @@ func run(ctx context.Context) error {
 		results = append(results, rs...)
 	}
 	printTable(results)
-	if *jsonOut != "" {
-		data, _ := json.MarshalIndent(results, "", "  ")
-		if err := os.WriteFile(*jsonOut, data, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
+	return results, nil
 }
 
 func printTable(results []result) {
@@ -146,3 +192,32 @@ func ignoreMissing(err error) error {
 	}
 	return err
 }
+
+// spread formats the median, min and max of values: "12.3 (11.0-14.2)".
+func spread(values []float64, prec int) string {
+	if len(values) == 0 {
+		return "-"
+	}
+	v := append([]float64(nil), values...)
+	sort.Float64s(v)
+	if len(v) == 1 {
+		return strconv.FormatFloat(v[0], 'f', prec, 64)
+	}
+	f := func(x float64) string { return strconv.FormatFloat(x, 'f', prec, 64) }
+	return f(v[len(v)/2]) + " (" + f(v[0]) + "-" + f(v[len(v)-1]) + ")"
+}
+
+// quantile is the q-quantile (0..1) of values by the nearest-rank method;
+// values need not be sorted. NaN when empty.
+func quantile(values []float64, q float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	v := append([]float64(nil), values...)
+	sort.Float64s(v)
+	rank := int(math.Ceil(q*float64(len(v)))) - 1
+	return v[min(max(rank, 0), len(v)-1)]
+}
+
+// msOf is a duration in milliseconds.
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 
@@ -140,6 +141,11 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
 
 	d.standby.Store(false)
+	// Discovery and the checks parse every view's rule: tens of megabytes
+	// for thousands of views, garbage now. Hand it back to the OS at once
+	// rather than whenever the scavenger gets to it: a sidecar's memory
+	// limit is sized for its steady state.
+	debug.FreeOSMemory()
 	stream.Confirm(slot.Start)
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, findings, slot.Start, stream.Confirm, pub)
 	sched.startup(startup)

@@ -99,11 +99,15 @@ func HasErrors(fs []Finding) bool {
 	return slices.ContainsFunc(fs, func(f Finding) bool { return f.Severity == SeverityError })
 }
 
-// queryRules reads the parsed query of every view and materialized view.
+// queryRules reads the parsed query of every view and materialized view
+// outside the system schemas: those are PostgreSQL's own (about 140 views,
+// megabytes of rule text to parse) and no managed view's values come from
+// them.
 func queryRules(ctx context.Context, q Querier) (map[uint32]*node, error) {
 	rows, err := q.Query(ctx, `SELECT r.ev_class, r.ev_action::text FROM pg_rewrite r
-		JOIN pg_class c ON c.oid = r.ev_class
-		WHERE c.relkind IN ('v', 'm') AND r.rulename = '_RETURN'`)
+		JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('v', 'm') AND r.rulename = '_RETURN'
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')`)
 	if err != nil {
 		return nil, fmt.Errorf("read view definitions: %w", err)
 	}
@@ -265,7 +269,7 @@ func (w *walker) query(q *node, output bool, column, via string) {
 		if col == "" && via == "" {
 			col = te.str("resname")
 		}
-		w.expr(te.fields["expr"], output && te.str("resjunk") != "true", col, via)
+		w.expr(te.get("expr"), output && te.str("resjunk") != "true", col, via)
 	}
 	for _, r := range q.list("rtable") {
 		rte, ok := r.(*node)
@@ -283,21 +287,21 @@ func (w *walker) query(q *node, output bool, column, via string) {
 				w.query(vq, output, column, strings.Trim(rte.child("eref").str("aliasname"), `"`))
 			}
 		default: // subqueries, functions in FROM, VALUES
-			w.expr(rte.fields["subquery"], output, column, via)
-			w.expr(rte.fields["functions"], output, column, via)
-			w.expr(rte.fields["values_lists"], output, column, via)
+			w.expr(rte.get("subquery"), output, column, via)
+			w.expr(rte.get("functions"), output, column, via)
+			w.expr(rte.get("values_lists"), output, column, via)
 		}
 	}
 	for _, c := range q.list("cteList") {
 		if cte, ok := c.(*node); ok {
-			w.expr(cte.fields["ctequery"], output, column, via)
+			w.expr(cte.get("ctequery"), output, column, via)
 		}
 	}
-	for field, v := range q.fields {
-		switch field {
+	for _, f := range q.fields {
+		switch f.name {
 		case "targetList", "rtable", "cteList":
 		default:
-			w.expr(v, false, column, via)
+			w.expr(f.value, false, column, via)
 		}
 	}
 }
@@ -324,7 +328,7 @@ func (w *walker) expr(v any, output bool, column, via string) {
 			}
 		}
 		for _, f := range x.fields {
-			w.expr(f, output, column, via)
+			w.expr(f.value, output, column, via)
 		}
 	}
 }

@@ -6,10 +6,27 @@ import (
 )
 
 // node is one parsed node of a pg_node_tree: {NAME :field value ...}. Field
-// values are *node, []any (a list), string (an atom) or nil (<>).
+// values are *node, []any (a list), string (an atom) or nil (<>). Fields
+// are a slice, not a map: a node has a dozen, and a rule has thousands of
+// nodes.
 type node struct {
 	name   string
-	fields map[string]any
+	fields []field
+}
+
+type field struct {
+	name  string
+	value any
+}
+
+// get returns a field's value, or nil.
+func (n *node) get(name string) any {
+	for _, f := range n.fields {
+		if f.name == name {
+			return f.value
+		}
+	}
+	return nil
 }
 
 // parseNodeTree parses PostgreSQL's text form of a node tree (what
@@ -30,36 +47,51 @@ func parseNodeTree(s string) (any, error) {
 
 // tokenize splits like pg_strtok: white space separates tokens, the
 // characters (){} are tokens of their own, and a backslash makes the next
-// character ordinary.
+// character ordinary. Tokens are substrings of s where they can be (no
+// backslash): thousands of views' rules are parsed at start.
 func tokenize(s string) []string {
-	var toks []string
-	var cur strings.Builder
-	inTok := false
-	flush := func() {
-		if inTok {
-			toks = append(toks, cur.String())
-			cur.Reset()
-			inTok = false
+	toks := make([]string, 0, len(s)/4)
+	start := -1      // start of the current token in s, -1 between tokens
+	escaped := false // the current token has a backslash: unquote it
+	flush := func(end int) {
+		if start < 0 {
+			return
 		}
+		tok := s[start:end]
+		if escaped {
+			var b strings.Builder
+			for k := 0; k < len(tok); k++ {
+				if tok[k] == '\\' && k+1 < len(tok) {
+					k++
+				}
+				b.WriteByte(tok[k])
+			}
+			tok = b.String()
+		}
+		toks = append(toks, tok)
+		start, escaped = -1, false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case c == '\\' && i+1 < len(s):
+			if start < 0 {
+				start = i
+			}
+			escaped = true
 			i++
-			cur.WriteByte(s[i])
-			inTok = true
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			flush()
+			flush(i)
 		case c == '(' || c == ')' || c == '{' || c == '}':
-			flush()
-			toks = append(toks, string(c))
+			flush(i)
+			toks = append(toks, s[i:i+1])
 		default:
-			cur.WriteByte(c)
-			inTok = true
+			if start < 0 {
+				start = i
+			}
 		}
 	}
-	flush()
+	flush(len(s))
 	return toks
 }
 
@@ -128,7 +160,7 @@ func (p *treeParser) node() (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &node{name: name, fields: map[string]any{}}
+	n := &node{name: name}
 	for {
 		t := p.peek()
 		switch {
@@ -138,7 +170,7 @@ func (p *treeParser) node() (*node, error) {
 		case strings.HasPrefix(t, ":"):
 			p.pos++
 			if nt := p.peek(); strings.HasPrefix(nt, ":") || nt == "}" {
-				n.fields[t[1:]] = nil // a field with no value
+				n.fields = append(n.fields, field{t[1:], nil}) // a field with no value
 				continue
 			}
 			// A Const's datum is written as a length followed by [ bytes ].
@@ -149,7 +181,7 @@ func (p *treeParser) node() (*node, error) {
 			if err != nil {
 				return nil, err
 			}
-			n.fields[t[1:]] = v
+			n.fields = append(n.fields, field{t[1:], v})
 		case t == "":
 			return nil, fmt.Errorf("node tree: unterminated %s node", name)
 		default:
@@ -160,18 +192,18 @@ func (p *treeParser) node() (*node, error) {
 
 // str returns a field's atom, or "".
 func (n *node) str(field string) string {
-	s, _ := n.fields[field].(string)
+	s, _ := n.get(field).(string)
 	return s
 }
 
 // child returns a field's node, or nil.
 func (n *node) child(field string) *node {
-	c, _ := n.fields[field].(*node)
+	c, _ := n.get(field).(*node)
 	return c
 }
 
 // list returns a field's list, or nil.
 func (n *node) list(field string) []any {
-	l, _ := n.fields[field].([]any)
+	l, _ := n.get(field).([]any)
 	return l
 }

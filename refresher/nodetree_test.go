@@ -1,6 +1,9 @@
 package refresher
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestParseNodeTree(t *testing.T) {
 	// Abridged from pg_rewrite.ev_action of a view with now() and a Const.
@@ -14,7 +17,7 @@ func TestParseNodeTree(t *testing.T) {
 		t.Fatalf("top value %#v, want a list of one query", v)
 	}
 	q := list[0].(*node)
-	if q.name != "QUERY" || q.fields["utilityStmt"] != nil {
+	if q.name != "QUERY" || q.get("utilityStmt") != nil {
 		t.Fatalf("query node %+v", q)
 	}
 	te := q.list("targetList")[0].(*node)
@@ -33,5 +36,13 @@ func TestParseNodeTree(t *testing.T) {
 		if _, err := parseNodeTree(bad); err == nil {
 			t.Errorf("parseNodeTree(%q) accepted a broken tree", bad)
 		}
+	}
+}
+
+func TestTokenize(t *testing.T) {
+	got := tokenize(`{CONST :constvalue 4 [ 1 0 0 0 ] :name a\ b\{c\} :x <>}(\\ z)` + "\t\n\\")
+	want := []string{"{", "CONST", ":constvalue", "4", "[", "1", "0", "0", "0", "]", ":name", "a b{c}", ":x", "<>", "}", "(", `\`, "z", ")", `\`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("tokenize:\n got  %q\n want %q", got, want)
 	}
 }
