@@ -82,7 +82,7 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 	changes := int64(d.bulkTxns*d.bulkRows + d.singles)
 
 	measureDaemon := func() (result, error) {
-		before := cpuSelf()
+		before, sysBefore := cpuSelf(), sysSelf()
 		start := time.Now()
 		// Where the time goes: until the daemon's walsender starts, until it
 		// has sent the backlog, until the slot confirms it.
@@ -99,9 +99,10 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 			}
 			return lsn != nil && *lsn >= target, err
 		})
-		wall := since(start)
-		fmt.Fprintf(logWriter, "run %d mvrefresher: streaming after %.2fs, backlog sent after %.2fs, confirmed after %.2fs\n", run, streaming, sent, wall)
-		return result{"drain", "mvrefresher", run, changes, wall, cpuSelf() - before}, err
+		wall, cpu, sys := since(start), cpuSelf()-before, sysSelf()-sysBefore
+		fmt.Fprintf(logWriter, "run %d mvrefresher: streaming after %.2fs, backlog sent after %.2fs, confirmed after %.2fs; CPU %.2fs, of which in the kernel %.2fs\n",
+			run, streaming, sent, wall, cpu, sys)
+		return result{"drain", "mvrefresher", run, changes, wall, cpu}, err
 	}
 	measureRecvlogical := func() (result, error) {
 		start := time.Now()
@@ -113,6 +114,7 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 		}
 		wall := since(start)
 		cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		fmt.Fprintf(logWriter, "run %d pg_recvlogical: CPU %.2fs, of which in the kernel %.2fs\n", run, cpu.Seconds(), cmd.ProcessState.SystemTime().Seconds())
 		return result{"drain", "pg_recvlogical", run, changes, wall, cpu.Seconds()}, nil
 	}
 	order := []func() (result, error){measureDaemon, measureRecvlogical}
@@ -161,6 +163,16 @@ func cpuSelf() float64 {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sysSelf is this process's system CPU time in seconds: the kernel's share,
+// mostly the receive path of the replication socket.
+func sysSelf() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Stime.Nano()).Seconds()
 }
 
 // dropSlots drops the run's slots. A walsender that just lost its client may

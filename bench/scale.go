@@ -57,6 +57,7 @@ type scaleRun struct {
 	BacklogReadySec float64 `json:"backlog_start_ready_seconds"`
 	RouteSec        float64 `json:"route_seconds"`     // ready until mvrefresher_wal_changes_total reaches Changes
 	RouteCPUSec     float64 `json:"route_cpu_seconds"` // the daemon's CPU over the same span
+	RouteSysSec     float64 `json:"route_system_cpu_seconds"` // of which in the kernel
 	DrainSec        float64 `json:"drain_seconds"`     // ready until the slot's confirmed position passes the backlog (views refreshed)
 	DrainCPUSec     float64 `json:"drain_cpu_seconds"`
 	RSSEndMB        float64 `json:"rss_end_mb"`
@@ -203,7 +204,7 @@ func (s scale) run(ctx context.Context, bin string, run int) (scaleRun, error) {
 	if r.BacklogReadySec, err = d.waitReady(ctx, 5*time.Minute); err != nil {
 		return r, d.fail(err)
 	}
-	readyAt, cpu0 := time.Now(), d.cpu()
+	readyAt, cpu0, sys0 := time.Now(), d.cpu(), d.sysCPU()
 	// Not every 5 ms: a scrape of 1,000 views' series costs the daemon
 	// CPU, which would be counted as routing.
 	if err := pollEvery(ctx, 10*time.Minute, 50*time.Millisecond, func() (bool, error) {
@@ -212,7 +213,7 @@ func (s scale) run(ctx context.Context, bin string, run int) (scaleRun, error) {
 	}); err != nil {
 		return r, d.fail(err)
 	}
-	r.RouteSec, r.RouteCPUSec = since(readyAt), d.cpu()-cpu0
+	r.RouteSec, r.RouteCPUSec, r.RouteSysSec = since(readyAt), d.cpu()-cpu0, d.sysCPU()-sys0
 	if err := poll(ctx, 10*time.Minute, func() (bool, error) {
 		var lsn *pglogrepl.LSN
 		err := conn.QueryRow(ctx, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'mvrefresher'").Scan(&lsn)
@@ -351,24 +352,35 @@ func (p *process) metrics() (map[string]float64, error) {
 }
 
 // cpu is the process's user and system time in seconds.
-func (p *process) cpu() float64 { return procCPU(p.cmd.Process.Pid) }
+func (p *process) cpu() float64 { return procTotalCPU(p.cmd.Process.Pid) }
+
+func (p *process) sysCPU() float64 {
+	_, sys := procCPU(p.cmd.Process.Pid)
+	return sys
+}
+
+// procTotalCPU is a process's user plus system time in seconds.
+func procTotalCPU(pid int) float64 {
+	user, sys := procCPU(pid)
+	return user + sys
+}
 
 // procCPU is a process's user and system time in seconds (0 when gone).
-func procCPU(pid int) float64 {
+func procCPU(pid int) (user, sys float64) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// Fields after the command name (which may hold spaces): state is
 	// field 3, utime and stime fields 14 and 15.
 	text := string(data)
 	f := strings.Fields(text[strings.LastIndexByte(text, ')')+1:])
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
 	utime, _ := strconv.ParseFloat(f[11], 64)
 	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100 // USER_HZ is 100 on Linux
+	return utime / 100, stime / 100 // USER_HZ is 100 on Linux
 }
 
 // memory is the process's resident set and its peak, in MB.
@@ -462,6 +474,7 @@ func printScale(rs []scaleRun) {
 	row(fmt.Sprintf("backlog: ready → %d changes routed, s", rs[0].Changes), 2, func(r scaleRun) float64 { return r.RouteSec })
 	row("backlog: routed changes per second", 0, func(r scaleRun) float64 { return float64(r.Changes) / r.RouteSec })
 	row("backlog: CPU-s per million routed changes", 2, func(r scaleRun) float64 { return r.RouteCPUSec / float64(r.Changes) * 1e6 })
+	row("backlog: of which in the kernel (the socket's receive path)", 2, func(r scaleRun) float64 { return r.RouteSysSec / float64(r.Changes) * 1e6 })
 	row("backlog: ready → slot past the backlog (views refreshed), s", 2, func(r scaleRun) float64 { return r.DrainSec })
 	row("backlog: CPU-s per million changes, until drained", 2, func(r scaleRun) float64 { return r.DrainCPUSec / float64(r.Changes) * 1e6 })
 	row("backlog: RSS at the end, MB", 1, func(r scaleRun) float64 { return r.RSSEndMB })

@@ -627,7 +627,7 @@ func (c *cpuWatch) sample(bs []backend) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, b := range bs {
-		t := procCPU(b.pid)
+		t := procTotalCPU(b.pid)
 		if _, ok := c.first[b.pid]; !ok {
 			c.first[b.pid], c.walsender[b.pid] = t, b.walsender
 		}
@@ -642,7 +642,7 @@ func (c *cpuWatch) final() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for pid := range c.first {
-		if t := procCPU(pid); t > 0 {
+		if t := procTotalCPU(pid); t > 0 {
 			c.last[pid] = t
 		}
 	}
