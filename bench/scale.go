@@ -55,10 +55,10 @@ type scaleRun struct {
 	GoSysMB        float64 `json:"restart_go_sys_mb"`
 	// Start with a backlog of Changes row changes written while stopped.
 	BacklogReadySec float64 `json:"backlog_start_ready_seconds"`
-	RouteSec        float64 `json:"route_seconds"`     // ready until mvrefresher_wal_changes_total reaches Changes
-	RouteCPUSec     float64 `json:"route_cpu_seconds"` // the daemon's CPU over the same span
+	RouteSec        float64 `json:"route_seconds"`            // ready until mvrefresher_wal_changes_total reaches Changes
+	RouteCPUSec     float64 `json:"route_cpu_seconds"`        // the daemon's CPU over the same span
 	RouteSysSec     float64 `json:"route_system_cpu_seconds"` // of which in the kernel
-	DrainSec        float64 `json:"drain_seconds"`     // ready until the slot's confirmed position passes the backlog (views refreshed)
+	DrainSec        float64 `json:"drain_seconds"`            // ready until the slot's confirmed position passes the backlog (views refreshed)
 	DrainCPUSec     float64 `json:"drain_cpu_seconds"`
 	RSSEndMB        float64 `json:"rss_end_mb"`
 	HWMMB           float64 `json:"rss_peak_mb"` // VmHWM over the whole backlog start

@@ -264,14 +264,14 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *refresh
 		}
 		var err error
 		changed, err = replication.SyncPublication(ctx, tx, d.cfg.Publication, tables,
-			func(changed []replication.Table) error { return d.markOwed(ctx, tx, readersOf(cat, changed)) },
+			func(changed []replication.Table) error {
+				// A view managed again (enabled, or its source fixed) may
+				// have a log row from before: its startup refresh must
+				// survive a crash too. One statement, one lock order.
+				return d.markOwed(ctx, tx, withDependents(cat, append(readersOf(cat, changed), newViews(cat, prev)...)))
+			},
 			func(msg string) { d.logger.Warn(msg) })
-		if err != nil {
-			return err
-		}
-		// A view managed again (enabled, or its source fixed) may have a
-		// log row from before: its startup refresh must survive a crash.
-		return d.markOwed(ctx, tx, withDependents(cat, newViews(cat, prev)))
+		return err
 	})
 	if err != nil {
 		return nil, nil, err

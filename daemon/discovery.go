@@ -19,6 +19,7 @@ import (
 func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *refresher.Catalog) {
 	ticker := time.NewTicker(d.cfg.DiscoveryInterval)
 	defer ticker.Stop()
+	busy := 0 // discoveries in a row that found views to mark being refreshed
 	for {
 		select {
 		case <-ctx.Done():
@@ -30,12 +31,17 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, refresher.ErrRefreshRunning):
-			d.logger.Debug("rediscover views: a refresh of a view to mark as owed is running; trying again at the next discovery")
+			// Usually gone at the next discovery; say so if it is not.
+			if busy++; busy%6 == 0 {
+				d.logger.Warn("rediscover views: refreshes of views to mark as owing a refresh keep running; new views, new sources and publication repairs wait",
+					"attempts", busy)
+			}
 			continue
 		case err != nil:
 			d.logger.Warn("rediscover views", "error", err)
 			continue
 		}
+		busy = 0
 		startup := newViews(cat, prev)
 		for _, name := range startup {
 			d.logger.Info("new view", "view", name, "sources", cat.Views[name].SourceNames())

@@ -255,6 +255,9 @@ func (s *scheduler) dispatch() {
 		if s.free == 0 {
 			return
 		}
+		if !s.debouncer.Startable(name) {
+			continue // a view started just now rules it out (its base, or a dependent)
+		}
 		w, view := s.pending[name], s.catalog.Views[name]
 		delete(s.pending, name)
 		if w == nil || view == nil {

@@ -159,7 +159,7 @@ func (d *Debouncer) Due() []string {
 	now := d.now()
 	var due []string
 	for name, v := range d.views {
-		if d.eligible(v) && !v.readyAt(d.behind).After(now) {
+		if d.eligible(v, now) && !v.readyAt(d.behind).After(now) {
 			due = append(due, name)
 		}
 	}
@@ -219,8 +219,9 @@ func (d *Debouncer) Finish(name string) {
 // Due is non-empty. ok is false when no such view exists, i.e. nothing can
 // become due by the passage of time alone.
 func (d *Debouncer) Next() (at time.Time, ok bool) {
+	now := d.now()
 	for _, v := range d.views {
-		if !d.eligible(v) {
+		if !d.eligible(v, now) {
 			continue
 		}
 		r := v.readyAt(d.behind)
@@ -259,23 +260,33 @@ func (d *Debouncer) PendingCount() int {
 	return n
 }
 
-// eligible reports whether v waits only for time: pending, not running, and
-// no known base pending or running.
-func (d *Debouncer) eligible(v *view) bool {
-	// Nor while a view built on it runs: a dependent's refresh must not
-	// overlap its base's, which would make the dependent read a base older
-	// than what the log says its base caught up on.
+// eligible reports whether v waits only for time at now: pending, not
+// running, no known base pending or running, and no view built on it
+// running (a dependent's refresh must not overlap its base's, or the
+// dependent reads a base older than the one the log says it caught up on).
+func (d *Debouncer) eligible(v *view, now time.Time) bool {
 	if !v.pending || v.running || v.runningDependents > 0 {
 		return false
 	}
 	for _, b := range v.bases {
-		// A base waiting out a retry backoff does not block: a base that
-		// keeps failing must not keep its dependents stale forever.
-		if bv, ok := d.views[b]; ok && ((bv.pending && !bv.retrying) || bv.running) {
+		// A base waiting out a retry backoff does not block, or a base that
+		// keeps failing would keep its dependents stale forever; once its
+		// retry is due it does, or dependents that keep running would put
+		// the retry off forever.
+		if bv, ok := d.views[b]; ok && ((bv.pending && (!bv.retrying || !bv.retryAt.After(now))) || bv.running) {
 			return false
 		}
 	}
 	return true
+}
+
+// Startable reports whether the view may start now. Due lists several
+// views at once; after starting one, the others must be asked again (a
+// base and its dependent can both be due, but not both start).
+func (d *Debouncer) Startable(name string) bool {
+	v, ok := d.views[name]
+	now := d.now()
+	return ok && d.eligible(v, now) && !v.readyAt(d.behind).After(now)
 }
 
 // readyAt is the time a pending view becomes due, ignoring bases and

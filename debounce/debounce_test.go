@@ -665,3 +665,50 @@ func TestDebouncer_RemovedRunningDependentReleasesItsBase(t *testing.T) {
 	d.Finish("d") // its refresh ends after all: nothing to undo twice
 	check(t, clk, d, []string{"b"}, 0, true)
 }
+
+// Once its retry is due, a failing base goes first: dependents that keep
+// changing and running must not put it off forever.
+func TestDebouncer_DueRetryBlocksDependents(t *testing.T) {
+	clock := newClock()
+	d := New(clock.Now)
+	d.Set("base", Settings{}, nil)
+	d.Set("dep", Settings{}, []string{"base"})
+	d.Retry("base", clock.t.Add(time.Second))
+	d.Change("dep")
+	d.Start("dep")
+	clock.Advance(2 * time.Second) // the retry is due while dep runs
+	d.Change("dep")
+	d.Finish("dep")
+	if due := d.Due(); !reflect.DeepEqual(due, []string{"base"}) {
+		t.Fatalf("due %v, want [base]: its retry is due", due)
+	}
+}
+
+// Due lists what may start as things stand; starting one can rule out
+// another (a base and its dependent, both due).
+func TestDebouncer_Startable(t *testing.T) {
+	clock := newClock()
+	d := New(clock.Now)
+	d.Set("base", Settings{}, nil)
+	d.Set("dep", Settings{}, []string{"base"})
+	d.Retry("base", clock.t.Add(time.Hour)) // failing, retried later
+	d.Request("dep")
+	due := d.Due()
+	if !reflect.DeepEqual(due, []string{"dep"}) {
+		t.Fatalf("due %v, want [dep]", due)
+	}
+	d.Start("dep")
+	d.Request("base") // a cascade or request for the base while dep runs
+	if d.Startable("base") {
+		t.Fatal("base startable while a view built on it runs")
+	}
+	d.Finish("dep")
+	if !d.Startable("base") {
+		t.Fatal("base not startable once its dependent finished")
+	}
+	d.Start("base")
+	d.Request("dep")
+	if d.Startable("dep") {
+		t.Fatal("dep startable while its base runs")
+	}
+}

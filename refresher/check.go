@@ -100,28 +100,48 @@ func HasErrors(fs []Finding) bool {
 }
 
 // queryRules reads the parsed query of every view and materialized view
-// outside the system schemas: those are PostgreSQL's own (about 140 views,
-// megabytes of rule text to parse) and no managed view's values come from
-// them.
+// outside the system schemas, and of the system views those read (a view
+// over pg_stat_activity reads volatile functions through it). Not all of
+// PostgreSQL's own: about 140 views, megabytes of rule text to parse.
 func queryRules(ctx context.Context, q Querier) (map[uint32]*node, error) {
+	rules := map[uint32]*node{}
+	err := readRules(ctx, q, rules, `n.nspname NOT IN ('pg_catalog', 'information_schema')`)
+	for asked := map[uint32]bool{}; err == nil; {
+		var missing []uint32
+		for _, qn := range rules {
+			for _, oid := range referencedRelations(qn) {
+				if rules[oid] == nil && !asked[oid] {
+					asked[oid] = true
+					missing = append(missing, oid)
+				}
+			}
+		}
+		if len(missing) == 0 {
+			break
+		}
+		err = readRules(ctx, q, rules, `c.oid = ANY($1)`, missing)
+	}
+	return rules, err
+}
+
+// readRules adds the parsed queries of the views matching where to rules.
+func readRules(ctx context.Context, q Querier, rules map[uint32]*node, where string, args ...any) error {
 	rows, err := q.Query(ctx, `SELECT r.ev_class, r.ev_action::text FROM pg_rewrite r
 		JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind IN ('v', 'm') AND r.rulename = '_RETURN'
-		  AND n.nspname NOT IN ('pg_catalog', 'information_schema')`)
+		WHERE c.relkind IN ('v', 'm') AND r.rulename = '_RETURN' AND `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read view definitions: %w", err)
+		return fmt.Errorf("read view definitions: %w", err)
 	}
 	defer rows.Close()
-	rules := map[uint32]*node{}
 	for rows.Next() {
 		var oid uint32
 		var action string
 		if err := rows.Scan(&oid, &action); err != nil {
-			return nil, fmt.Errorf("read view definitions: %w", err)
+			return fmt.Errorf("read view definitions: %w", err)
 		}
 		tree, err := parseNodeTree(action)
 		if err != nil {
-			return nil, fmt.Errorf("parse the definition of relation %d: %w", oid, err)
+			return fmt.Errorf("parse the definition of relation %d: %w", oid, err)
 		}
 		if l, ok := tree.([]any); ok && len(l) == 1 {
 			if qn, ok := l[0].(*node); ok && qn.name == "QUERY" {
@@ -129,7 +149,36 @@ func queryRules(ctx context.Context, q Querier) (map[uint32]*node, error) {
 			}
 		}
 	}
-	return rules, rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read view definitions: %w", err)
+	}
+	return nil
+}
+
+// referencedRelations lists the relations a query's range tables name,
+// subqueries included.
+func referencedRelations(v any) []uint32 {
+	var out []uint32
+	var walk func(any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case *node:
+			if x.name == "RANGETBLENTRY" {
+				if oid, err := strconv.ParseUint(x.str("relid"), 10, 32); err == nil && oid != 0 {
+					out = append(out, uint32(oid))
+				}
+			}
+			for _, f := range x.fields {
+				walk(f.value)
+			}
+		}
+	}
+	walk(v)
+	return out
 }
 
 type proc struct {

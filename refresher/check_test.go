@@ -46,6 +46,9 @@ CREATE UNIQUE INDEX ON analytics.mv_subquery (id);
 CREATE MATERIALIZED VIEW analytics.mv_user_fn AS SELECT id, bump(account_id) AS b, lookup(account_id) AS l FROM fact_events;
 CREATE UNIQUE INDEX ON analytics.mv_user_fn (id);
 CREATE MATERIALIZED VIEW analytics.mv_no_index AS SELECT account_id, count(*) AS n FROM fact_events GROUP BY account_id;
+-- Through a system view: its rule is read too.
+CREATE MATERIALIZED VIEW analytics.mv_locks AS SELECT count(*) AS n FROM pg_locks;
+CREATE UNIQUE INDEX ON analytics.mv_locks (n);
 `
 
 func TestCheck(t *testing.T) {
@@ -89,6 +92,7 @@ func TestCheck(t *testing.T) {
 	expect("analytics.mv_user_fn", refresher.SeverityError, "nondeterministic-output", "public.bump()", `column "b"`)
 	expect("analytics.mv_user_fn", refresher.SeverityWarning, "opaque-function", "public.lookup()")
 	expect("analytics.mv_no_index", refresher.SeverityWarning, "no-unique-index", `CREATE UNIQUE INDEX ON analytics.mv_no_index ("account_id")`)
+	expect("analytics.mv_locks", refresher.SeverityError, "nondeterministic-output", "pg_lock_status()", "through view pg_locks")
 	for k, msgs := range got {
 		t.Errorf("unexpected finding %v: %s", k, msgs)
 	}

@@ -30,8 +30,8 @@ const publishAll = "insert, update, delete, truncate"
 //
 // The tables whose changes were not (all) streamed until now, those it
 // adds and those whose filters or missing operations it repairs, are passed
-// to beforeAlter, in tx, before anything is altered, and returned. The
-// caller commits tx.
+// to beforeAlter (always called, maybe with none), in tx, before anything
+// is altered, and returned. The caller commits tx.
 //
 // The caller must only pass tables whose updates and deletes can be
 // published: see guarantee 3 in DESIGN.md.
@@ -94,10 +94,8 @@ func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table
 		readd = present
 	}
 	changed = append(slices.Clip(added), readd...)
-	if len(changed) > 0 {
-		if err := beforeAlter(changed); err != nil {
-			return nil, err
-		}
+	if err := beforeAlter(changed); err != nil {
+		return nil, err
 	}
 
 	// Drops first: PostgreSQL refuses publish_via_partition_root = false
