@@ -436,7 +436,8 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 		}
 		owed = queued * len(versusViews)
 	case "mvrefresher":
-		if err := col.waitFor(ctx, 10*time.Minute, "refreshes covering every commit", func(rs []received) bool {
+		// The window itself, then up to 10 minutes for the last refreshes.
+		if err := col.waitFor(ctx, time.Until(window)+10*time.Minute, "refreshes covering every commit", func(rs []received) bool {
 			if time.Now().Before(window) {
 				return false
 			}
