@@ -309,14 +309,14 @@ func newViews(cat, prev *refresher.Catalog) []string {
 	return out
 }
 
-// readersOf lists the views reading tables, with their dependents.
+// readersOf lists the views reading tables.
 func readersOf(cat *refresher.Catalog, tables []replication.Table) []string {
 	var views []string
 	for _, t := range tables {
 		readers, _, _ := cat.Route(t.OID)
 		views = append(views, readers...)
 	}
-	return withDependents(cat, views)
+	return views
 }
 
 // withDependents adds to views every view depending on them, directly or

@@ -46,7 +46,7 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 		for _, name := range startup {
 			d.logger.Info("new view", "view", name, "sources", cat.Views[name].SourceNames())
 		}
-		for _, v := range readersOf(cat, added) {
+		for _, v := range withDependents(cat, readersOf(cat, added)) {
 			if !slices.Contains(startup, v) {
 				startup = append(startup, v)
 			}
@@ -105,21 +105,15 @@ func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat 
 	for v := range repartitioned {
 		views = append(views, v)
 	}
+	views = withDependents(cat, views)
 	// A refresh of one of them running now is soon done; wait for it, within
 	// reason.
-	wait := time.NewTimer(time.Minute)
-	defer wait.Stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	for {
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, withDependents(cat, views)) })
-		if !errors.Is(err, refresher.ErrRefreshRunning) {
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, views) })
+		if !errors.Is(err, refresher.ErrRefreshRunning) || !sleep(ctx, 100*time.Millisecond) {
 			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-wait.C:
-			return err
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
