@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
@@ -58,6 +59,7 @@ func run(ctx context.Context) error {
 	vsMinutes := fs.Float64("versus-minutes", 20, "versus: simulated minutes of traffic (the pattern stretches with it)")
 	vsCompress := fs.Float64("compress", 20, "versus: simulated time runs this many times faster than real time (traffic, timer period, debounce and max_wait)")
 	vsTimer := fs.Duration("versus-period", 5*time.Minute, "versus: the timer's period, in simulated time")
+	vsMaxWait := fs.Duration("versus-max-wait", config.Default().MaxWait, "versus: mvrefresher's max_wait, in simulated time")
 	vsStrategies := fs.String("versus-strategies", "timer,per-commit,mvrefresher", "versus: strategies to run, comma-separated")
 	scViews := fs.Int("scale-views", 1000, "scale: managed materialized views")
 	scTables := fs.Int("scale-tables", 200, "scale: source tables")
@@ -116,7 +118,7 @@ func run(ctx context.Context) error {
 		raw, err = runLatency(ctx, latency{cluster: cluster, commits: *latCommits, rate: *latRate, logger: logger}, *runs)
 	case "versus":
 		raw, err = runVersus(ctx, versus{cluster: cluster, rows: *vsRows, minutes: *vsMinutes, compress: *vsCompress,
-			period: *vsTimer, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
+			period: *vsTimer, maxWait: *vsMaxWait, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
 	case "scale":
 		raw, err = runScale(ctx, scale{cluster: cluster, views: *scViews, tables: *scTables, changes: *scChanges, logFile: *scLog}, *runs)
 	}

@@ -29,6 +29,7 @@ type versus struct {
 	rows              int
 	minutes, compress float64
 	period            time.Duration
+	maxWait           time.Duration // the daemon's max_wait, simulated
 	strategies        []string
 	logger            *slog.Logger
 }
@@ -146,8 +147,10 @@ type refreshRec struct {
 type versusRun struct {
 	Run      int    `json:"run"`
 	Strategy string `json:"strategy"`
-	Commits  int    `json:"commits"`
-	Rows     int    `json:"rows_written"`
+	// MaxWait is mvrefresher's max_wait, in simulated time.
+	MaxWait string `json:"max_wait,omitempty"`
+	Commits int    `json:"commits"`
+	Rows    int    `json:"rows_written"`
 	// Refreshes ran within the observed window (the traffic's duration, or
 	// longer until every commit reached every view).
 	Refreshes  int     `json:"refreshes"`
@@ -300,8 +303,9 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 		cfg := config.Default()
 		cfg.DatabaseURL, cfg.Schemas, cfg.Listen = v.cluster.URL(db), []string{"analytics"}, ""
 		cfg.NATS.URL, cfg.NATS.SubjectPrefix = ns.URL(), prefix
-		// The daemon's defaults, on the simulated clock.
-		cfg.Debounce, cfg.MaxWait = v.real(cfg.Debounce), v.real(cfg.MaxWait)
+		// The daemon's defaults (max_wait unless -versus-max-wait says
+		// otherwise), on the simulated clock.
+		cfg.Debounce, cfg.MaxWait = v.real(cfg.Debounce), v.real(v.maxWait)
 		stopDaemon = startDaemon(ctx, cfg, v.logger)
 		defer func() { _ = stopDaemon() }()
 		// Its first start refreshes every view once (reason startup):
@@ -458,6 +462,9 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 	}
 	end := time.Now()
 	r := versusRun{Run: run, Strategy: strategy, Commits: len(pattern), Rows: rowsWritten, Refreshes: len(recs), Owed: owed, WallSec: since(start)}
+	if strategy == "mvrefresher" {
+		r.MaxWait = v.maxWait.String()
+	}
 	r.RefreshCPUSec, r.WalsenderCPUSec = cpu.total(false), cpu.total(true)
 	for _, rec := range recs {
 		r.RefreshSec += rec.end.Sub(rec.start).Seconds()
@@ -548,8 +555,8 @@ func refreshCounted(ctx context.Context, conn *pgx.Conn, view string) (refreshRe
 }
 
 func printVersus(rs []versusRun, v versus) {
-	fmt.Printf("versus: %d commits (%d rows) over %.0f simulated minutes, replayed %.0fx faster (%.0f s); timer every %s simulated (%s real); staleness in real seconds (median of the runs, min-max)\n\n",
-		rs[0].Commits, rs[0].Rows, v.minutes, v.compress, v.minutes*60/v.compress, v.period, v.real(v.period))
+	fmt.Printf("versus: %d commits (%d rows) over %.0f simulated minutes, replayed %.0fx faster (%.0f s); timer every %s simulated (%s real); mvrefresher's max_wait %s simulated; staleness in real seconds (median of the runs, min-max)\n\n",
+		rs[0].Commits, rs[0].Rows, v.minutes, v.compress, v.minutes*60/v.compress, v.period, v.real(v.period), v.maxWait)
 	fmt.Println("| strategy | runs | refreshes | refreshes owed at the end | refresh s in PostgreSQL | refresh backends' CPU s | walsender CPU s | rows rewritten | staleness p50 s | staleness p95 s | staleness max s |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	by := map[string][]versusRun{}
