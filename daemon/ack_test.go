@@ -111,3 +111,31 @@ func TestDaemon_StopAfterTimeoutReplaysUnfinishedWork(t *testing.T) {
 	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
 	e.assertFresh(allViews...)
 }
+
+// An idle stream does not wake the walsender ten times a second: it tells
+// the server its position when that moves, and otherwise only every 10 s
+// (or when the server asks). PostgreSQL records the client's time of every
+// status it gets in pg_stat_replication.reply_time.
+func TestDaemon_IdleStreamSendsNoStatusUntilItMoves(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.start()
+	e.settle()
+	replies := map[time.Time]bool{}
+	// Twenty status intervals: the old stream sent a status in each.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		var at time.Time
+		if err := e.pool.QueryRow(context.Background(), `SELECT r.reply_time FROM pg_stat_replication r
+			JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $1`, e.cfg.Slot).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		replies[at] = true
+	}
+	// WAL written by the server itself (a standby snapshot, autovacuum) may
+	// move the position once or twice.
+	if len(replies) > 4 {
+		t.Fatalf("%d different status updates in 2 s with nothing to confirm, want at most 4", len(replies))
+	}
+	// A change still gets confirmed once refreshed.
+	e.exec("INSERT INTO app.events VALUES (30, '2026-02-01', 1, 1)")
+	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
+}

@@ -25,6 +25,13 @@ var ErrStreamEnded = errors.New("the server ended the replication stream")
 // finished work closely, rarely enough to cost nothing.
 const DefaultStatusInterval = 100 * time.Millisecond
 
+// idleStatusInterval is how often the stream tells the server a position it
+// has already sent: a sign of life, as PostgreSQL's own standbys send every
+// wal_receiver_status_interval (10 s). Each status wakes the walsender, and
+// ten a second cost an idle database CPU for nothing. A server about to time
+// the connection out asks for a status, and gets one at once.
+const idleStatusInterval = 10 * time.Second
+
 // writeTimeout bounds every write to the server, and Close as a whole: a
 // peer that is gone without closing the connection (half-open TCP) must not
 // block the stream or its shutdown forever.
@@ -40,6 +47,7 @@ type Stream struct {
 
 	confirmable atomic.Uint64 // set by Confirm, read when sending status
 	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
+	lastSent    time.Time     // when a status was last sent; owned by Run, then Close
 	// writeFailed: a write to the server failed, maybe halfway through a
 	// message, so nothing more may be sent. Owned by Run, then Close.
 	writeFailed bool
@@ -142,7 +150,8 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	)
 	for {
 		if now := time.Now(); !now.Before(nextStatus) {
-			if !nextStatus.IsZero() {
+			moved := pglogrepl.LSN(s.confirmable.Load()) != s.sent
+			if !nextStatus.IsZero() && (moved || now.Sub(s.lastSent) >= idleStatusInterval) {
 				if err := s.sendStatus(ctx, now.Add(writeTimeout)); err != nil {
 					return err
 				}
@@ -247,6 +256,7 @@ func (s *Stream) sendStatus(ctx context.Context, deadline time.Time) error {
 		}
 		return fmt.Errorf("confirm %s to slot %q: %w", lsn, s.slot, err)
 	}
+	s.lastSent = time.Now()
 	if lsn != s.sent {
 		s.logger.Debug("confirmed position", "lsn", lsn.String())
 		s.sent = lsn
