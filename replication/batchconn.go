@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // The walsender sends every change as its own small write, so a client that
@@ -189,7 +190,7 @@ func (c *batchConn) readRaw(wait bool) (int, error) {
 			return false
 		}
 		for {
-			n, err = syscall.Read(int(fd), c.buf)
+			n, err = readNonblocking(fd, c.buf)
 			if err != syscall.EINTR {
 				break
 			}
@@ -212,6 +213,19 @@ func (c *batchConn) readRaw(wait bool) (int, error) {
 		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 	}
 	return n, err
+}
+
+// readNonblocking is read(2) on the non-blocking socket, without the Go
+// scheduler's bookkeeping for a system call: the call never waits, and that
+// bookkeeping (waking the runtime's monitor thread, which then polls, and
+// handing the processor to another thread when the call takes a while, as
+// copying a batch out of a busy socket does) cost more than the read.
+func readNonblocking(fd uintptr, p []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
 }
 
 // arm sets the connection's read deadline: the caller's, or, while waiting
