@@ -219,7 +219,8 @@ func (c *batchConn) readRaw(wait bool) (int, error) {
 // scheduler's bookkeeping for a system call: the call never waits, and that
 // bookkeeping (waking the runtime's monitor thread, which then polls, and
 // handing the processor to another thread when the call takes a while, as
-// copying a batch out of a busy socket does) cost more than the read.
+// copying a batch out of a busy socket does) took a measurable share of the
+// stream's CPU (bench/README.md, drain).
 func readNonblocking(fd uintptr, p []byte) (int, error) {
 	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if errno != 0 {

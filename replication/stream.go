@@ -20,9 +20,9 @@ import (
 // reconnect.
 var ErrStreamEnded = errors.New("the server ended the replication stream")
 
-// DefaultStatusInterval is how often the stream tells the server what it may
-// confirm when the server does not ask: often enough that the slot follows
-// finished work closely, rarely enough to cost nothing.
+// DefaultStatusInterval is how soon the stream tells the server a new
+// position it may confirm, when the server does not ask: soon enough that
+// the slot follows finished work closely.
 const DefaultStatusInterval = 100 * time.Millisecond
 
 // idleStatusInterval is how often the stream tells the server a position it
