@@ -30,7 +30,11 @@ func TestDaemon_WALLevelNotLogicalIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = c.Stop(context.Background()) })
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Errorf("stop PostgreSQL: %v", err)
+		}
+	})
 	cfg := config.Default()
 	cfg.DatabaseURL = c.URL("postgres")
 	err = daemon.New(cfg, slog.New(slog.DiscardHandler)).Run(ctx)

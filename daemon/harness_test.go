@@ -55,6 +55,7 @@ func testMain(m *testing.M) int {
 	natsSrv.Shutdown()
 	if err := cluster.Stop(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+		return 1
 	}
 	return code
 }
@@ -108,6 +109,14 @@ func newEnv(t testing.TB, schemaSQL string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
+	// After the daemon has stopped (cleanups run last first): the cluster
+	// has a bounded number of slots, and each one left retains WAL.
+	t.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+			WHERE database = current_database() AND NOT active`); err != nil {
+			t.Errorf("drop the test's replication slots: %v", err)
+		}
+	})
 	if _, err := pool.Exec(ctx, "CREATE SCHEMA app;"+barrierSQL+schemaSQL); err != nil {
 		t.Fatalf("create test schema: %v", err)
 	}

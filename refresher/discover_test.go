@@ -30,6 +30,7 @@ func testMain(m *testing.M) int {
 	code := m.Run()
 	if err := cluster.Stop(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+		return 1
 	}
 	return code
 }

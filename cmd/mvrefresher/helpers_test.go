@@ -18,7 +18,11 @@ func startCluster(t *testing.T, schema string) (*localpg.Cluster, *pgxpool.Pool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Stop(context.Background()) })
+	t.Cleanup(func() {
+		if err := cluster.Stop(context.Background()); err != nil {
+			t.Errorf("stop PostgreSQL: %v", err)
+		}
+	})
 	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)

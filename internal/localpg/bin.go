@@ -123,14 +123,22 @@ func killServer(pid int) error {
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("postmaster pid %d still alive after SIGKILL", pid)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !exited(pid, 10*time.Second) {
+		return fmt.Errorf("postmaster pid %d still alive after SIGKILL", pid)
 	}
 	return nil
+}
+
+// exited waits up to timeout for pid to exit.
+func exited(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 // alive reports whether pid runs; a zombie waiting for init to reap it

@@ -177,8 +177,20 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 	return nil
 }
 
-// Stop shuts postgres down (fast mode, falling back to immediate, then
-// SIGKILL) and removes the directory. Safe to call twice.
+// stopTimeout bounds one pg_ctl stop. A fast shutdown of an idle test
+// cluster takes well under a second; one that takes longer is held up by a
+// client (a walsender waiting for its client to confirm, say), which is a
+// bug worth a failure, not a wait.
+const stopTimeout = 20 * time.Second
+
+// ErrStopEscalated means a shutdown did not finish in its mode within
+// stopTimeout, and the server was stopped harder so that nothing outlives
+// the cluster.
+var ErrStopEscalated = errors.New("shutdown escalated")
+
+// Stop shuts postgres down in fast mode and removes the directory. A fast
+// shutdown that does not finish is escalated (immediate, then SIGKILL) and
+// reported as ErrStopEscalated. Safe to call twice.
 func (c *Cluster) Stop(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -194,7 +206,10 @@ func (c *Cluster) Stop(ctx context.Context) error {
 }
 
 // Restart stops the server (mode "fast" or "immediate"; immediate simulates a
-// crash) and starts it again on the same port and data dir.
+// crash) and starts it again on the same port and data dir. A fast shutdown
+// that does not finish within stopTimeout fails the restart with
+// ErrStopEscalated (the server is stopped harder and started again, so that
+// later users of the cluster find it running).
 func (c *Cluster) Restart(ctx context.Context, mode string) error {
 	if mode != "fast" && mode != "immediate" {
 		return fmt.Errorf("restart postgres: unknown mode %q (want fast or immediate)", mode)
@@ -204,33 +219,39 @@ func (c *Cluster) Restart(ctx context.Context, mode string) error {
 	if c.stopped {
 		return errors.New("restart postgres: cluster already stopped")
 	}
-	if err := c.shutdown(ctx, mode); err != nil {
-		return err
+	stopErr := c.shutdown(ctx, mode)
+	if stopErr != nil && !errors.Is(stopErr, ErrStopEscalated) {
+		return stopErr
 	}
 	if err := c.pgCtlStart(ctx); err != nil {
-		return err
+		return errors.Join(stopErr, err)
 	}
-	return c.waitReady(ctx)
+	return errors.Join(stopErr, c.waitReady(ctx))
 }
 
-// shutdown stops the server with mode, escalating to immediate and then to
-// SIGKILL so no postgres process outlives it.
+// shutdown stops the server with mode. If that does not finish, it
+// escalates to immediate and then to SIGKILL, so no postgres process
+// outlives it, and returns ErrStopEscalated with what the server log said.
 func (c *Cluster) shutdown(ctx context.Context, mode string) error {
 	pid := c.postmasterPID()
 	if pid == 0 {
 		return nil // never started, or already gone
 	}
+	offset := c.logSize()
 	modes := []string{mode}
 	if mode != "immediate" {
 		modes = append(modes, "immediate")
 	}
+	var failed []string
 	for _, m := range modes {
 		c.log.Info("localpg: stop postgres", "port", c.port, "mode", m)
-		out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", m, "-w", "-t", "30")
-		if err == nil && !alive(pid) {
-			return nil
+		out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dataDir, "-m", m, "-w", "-t", strconv.Itoa(int(stopTimeout.Seconds())))
+		// pg_ctl returns once the pid file is gone, a moment before the
+		// postmaster has exited.
+		if err == nil && exited(pid, 5*time.Second) {
+			return escalated(failed, c.logSince(offset))
 		}
-		c.log.Warn("localpg: pg_ctl stop failed", "mode", m, "err", err, "output", out)
+		failed = append(failed, fmt.Sprintf("pg_ctl stop -m %s: %v %s", m, err, strings.TrimSpace(out)))
 	}
 	if err := killServer(pid); err != nil {
 		return fmt.Errorf("stop postgres on port %d: %w", c.port, err)
@@ -238,7 +259,14 @@ func (c *Cluster) shutdown(ctx context.Context, mode string) error {
 	// A killed postmaster leaves its pid file; pg_ctl start copes, but
 	// removing it avoids a stale-lock check against a recycled pid.
 	_ = os.Remove(filepath.Join(c.dataDir, "postmaster.pid"))
-	return nil
+	return escalated(failed, c.logSince(offset))
+}
+
+func escalated(failed []string, serverLog string) error {
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s\nserver log:\n%s", ErrStopEscalated, strings.Join(failed, "; "), tail(serverLog, 20))
 }
 
 // postmasterPID reads the first line of postmaster.pid; 0 if absent.
