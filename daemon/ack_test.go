@@ -102,6 +102,13 @@ func TestDaemon_StopAfterTimeoutReplaysUnfinishedWork(t *testing.T) {
 	e.exec("INSERT INTO app.events VALUES (30, '2026-01-01', 1, 1)")
 	e.waitFor("the refresh of mv_totals to wait for the lock", 30*time.Second, e.refreshWaitingOnLock(`"mv_totals"`))
 	e.stop() // the refresh is cancelled after the timeout; the change stays in the slot
+	// On the server too: a REFRESH left waiting (or running) would keep its
+	// locks after the daemon has gone.
+	waiting := e.refreshWaitingOnLock(`"mv_totals"`)
+	e.waitFor("the cancelled REFRESH to end on the server", 5*time.Second, func() (bool, error) {
+		still, err := waiting()
+		return !still, err
+	})
 	release()
 	e.settleEventsOnly()
 

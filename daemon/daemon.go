@@ -12,8 +12,11 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
@@ -24,6 +27,10 @@ import (
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
+// cancelDeadline is how long a cancelled query may take to end after its
+// cancel request before its connection is closed.
+const cancelDeadline = 5 * time.Second
+
 // Daemon is one running mvrefresher.
 type Daemon struct {
 	cfg      config.Config
@@ -32,6 +39,9 @@ type Daemon struct {
 	stream   atomic.Pointer[replication.Stream]
 	standby  atomic.Bool
 	metrics  *metrics.Metrics
+	// slotUndecodable: the last attempt's stream failed on WAL written
+	// while the publication was dropped; owned by Run.
+	slotUndecodable bool
 }
 
 // New checks nothing and connects to nothing: Run does.
@@ -69,6 +79,12 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	// One connection per worker, plus discovery and lookups.
 	poolCfg.MaxConns = int32(d.cfg.Workers + 2)
 	poolCfg.ConnConfig.RuntimeParams["application_name"] = "mvrefresher"
+	// A cancelled refresh (shutdown_timeout) must end on the server too, not
+	// only here: closing the socket leaves a REFRESH waiting for a lock, or
+	// running, with its locks held.
+	poolCfg.ConnConfig.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: cancelDeadline}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return fmt.Errorf("connect to database: %w", err)
@@ -114,14 +130,21 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 
 	markAllOwed := func() error { return d.markAllOwed(ctx, pool, cat) }
 	slot, err := stream.EnsureSlot(ctx, pool, markAllOwed)
-	if errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate {
+	lost := errors.Is(err, replication.ErrSlotLost)
+	switch {
+	case lost && d.cfg.OnSlotLost == config.OnSlotLostRecreate:
 		d.logger.Error("the replication slot was invalidated by the server (max_slot_wal_keep_size): recreating it and refreshing every view once, which covers the changes in the lost WAL",
 			"slot", d.cfg.Slot)
-		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed)
+		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, true)
+	case err == nil && d.slotUndecodable && !slot.Created:
+		d.logger.Error("the slot cannot decode WAL written while the publication was dropped: recreating it and refreshing every view once, which covers the changes it cannot decode",
+			"slot", d.cfg.Slot, "publication", d.cfg.Publication)
+		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, false)
 	}
 	if err != nil {
 		return err
 	}
+	d.slotUndecodable = false
 	// Everything owed is in the log, whatever this start or an earlier one
 	// that crashed found: a new slot, tables newly published, failures.
 	startup, err := refresher.Owed(ctx, pool, d.logTable[0], d.logTable[1], cat.Names())
@@ -173,16 +196,17 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 	for range d.cfg.Workers {
 		workers.Go(func() error {
 			for j := range sched.jobs {
-				out := refr.Refresh(workCtx, refresher.Request{View: j.view, Mode: j.mode, LSN: j.lsn, Dependents: j.dependents})
+				out := refr.Refresh(workCtx, refresher.Request{View: j.view, Mode: j.mode, LSN: j.lsn, Dependents: j.dependents,
+					Txns: j.txns, Deferrable: j.deferrable})
 				sched.results <- result{view: j.view.Name, outcome: out}
 			}
 			return nil
 		})
 	}
 	g.Go(func() error {
-		sched.run(gctx, cancelWork)
+		err := sched.run(gctx, cancelWork)
 		close(sched.jobs)
-		return nil
+		return err
 	})
 	err := g.Wait()
 	_ = workers.Wait()
@@ -294,15 +318,15 @@ func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *refre
 	})
 }
 
-// newViews lists the views of cat that prev did not manage; none without
-// prev.
+// newViews lists the views of cat that prev did not manage, or managed as
+// another view (see refresher.View.Same); none without prev.
 func newViews(cat, prev *refresher.Catalog) []string {
 	if prev == nil {
 		return nil
 	}
 	var out []string
 	for _, name := range cat.Names() {
-		if prev.Views[name] == nil {
+		if old := prev.Views[name]; old == nil || !old.Same(cat.Views[name]) {
 			out = append(out, name)
 		}
 	}

@@ -1,8 +1,12 @@
 package daemon_test
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mvrefresher/mvrefresher/events"
 )
@@ -50,4 +54,46 @@ func TestDaemon_FailingViewIsRecordedRetriedAndDoesNotHoldTheSlot(t *testing.T) 
 		t.Errorf("log row after recovery: %+v", r)
 	}
 	e.assertFresh("app.mv_fragile", "app.mv_sturdy")
+}
+
+// During a takeover the old instance can still be refreshing a view, with a
+// snapshot older than the change the new one wants refreshed. The new
+// instance waits for the view's advisory lock within lock_timeout; when that
+// runs out, its failure is not recorded (the old refresh's ok would
+// overwrite it) and it keeps its hold on the slot until its own refresh has
+// run.
+func TestDaemon_BusyViewLockKeepsItsHold(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.cfg.LockTimeout = 300 * time.Millisecond
+	e.start()
+	e.settle()
+
+	ctx := context.Background()
+	other, err := pgx.Connect(ctx, e.cfg.DatabaseURL) // the other instance
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_lock($1, hashtext('app.mv_totals'))", int32(0x6d767200)); err != nil {
+		t.Fatal(err)
+	}
+	e.exec("INSERT INTO app.events VALUES (44, '2026-01-01', 1, 1)")
+	after := e.currentLSN()
+	e.waitEvent("a refresh of mv_totals to fail on the lock", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_totals" && ev.Status == events.StatusFailed
+	})
+	if r := e.logRow("app.mv_totals"); r.status != "ok" {
+		t.Errorf("a refresh that did not get the view's lock was recorded: %+v", r)
+	}
+	if lsn, _, err := e.confirmedLSN(); err != nil || lsn >= after {
+		t.Errorf("slot confirmed %s (%v) past a change whose refresh did not get the lock", lsn, err)
+	}
+	if _, err := other.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitEvent("mv_totals refreshed once the lock is free", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_totals" && ev.Status == events.StatusOK
+	})
+	e.settle()
+	e.assertFresh(allViews...)
 }

@@ -73,3 +73,40 @@ func TestDaemon_StandbyTakesOver(t *testing.T) {
 	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
 	e.assertFresh(allViews...)
 }
+
+// A fast shutdown of the server is not held up while a change waits for
+// its refresh: a logical walsender waits for its client to confirm all it
+// was sent, the refresh that would let the daemon confirm cannot run while
+// the server refuses connections, and without letting go the server would
+// never stop. The held change stays in the slot and is refreshed after the
+// restart. Restart fails if the fast shutdown had to be escalated.
+func TestDaemon_FastShutdownIsNotHeldUp(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.cfg.Debounce, e.cfg.MaxWait = 6*time.Second, 30*time.Second
+	e.start()
+	e.settle()
+
+	e.exec("INSERT INTO app.events VALUES (43, '2026-01-01', 1, 1)")
+	sent := e.currentLSN()
+	e.waitFor("the daemon to receive the change", 10*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_replication r
+			JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.slot_name = $1 AND r.sent_lsn >= $2`, e.cfg.Slot, sent).Scan(&n)
+		return n == 1, err
+	})
+	if lsn, _, err := e.confirmedLSN(); err != nil || lsn >= sent {
+		t.Fatalf("slot confirmed %s (%v) before the refresh of a change before %s", lsn, err, sent)
+	}
+	began := time.Now()
+	if err := cluster.Restart(context.Background(), "fast"); err != nil {
+		t.Fatalf("fast restart with a change waiting for its refresh: %v", err)
+	}
+	// Not held up until the debounce ends and the refresh fails on the
+	// refused connection either.
+	if took := time.Since(began); took >= e.cfg.Debounce {
+		t.Errorf("fast restart took %v, as long as the change's debounce (%v)", took.Round(time.Millisecond), e.cfg.Debounce)
+	}
+	e.pool.Reset()
+	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
+	e.assertFresh(allViews...)
+}

@@ -59,6 +59,7 @@ func (s *scheduler) readers(ctx context.Context, c replication.RelationChange) (
 func (s *scheduler) change(view string, tx *replication.Transaction, rows int, source string, reason events.Reason) {
 	w := s.pendingWork(view)
 	w.holdAt(s.watermark, tx.CommitLSN)
+	w.addTxn(tx)
 	w.raise(reason)
 	w.changes += rows
 	w.noteChange(tx.CommitTime)
@@ -134,6 +135,7 @@ func (s *scheduler) applyCatalog(u catalogUpdate) {
 		w := s.pendingWork(view)
 		w.holdAt(s.watermark, s.watermark.SeenLSN())
 		w.raise(events.ReasonChange)
+		w.unconditional = true
 		w.noteChange(time.Now())
 		for _, src := range sources {
 			w.addSource(src)
@@ -156,6 +158,7 @@ func (s *scheduler) startup(views []string) {
 		w := s.pendingWork(name)
 		w.holdAt(s.watermark, s.watermark.SeenLSN())
 		w.raise(events.ReasonStartup)
+		w.unconditional = true
 		for _, src := range v.SourceNames() {
 			w.addSource(src)
 		}

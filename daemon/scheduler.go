@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -48,12 +49,19 @@ type job struct {
 	mode       config.Concurrently
 	lsn        pglogrepl.LSN
 	dependents []string
+	txns       []refresher.Txn
+	deferrable bool
 }
 
 type result struct {
 	view    string
 	outcome refresher.Outcome
 }
+
+// errServerGoingAway means a refresh found the server shutting down or
+// refusing connections: the stream must let go of the slot (a shutting-down
+// server waits for it), and the daemon reconnect once the server is back.
+var errServerGoingAway = errors.New("the server is going away")
 
 // scheduler owns every piece of mutable state of a running daemon: the
 // catalog, the debouncer, the pending work per view and the watermark. One
@@ -90,6 +98,13 @@ type scheduler struct {
 	behind       bool
 	behindSince  time.Time
 	lastReceived time.Time
+	// gone is set when a refresh found the server going away: run ends.
+	gone error
+	// now is the debouncer's clock, moved once per loop iteration: the
+	// changes of one batch (a transaction touching a base's sources and its
+	// dependent's, the startup requests) are equally old, so the base goes
+	// first.
+	now time.Time
 }
 
 func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
@@ -105,7 +120,6 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		catalogs:   make(chan catalogUpdate),
 		jobs:       make(chan job, cfg.Workers),
 		results:    make(chan result, cfg.Workers),
-		debouncer:  debounce.New(time.Now),
 		watermark:  replication.NewWatermark(start),
 		pending:    map[string]*work{},
 		running:    map[string]*work{},
@@ -113,7 +127,9 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		ancestors:  ancestors,
 		warnedPlan: map[string]bool{},
 		churn:      newChurn(findings),
+		now:        time.Now(),
 	}
+	s.debouncer = debounce.New(func() time.Time { return s.now })
 	s.setCatalog(cat)
 	return s
 }
@@ -137,8 +153,9 @@ func (s *scheduler) send(ctx context.Context, item any) error {
 }
 
 // run schedules refreshes until ctx ends, then waits up to the shutdown
-// timeout for running refreshes and cancels the rest through cancelWork.
-func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
+// timeout for running refreshes and cancels the rest through cancelWork. It
+// returns early, with errServerGoingAway, when the server is shutting down.
+func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	gauges := time.NewTicker(time.Second)
@@ -147,6 +164,7 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 	var grace <-chan time.Time
 	stopping := false
 	for {
+		s.now = time.Now()
 		if !stopping {
 			s.dispatch()
 		}
@@ -154,7 +172,10 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 		s.metrics.PendingViews.Set(float64(len(s.pending)))
 		s.pendingViews.Store(int64(len(s.pending)))
 		if stopping && len(s.running) == 0 {
-			return
+			return nil
+		}
+		if s.gone != nil && !stopping {
+			return s.gone
 		}
 		var wake <-chan time.Time
 		at, ok := s.debouncer.Next()
@@ -176,19 +197,23 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) {
 			cancelWork()
 			grace = nil
 		case item := <-s.inbox:
+			s.now = time.Now()
 			if !stopping {
 				s.receive(ctx, item)
 				s.drainInbox(ctx)
 			}
 		case u := <-s.catalogs:
+			s.now = time.Now()
 			if !stopping {
 				s.applyCatalog(u)
 			}
 		case r := <-s.results:
+			s.now = time.Now()
 			s.finish(r)
 		case <-gauges.C:
 			s.updateGauges()
 		case <-wake:
+			s.now = time.Now()
 			if s.behind && time.Since(s.lastReceived) >= catchUpIdle {
 				s.setBehind(false)
 			}
@@ -279,7 +304,7 @@ func (s *scheduler) dispatch() {
 			w.lsn = s.watermark.SeenLSN()
 		}
 		s.jobs <- job{view: view, mode: s.cfg.ViewSettings(name).Concurrently, lsn: w.lsn,
-			dependents: withDependents(s.catalog, []string{name})[1:]}
+			dependents: withDependents(s.catalog, []string{name})[1:], txns: w.txns, deferrable: !w.unconditional}
 	}
 }
 
@@ -300,9 +325,27 @@ func (s *scheduler) finish(r result) {
 	s.debouncer.Finish(r.view)
 	view := s.catalog.Views[r.view]
 	out := r.outcome
+	if out.Deferred {
+		if view == nil {
+			w.release(s.watermark) // dropped meanwhile
+			return
+		}
+		w.attempt-- // nothing ran
+		s.awaitVisibility(r.view, w)
+		return
+	}
 	s.report(r.view, view, w, out)
 	switch {
 	case out.Err == nil:
+		if len(out.Unseen) > 0 && view != nil {
+			// What the snapshot did not see is owed again; the cascade
+			// carries only what it saw.
+			unseen := &work{reason: events.ReasonChange, firstChangeAt: w.firstChangeAt,
+				lsn: w.lsn, txns: out.Unseen, unseenSince: w.unseenSince, unseenTries: w.unseenTries}
+			unseen.holdAt(s.watermark, out.LSN) // the oldest unseen commit
+			s.awaitVisibility(r.view, unseen)
+			w.lsn = out.LSN
+		}
 		// Dependents take over the hold before it is released, so the slot
 		// cannot pass the change before the cascade is done too.
 		for _, dep := range s.catalog.Dependents(r.view) {
@@ -312,6 +355,10 @@ func (s *scheduler) finish(r result) {
 	case view == nil:
 		w.release(s.watermark) // dropped while it ran
 	default:
+		switch refresher.SQLState(out.Err) {
+		case "57P01", "57P02", "57P03": // admin shutdown, crash shutdown, cannot connect now
+			s.gone = fmt.Errorf("%w: %w", errServerGoingAway, out.Err)
+		}
 		// A failure in the log releases the slot: a persistently failing view
 		// must not retain WAL. A failure that could not be recorded (the
 		// database is unreachable) keeps its hold. Either way the view is
@@ -339,6 +386,45 @@ func retryBackoff(attempt int) time.Duration {
 	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }
 
+// Visibility backoff: a commit the server sent but other sessions do not
+// see yet is normally visible within a millisecond (a synchronous standby's
+// reply); one that is not waits for a standby that lags or is down.
+const (
+	visibilityBackoffBase = 10 * time.Millisecond
+	visibilityBackoffMax  = time.Second
+	visibilityWarnAfter   = 10 * time.Second
+)
+
+// awaitVisibility makes unseen, work (holding the slot before its commits)
+// whose commits a refresh's snapshot did not see, pending again, and retries
+// it with backoff. The wait takes no worker and holds no snapshot: each try
+// is a new transaction that either sees the commits or puts itself off
+// again.
+func (s *scheduler) awaitVisibility(name string, unseen *work) {
+	if unseen.unseenSince.IsZero() {
+		unseen.unseenSince = s.now
+	}
+	unseen.unseenTries++
+	waited := s.now.Sub(unseen.unseenSince)
+	attrs := []any{"view", name, "xid", unseen.txns[0].Xid, "commit_lsn", unseen.txns[0].CommitLSN.String(),
+		"commits", len(unseen.txns), "waited", waited.Round(time.Millisecond).String()}
+	switch {
+	case unseen.unseenTries == 1:
+		s.logger.Info("a commit to refresh is not visible yet (a synchronous standby has not confirmed it?): waiting for it", attrs...)
+	case waited >= visibilityWarnAfter && !unseen.unseenWarned:
+		unseen.unseenWarned = true
+		s.logger.Warn("a commit to refresh is still not visible: the refresh waits for it and the slot holds its WAL (is a synchronous standby down?)", attrs...)
+	}
+	s.metrics.VisibilityWaits.WithLabelValues(name).Inc()
+	p := s.pendingWork(name)
+	p.absorb(s.watermark, unseen)
+	delay := visibilityBackoffMax
+	if unseen.unseenTries < 10 {
+		delay = min(visibilityBackoffBase<<(unseen.unseenTries-1), visibilityBackoffMax)
+	}
+	s.debouncer.Retry(name, s.now.Add(delay))
+}
+
 func (s *scheduler) cascade(dep, base string, w *work) {
 	if s.catalog.Views[dep] == nil {
 		return
@@ -349,6 +435,7 @@ func (s *scheduler) cascade(dep, base string, w *work) {
 	d.noteChange(w.firstChangeAt)
 	d.lsn = max(d.lsn, w.lsn)
 	d.addSource(base)
+	d.unconditional = true
 	if w.hold != 0 {
 		d.holdAt(s.watermark, w.holdLSN)
 	}
@@ -365,7 +452,7 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 		StartedAt:     out.StartedAt.UTC(),
 		FinishedAt:    out.FinishedAt.UTC(),
 		DurationMS:    ms(out.FinishedAt.Sub(out.StartedAt)),
-		LSN:           w.lsn.String(),
+		LSN:           out.LSN.String(),
 		Sources:       w.sources,
 		Changes:       w.changes,
 		FirstChangeAt: w.firstChangeAt.UTC(),

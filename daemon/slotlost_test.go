@@ -5,11 +5,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
@@ -54,5 +56,36 @@ func TestDaemon_RecreatesAnInvalidatedSlot(t *testing.T) {
 
 	e.start()
 	e.expectEvents(e.settle(), "app.mv_totals startup ok", "app.mv_big startup ok", "app.mv_grand startup ok", quotedView+" startup ok")
+	e.assertFresh(allViews...)
+}
+
+// TestDaemon_SurvivesADroppedPublication: a user drops the publication.
+// PostgreSQL 15 to 17 then fail to decode any change written while it was
+// missing, also once it exists again; the daemon recreates it and the slot,
+// refreshes every view once, and goes on.
+func TestDaemon_SurvivesADroppedPublication(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.start()
+	e.settle()
+
+	e.exec("DROP PUBLICATION " + e.cfg.Publication)
+	e.exec("INSERT INTO app.events VALUES (71, '2026-01-01', 1, 1)") // written while it is missing
+	e.waitFor("the publication to be back", 30*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_publication WHERE pubname = $1", e.cfg.Publication).Scan(&n)
+		return n == 1, err
+	})
+	e.waitEvent("every view refreshed once", func(ev events.Refresh) bool {
+		return ev.View == "app.mv_grand" && ev.Reason == events.ReasonStartup
+	})
+	evs := e.settle()
+	for _, v := range allViews {
+		if !slices.ContainsFunc(evs, func(ev events.Refresh) bool { return ev.View == v && ev.Reason == events.ReasonStartup }) {
+			t.Errorf("no startup refresh of %s after the slot was recreated: %q", v, summary(evs))
+		}
+	}
+	e.assertFresh(allViews...)
+	e.exec("INSERT INTO app.events VALUES (72, '2026-01-01', 1, 1)")
+	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
 	e.assertFresh(allViews...)
 }

@@ -9,18 +9,20 @@ import (
 	"github.com/mvrefresher/mvrefresher/events"
 )
 
-// monitorSlot reads the slot every slot_check_interval: it exports lag and
-// retained WAL, publishes them on <prefix>.slot.<slot>, and warns when the
-// slot retains more than slot_warn_mb.
+// monitorSlot reads the slot at once and then every slot_check_interval: it
+// exports lag and retained WAL, publishes them on <prefix>.slot.<slot>, and
+// warns when the slot retains more than slot_warn_mb.
 func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, pub *publisher) {
 	ticker := time.NewTicker(d.cfg.SlotCheckInterval)
 	defer ticker.Stop()
 	warned := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
 		}
 		s := SlotStatus{Name: d.cfg.Slot}
 		if err := readSlot(ctx, pool, &s); err != nil {

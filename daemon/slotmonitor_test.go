@@ -35,3 +35,19 @@ func TestDaemon_SlotMonitoring(t *testing.T) {
 		}
 	}
 }
+
+// The slot's metrics and first event come as soon as the daemon runs, not a
+// slot_check_interval later (after every reconnect too).
+func TestDaemon_SlotReadAtOnce(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	e.cfg.SlotCheckInterval = time.Hour
+	e.start()
+	e.waitFor("a slot event and metrics", 5*time.Second, func() (bool, error) {
+		e.mu.Lock()
+		events := len(e.slotEvents)
+		e.mu.Unlock()
+		rec := httptest.NewRecorder()
+		e.daemon.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return events > 0 && strings.Contains(rec.Body.String(), `mvrefresher_slot_lag_bytes{slot="`+e.cfg.Slot+`"}`), nil
+	})
+}

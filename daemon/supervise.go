@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
@@ -62,6 +64,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 				d.logger.Warn("standby: the replication slot is active in another instance; taking over when it is released", "slot", d.cfg.Slot)
 			}
 			standby, attempt, wait = true, 0, standbyRetry
+		case errors.Is(err, replication.ErrPublicationMissing):
+			if d.cfg.OnSlotLost != config.OnSlotLostRecreate {
+				return fmt.Errorf("%w: the publication %q was dropped while the slot still needed it, and the slot cannot decode past that point; set on_slot_lost: recreate, or drop the slot (SELECT pg_drop_replication_slot('%s')) and start again: every view is then refreshed once",
+					err, d.cfg.Publication, d.cfg.Slot)
+			}
+			d.logger.Warn("the stream failed on WAL written while the publication was dropped", "error", err)
+			d.slotUndecodable = true
+			attempt, wait = 0, 0
 		case transient(err):
 			if standby {
 				standby = false
@@ -95,7 +105,8 @@ func backoff(attempt int) time.Duration {
 // transient reports whether an error is a lost or refused connection or a
 // server that is restarting, as opposed to a problem a restart cannot fix.
 func transient(err error) bool {
-	if errors.Is(err, replication.ErrStreamEnded) || errors.Is(err, refresher.ErrRefreshRunning) {
+	if errors.Is(err, replication.ErrStreamEnded) || errors.Is(err, replication.ErrServerStopping) ||
+		errors.Is(err, errServerGoingAway) || errors.Is(err, refresher.ErrRefreshRunning) {
 		return true
 	}
 	var pgErr *pgconn.PgError

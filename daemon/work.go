@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
@@ -25,6 +26,17 @@ type work struct {
 	hold    replication.Hold
 	holdLSN pglogrepl.LSN
 	attempt int
+	// txns are the transactions covered, to check that the refresh's
+	// snapshot sees them. unconditional: the work covers more than txns (a
+	// startup, a cascade, a partition change), so the refresh runs even if
+	// its snapshot sees none of them.
+	txns          []refresher.Txn
+	unconditional bool
+	// unseenSince is when a refresh first found a commit of txns not yet
+	// visible; unseenTries counts such refreshes, for the backoff.
+	unseenSince  time.Time
+	unseenTries  int
+	unseenWarned bool
 }
 
 // reasonRank orders reasons when work merges: the event names the most
@@ -46,6 +58,14 @@ func (w *work) addSource(name string) {
 	if name != "" && !slices.Contains(w.sources, name) {
 		w.sources = append(w.sources, name)
 	}
+}
+
+// addTxn records that the work covers tx.
+func (w *work) addTxn(tx *replication.Transaction) {
+	if n := len(w.txns); n > 0 && w.txns[n-1].Xid == tx.Xid {
+		return // the transaction's other changes
+	}
+	w.txns = append(w.txns, refresher.Txn{Xid: tx.Xid, CommitLSN: tx.CommitLSN})
 }
 
 // noteChange records when the oldest change covered was committed.
@@ -87,4 +107,11 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 		other.release(wm)
 	}
 	w.attempt = max(w.attempt, other.attempt)
+	w.txns = append(w.txns, other.txns...)
+	w.unconditional = w.unconditional || other.unconditional
+	if !other.unseenSince.IsZero() && (w.unseenSince.IsZero() || other.unseenSince.Before(w.unseenSince)) {
+		w.unseenSince = other.unseenSince
+	}
+	w.unseenTries = max(w.unseenTries, other.unseenTries)
+	w.unseenWarned = w.unseenWarned || other.unseenWarned
 }

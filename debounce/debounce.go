@@ -65,10 +65,11 @@ func New(now func() time.Time) *Debouncer {
 	return &Debouncer{now: now, views: make(map[string]*view)}
 }
 
-// Set registers or updates a view. bases are views that must not be pending
-// or running when this view starts (its base materialized views,
-// transitively); unknown names in bases are allowed (they simply never
-// block), and the view itself is ignored if listed. Updating keeps the
+// Set registers or updates a view. bases are views that must not be running
+// when this view starts (its base materialized views, transitively), nor
+// pending with older work until this view's max wait runs out; unknown names
+// in bases are allowed (they simply never block), and the view itself is
+// ignored if listed. Updating keeps the
 // pending and running state; the new settings apply at once.
 func (d *Debouncer) Set(name string, s Settings, bases []string) {
 	bs := make([]string, 0, len(bases))
@@ -152,14 +153,14 @@ func (d *Debouncer) Request(name string) bool {
 }
 
 // Due lists the views that may start now: pending, not running, no base
-// pending or running, quiet period over (or max wait reached, or requested),
+// running or pending with older work (see Set), quiet period over (or max wait reached, or requested),
 // minimum interval since the previous start elapsed. Ordered by first
 // pending change, oldest first, ties by name. It does not change state.
 func (d *Debouncer) Due() []string {
 	now := d.now()
 	var due []string
 	for name, v := range d.views {
-		if d.eligible(v, now) && !v.readyAt(d.behind).After(now) {
+		if at, ok := d.dueAt(v, now); ok && !at.After(now) {
 			due = append(due, name)
 		}
 	}
@@ -214,21 +215,15 @@ func (d *Debouncer) Finish(name string) {
 	}
 }
 
-// Next reports the earliest time at which some view that is pending, not
-// running and not blocked by a base becomes due. It may be <= now, meaning
+// Next reports the earliest time at which some pending view becomes due by
+// the passage of time alone (its quiet period, max wait, retry or minimum
+// interval, or the max wait that ends a pending base's hold on it). It may be <= now, meaning
 // Due is non-empty. ok is false when no such view exists, i.e. nothing can
 // become due by the passage of time alone.
 func (d *Debouncer) Next() (at time.Time, ok bool) {
 	now := d.now()
 	for _, v := range d.views {
-		if !d.eligible(v, now) {
-			continue
-		}
-		r := v.readyAt(d.behind)
-		if r.Equal(never) {
-			continue // only catching up makes it due
-		}
-		if !ok || r.Before(at) {
+		if r, due := d.dueAt(v, now); due && (!ok || r.Before(at)) {
 			at, ok = r, true
 		}
 	}
@@ -260,24 +255,60 @@ func (d *Debouncer) PendingCount() int {
 	return n
 }
 
-// eligible reports whether v waits only for time at now: pending, not
-// running, no known base pending or running, and no view built on it
-// running (a dependent's refresh must not overlap its base's, or the
-// dependent reads a base older than the one the log says it caught up on).
-func (d *Debouncer) eligible(v *view, now time.Time) bool {
+// dueAt is when v becomes due if nothing else happens: when its timers
+// say, or later if a pending base holds it back until its max wait runs out.
+// ok is false when only something else can make it due: a change or
+// request, a running refresh finishing, the stream catching up. A view built
+// on v running holds v back too: a dependent's refresh must not overlap its
+// base's, or the dependent reads a base older than the one the log says it
+// caught up on.
+func (d *Debouncer) dueAt(v *view, now time.Time) (at time.Time, ok bool) {
 	if !v.pending || v.running || v.runningDependents > 0 {
-		return false
+		return never, false
 	}
+	at = v.readyAt(d.behind)
 	for _, b := range v.bases {
+		bv, known := d.views[b]
+		if !known || !d.blocks(bv, v, now) {
+			continue
+		}
+		if bv.running || v.s.MaxWait <= 0 {
+			return never, false
+		}
+		if w := v.firstChange.Add(v.s.MaxWait); w.After(at) {
+			at = w
+		}
+	}
+	return at, !at.Equal(never)
+}
+
+// blocks reports whether base b holds back its dependent v at now. A running
+// base always does. A pending base does only while its work is at least as
+// old as v's and v's max wait has not run out: refreshing v after b saves a
+// second refresh of v, but a base that is pending again whenever it finishes
+// (writes during each of its refreshes) would otherwise keep v from ever
+// starting, and v's hold would pin the slot.
+func (d *Debouncer) blocks(b, v *view, now time.Time) bool {
+	switch {
+	case b.running:
+		return true
+	case !b.pending:
+		return false
+	case b.retrying && b.retryAt.After(now):
 		// A base waiting out a retry backoff does not block, or a base that
 		// keeps failing would keep its dependents stale forever; once its
 		// retry is due it does, or dependents that keep running would put
 		// the retry off forever.
-		if bv, ok := d.views[b]; ok && ((bv.pending && (!bv.retrying || !bv.retryAt.After(now))) || bv.running) {
-			return false
-		}
+		return false
+	case b.firstChange.After(v.firstChange):
+		return false // v's work is older: b's newer changes will cascade later
 	}
-	return true
+	return !v.maxWaitOver(now)
+}
+
+// maxWaitOver reports whether a pending view has waited its max wait.
+func (v *view) maxWaitOver(now time.Time) bool {
+	return v.s.MaxWait > 0 && !now.Before(v.firstChange.Add(v.s.MaxWait))
 }
 
 // Startable reports whether the view may start now. Due lists several
@@ -285,8 +316,12 @@ func (d *Debouncer) eligible(v *view, now time.Time) bool {
 // base and its dependent can both be due, but not both start).
 func (d *Debouncer) Startable(name string) bool {
 	v, ok := d.views[name]
+	if !ok {
+		return false
+	}
 	now := d.now()
-	return ok && d.eligible(v, now) && !v.readyAt(d.behind).After(now)
+	at, due := d.dueAt(v, now)
+	return due && !at.After(now)
 }
 
 // readyAt is the time a pending view becomes due, ignoring bases and

@@ -712,3 +712,105 @@ func TestDebouncer_Startable(t *testing.T) {
 		t.Fatal("dep startable while its base runs")
 	}
 }
+
+// A dependent whose work is older than its base's pending work starts
+// without waiting for the base: the base's newer changes cascade later.
+func TestDebouncer_OlderDependentGoesFirst(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("b", Settings{Quiet: 100 * ms}, nil)
+	d.Set("d", Settings{Quiet: time.Hour}, []string{"b"})
+	d.Request("d") // a cascade of b's previous refresh
+	clk.Advance(10 * ms)
+	d.Change("b")
+	check(t, clk, d, []string{"d"}, 0, true)
+	d.Start("d")
+	check(t, clk, d, nil, 0, false) // b waits for d, then its own quiet period
+	d.Finish("d")
+	check(t, clk, d, nil, 110*ms, true)
+}
+
+// A pending base with older work holds its dependent back only until the
+// dependent's own max wait runs out; a running base always does.
+func TestDebouncer_MaxWaitEndsABaseHold(t *testing.T) {
+	clk := newClock()
+	d := New(clk.Now)
+	d.Set("b", Settings{Quiet: time.Hour}, nil)
+	d.Set("d", Settings{MaxWait: 2 * time.Second}, []string{"b"})
+	d.Change("b")
+	d.Request("d")
+	check(t, clk, d, nil, 2*time.Second, true)
+	clk.Advance(2 * time.Second)
+	check(t, clk, d, []string{"d"}, 0, true) // requested at 0
+
+	d.Start("b") // the base starts after all: the dependent waits for it
+	check(t, clk, d, nil, 0, false)
+	d.Finish("b")
+	check(t, clk, d, []string{"d"}, 0, true)
+}
+
+// Ten simulated minutes of writes arriving during every refresh of a base
+// whose refresh takes 300 ms: the base is pending again whenever it
+// finishes. Its dependent must still refresh within its max wait of each
+// cascade, so that its hold never pins the slot for long.
+func TestDebouncer_SustainedWritesDoNotStarveADependent(t *testing.T) {
+	const (
+		writeEvery  = 50 * ms
+		baseTakes   = 300 * ms
+		depTakes    = 100 * ms
+		simulated   = 10 * time.Minute
+		maxWait     = 2 * time.Second
+		allowedWait = maxWait + baseTakes // a running base still blocks
+	)
+	clk := newClock()
+	d := New(clk.Now)
+	s := Settings{Quiet: 200 * ms, MaxWait: maxWait}
+	d.Set("base", s, nil)
+	d.Set("dep", s, []string{"base"})
+	finishAt := map[string]time.Duration{}
+	var baseStarts, depStarts int
+	depPendingSince := time.Duration(-1)
+	worst := time.Duration(0)
+	for now := time.Duration(0); now <= simulated; now += 10 * ms {
+		clk.Advance(now - clk.offset())
+		for _, name := range []string{"base", "dep"} {
+			if at, ok := finishAt[name]; ok && at <= now {
+				d.Finish(name)
+				delete(finishAt, name)
+				if name == "base" {
+					d.Request("dep") // the cascade
+					if depPendingSince < 0 {
+						depPendingSince = now
+					}
+				}
+			}
+		}
+		if now%writeEvery == 0 {
+			d.Change("base")
+		}
+		for _, name := range d.Due() {
+			if !d.Startable(name) {
+				continue
+			}
+			d.Start(name)
+			if name == "base" {
+				baseStarts++
+				finishAt[name] = now + baseTakes
+			} else {
+				depStarts++
+				finishAt[name] = now + depTakes
+				worst = max(worst, now-depPendingSince)
+				depPendingSince = -1
+			}
+		}
+		if depPendingSince >= 0 && now-depPendingSince > allowedWait {
+			t.Fatalf("at %v: the dependent has waited %v since its cascade (base refreshed %d times, dependent %d)",
+				now, now-depPendingSince, baseStarts, depStarts)
+		}
+	}
+	// Each dependent refresh may cover two cascades, no more.
+	if min := int(simulated / (2 * allowedWait)); depStarts < min {
+		t.Fatalf("dependent refreshed %d times in %v, want at least %d (base: %d)", depStarts, simulated, min, baseStarts)
+	}
+	t.Logf("base %d refreshes, dependent %d, longest dependent wait %v", baseStarts, depStarts, worst)
+}

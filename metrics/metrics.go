@@ -23,6 +23,7 @@ type Metrics struct {
 	SlotLagBytes      *prometheus.GaugeVec     // slot
 	SlotRetainedBytes *prometheus.GaugeVec     // slot
 	SlotActive        *prometheus.GaugeVec     // slot
+	VisibilityWaits   *prometheus.CounterVec   // view
 	PendingViews      prometheus.Gauge
 	EventsDropped     prometheus.Counter
 }
@@ -60,6 +61,9 @@ func New(connected, standby func() bool) *Metrics {
 		SlotActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mvrefresher_slot_active", Help: "1 while some process streams from the slot.",
 		}, []string{"slot"}),
+		VisibilityWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mvrefresher_visibility_waits_total", Help: "Refreshes put off or repeated because a commit they were for was not yet visible to their snapshot (a synchronous standby not confirming yet).",
+		}, []string{"view"}),
 		PendingViews: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mvrefresher_pending_views", Help: "Views with changes waiting for a refresh.",
 		}),
@@ -69,7 +73,7 @@ func New(connected, standby func() bool) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.ChurnRatio, m.WALChanges,
-		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.PendingViews, m.EventsDropped,
+		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.VisibilityWaits, m.PendingViews, m.EventsDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mvrefresher_replication_connected", Help: "1 while this instance streams from its slot.",
 		}, boolGauge(connected)),

@@ -75,6 +75,23 @@ func (v *View) SourceNames() []string {
 	return names
 }
 
+// Same reports whether o is the same view as v with the same dependencies:
+// a view dropped and created again under its name (a new OID), or whose
+// plain views in between now read other tables, is another view, whose
+// earlier changes were routed elsewhere.
+func (v *View) Same(o *View) bool {
+	return v.OID == o.OID && slices.Equal(v.Bases, o.Bases) && slices.Equal(v.sourceOIDs(), o.sourceOIDs())
+}
+
+func (v *View) sourceOIDs() []uint32 {
+	oids := make([]uint32, len(v.Sources))
+	for i, t := range v.Sources {
+		oids[i] = t.OID
+	}
+	slices.Sort(oids)
+	return oids
+}
+
 // Problem is a reason a view cannot be managed safely.
 type Problem struct {
 	View    string
@@ -95,6 +112,7 @@ type Catalog struct {
 	readers    map[uint32][]string // table OID -> views reading it
 	ancestors  map[uint32][]uint32 // partition OID -> its ancestors, itself first
 	dependents map[string][]string // view -> managed views reading it
+	byRelname  map[[2]string]any   // {schema, relname} -> *View or *Table, for Lookup
 }
 
 // Dependents lists the managed views that read view directly or through
@@ -195,17 +213,24 @@ func (c *Catalog) RouteAncestors(ancestors []uint32) (views []string, source str
 
 // Lookup finds a managed view or a source table by schema and name.
 func (c *Catalog) Lookup(schema, relname string) (*View, *Table) {
-	for _, v := range c.Views {
-		if v.Schema == schema && v.Relname == relname {
-			return v, nil
-		}
-	}
-	for _, t := range c.tables {
-		if t.Schema == schema && t.Relname == relname {
-			return nil, t
-		}
+	switch r := c.byRelname[[2]string{schema, relname}].(type) {
+	case *View:
+		return r, nil
+	case *Table:
+		return nil, r
 	}
 	return nil, nil
+}
+
+// indexRelnames builds Lookup's index; a view wins over a table by its name.
+func (c *Catalog) indexRelnames() {
+	c.byRelname = make(map[[2]string]any, len(c.Views)+len(c.tables))
+	for _, t := range c.tables {
+		c.byRelname[[2]string{t.Schema, t.Relname}] = t
+	}
+	for _, v := range c.Views {
+		c.byRelname[[2]string{v.Schema, v.Relname}] = v
+	}
 }
 
 // PartitionChange is a partitioned source whose partitions differ from an

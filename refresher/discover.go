@@ -374,6 +374,7 @@ func (b *builder) build() *Catalog {
 	for _, views := range c.dependents {
 		slices.Sort(views)
 	}
+	c.indexRelnames()
 	return c
 }
 

@@ -99,9 +99,10 @@ var ErrRefreshRunning = errors.New("a refresh of a view to mark is running")
 // already.
 //
 // While refreshes may run (lock), the mark first takes each view's
-// advisory lock (the one every refresh holds), so that no refresh running
-// now clears it with a snapshot older than the reason, and refreshes
-// starting later wait for tx to commit. It does not wait for a running
+// advisory lock (the one every refresh holds), or for more than
+// lockEachUpTo views the one lock every refresh holds shared, so that no
+// refresh running now clears it with a snapshot older than the reason, and
+// refreshes starting later wait for tx to commit. It does not wait for a running
 // refresh, which would keep the other locks and make later refreshes time
 // out: it fails with ErrRefreshRunning instead. Call it in the transaction
 // that makes the reason happen, where there is one.
@@ -125,7 +126,18 @@ func MarkOwed(ctx context.Context, tx pgx.Tx, schema, table string, views []stri
 	return nil
 }
 
+// lockEachUpTo is the most views MarkOwed locks one by one. Each lock takes
+// a slot in the server's lock table (max_locks_per_transaction per
+// connection, shared), and thousands would fill it (53200).
+const lockEachUpTo = 64
+
 func lockViews(ctx context.Context, tx pgx.Tx, views []string, locked *bool) error {
+	if len(views) > lockEachUpTo {
+		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, 0)", allViewsLockClass).Scan(locked); err != nil {
+			return fmt.Errorf("lock %d views against refreshes: %w", len(views), err)
+		}
+		return nil
+	}
 	if err := tx.QueryRow(ctx, `SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1, k)), true)
 		FROM (SELECT DISTINCT hashtext(v) AS k FROM unnest($2::text[]) v) keys`,
 		advisoryLockClass, views).Scan(locked); err != nil {

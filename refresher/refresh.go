@@ -39,6 +39,15 @@ type Request struct {
 	// LSN is the newest source change the refresh includes, recorded in the
 	// log.
 	LSN pglogrepl.LSN
+	// Txns are the transactions whose changes the refresh is for. Their
+	// commits were decoded, but a commit can reach the WAL before other
+	// sessions see it (synchronous replication waits in between): the
+	// refresh covers only those its snapshot sees, and reports the others
+	// in Outcome.Unseen.
+	Txns []Txn
+	// Deferrable: nothing but Txns asks for this refresh, so when its
+	// snapshot sees none of them it does not run (Outcome.Deferred).
+	Deferrable bool
 	// Dependents are the views built on View, directly or not. When View
 	// owed a refresh the WAL will not bring (see Owed), its refresh passes
 	// the debt on to them in the log, in its own transaction: their
@@ -46,8 +55,23 @@ type Request struct {
 	Dependents []string
 }
 
+// Txn is a transaction a refresh is for.
+type Txn struct {
+	Xid       uint32
+	CommitLSN pglogrepl.LSN
+}
+
 // Outcome is what happened.
 type Outcome struct {
+	// LSN is the position recorded in the log: Request.LSN, or the commit
+	// of the oldest transaction the refresh's snapshot did not see.
+	LSN pglogrepl.LSN
+	// Unseen are the transactions of Request.Txns the refresh's snapshot
+	// did not see: they still need a refresh.
+	Unseen []Txn
+	// Deferred: the snapshot saw none of a deferrable request's
+	// transactions, so nothing ran and nothing was recorded.
+	Deferred     bool
 	Concurrently bool
 	StartedAt    time.Time
 	FinishedAt   time.Time
@@ -72,6 +96,19 @@ type Outcome struct {
 // single-key locks.
 const advisoryLockClass int32 = 0x6d767200
 
+// allViewsLockClass is the first key of the lock every refresh holds
+// shared ("mvr\x01", 0): one lock that MarkOwed can take exclusively for
+// many views at once, where a lock per view would fill the server's lock
+// table.
+const allViewsLockClass int32 = 0x6d767201
+
+// ErrViewBusy means another session holds the view's advisory lock past
+// lock_timeout: another instance refreshing it during a takeover. The
+// failure is not recorded, so that the work keeps its hold on the slot, and
+// the other instance's refresh, whose snapshot may be older than the
+// changes at hand, cannot pass for this one.
+var ErrViewBusy = errors.New("another session is refreshing the view (its advisory lock is held)")
+
 // ErrNotConcurrent means concurrently: always was configured for a view that
 // cannot be refreshed concurrently.
 var ErrNotConcurrent = errors.New("cannot refresh concurrently")
@@ -80,15 +117,18 @@ var ErrNotConcurrent = errors.New("cannot refresh concurrently")
 // in the refresh's own transaction, so the log never claims a refresh that
 // did not commit.
 func (r *Refresher) Refresh(ctx context.Context, req Request) Outcome {
-	out := Outcome{StartedAt: time.Now()}
+	out := Outcome{StartedAt: time.Now(), LSN: req.LSN}
 	err := r.refresh(ctx, req, &out)
 	out.FinishedAt = time.Now()
 	if err == nil {
-		out.Recorded = true
+		out.Recorded = !out.Deferred
 		return out
 	}
 	out.Err = fmt.Errorf("refresh %s: %w", req.View.Name, err)
 	out.RowsInserted, out.RowsDeleted = nil, nil
+	if errors.Is(err, ErrViewBusy) {
+		return out
+	}
 	if recErr := r.recordFailure(ctx, req.View.Name, out); recErr != nil {
 		out.Err = errors.Join(out.Err, recErr)
 	} else {
@@ -111,8 +151,32 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	// Two instances overlapping during a takeover never refresh one view at
 	// once: the second waits here (within lock_timeout), then refreshes
 	// again, which is harmless.
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, req.View.Name); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($3, 0), pg_advisory_xact_lock($1, hashtext($2))",
+		advisoryLockClass, req.View.Name, allViewsLockClass); err != nil {
+		switch SQLState(err) {
+		case "55P03", "57014": // lock_timeout, statement_timeout
+			return fmt.Errorf("take the view's advisory lock: %w: %w", ErrViewBusy, err)
+		}
 		return fmt.Errorf("take the view's advisory lock: %w", err)
+	}
+	// After the lock, whose wait can be long, and before the REFRESH, whose
+	// snapshot sees at least what this one does.
+	unseen, err := unseenTxns(ctx, tx, req.Txns)
+	if err != nil {
+		return err
+	}
+	if len(unseen) > 0 {
+		out.Unseen = unseen
+		if req.Deferrable && len(unseen) == len(req.Txns) {
+			out.Deferred = true
+			return nil
+		}
+		out.LSN = unseen[0].CommitLSN
+		for _, t := range unseen[1:] {
+			out.LSN = min(out.LSN, t.CommitLSN)
+		}
+		// The slot holds the unseen commits: the refresh includes only
+		// what came before the oldest of them for sure.
 	}
 	populated, uniqueIndex, ins0, del0, err := counters(ctx, tx, req.View.OID)
 	if err != nil {
@@ -155,7 +219,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
 			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at
 		RETURNING refresh_count`,
-		req.View.Name, float64(duration.Microseconds())/1000, req.LSN.String(), concurrently,
+		req.View.Name, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
 		out.RowsInserted, out.RowsDeleted, out.StartedAt).Scan(&out.RefreshCount)
 	if err != nil {
 		return fmt.Errorf("write refresh log %s: %w", r.logTable, err)
@@ -164,6 +228,41 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// unseenTxns lists the transactions of txns that a snapshot taken now does
+// not see: those still in progress for it, and those not yet completed when
+// it was taken (at or past its xmax; a commit waiting for a synchronous
+// standby is one). The snapshot holds full (64-bit) ids; a decoded xid is
+// their low 32 bits, and is within 2^31 of the snapshot's xmax.
+func unseenTxns(ctx context.Context, tx pgx.Tx, txns []Txn) ([]Txn, error) {
+	if len(txns) == 0 {
+		return nil, nil
+	}
+	var xmax int64
+	var running []int64
+	if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmax(s)::text::bigint, array(SELECT pg_snapshot_xip(s)::text::bigint)
+		FROM pg_current_snapshot() s`).Scan(&xmax, &running); err != nil {
+		return nil, fmt.Errorf("read the refresh's snapshot: %w", err)
+	}
+	inProgress := make(map[int64]bool, len(running))
+	for _, x := range running {
+		inProgress[x] = true
+	}
+	var unseen []Txn
+	for _, t := range txns {
+		if !seenBy(t.Xid, xmax, inProgress) {
+			unseen = append(unseen, t)
+		}
+	}
+	return unseen, nil
+}
+
+// seenBy reports whether a snapshot with xmax and running transactions
+// sees the committed transaction xid.
+func seenBy(xid uint32, xmax int64, running map[int64]bool) bool {
+	full := xmax + int64(int32(xid-uint32(xmax)))
+	return full < xmax && !running[full]
 }
 
 // passOnDebt marks the view's dependents owed when the view itself was.

@@ -13,6 +13,9 @@ type relationName struct{ namespace, name string }
 type decoder struct {
 	relations map[uint32]relationName
 	current   *Transaction
+	// changeAt maps a relation OID to its entry in current.Changes: a
+	// transaction can touch thousands of partitions.
+	changeAt map[uint32]int
 }
 
 func (d *decoder) inTransaction() bool { return d.current != nil }
@@ -36,7 +39,11 @@ func (d *decoder) decode(data []byte) (*Transaction, error) {
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
-		d.current = &Transaction{CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
+		d.current = &Transaction{Xid: m.Xid, CommitLSN: m.FinalLSN, CommitTime: m.CommitTime}
+		if d.changeAt == nil {
+			d.changeAt = make(map[uint32]int)
+		}
+		clear(d.changeAt)
 	case *pglogrepl.CommitMessage:
 		tx := d.current
 		if tx == nil {
@@ -69,16 +76,15 @@ func (d *decoder) change(oid uint32, truncated bool) {
 	if tx == nil {
 		return
 	}
-	for i := range tx.Changes {
-		if tx.Changes[i].OID == oid {
-			if truncated {
-				tx.Changes[i].Truncated = true
-			} else {
-				tx.Changes[i].Rows++
-			}
-			return
+	if i, ok := d.changeAt[oid]; ok {
+		if truncated {
+			tx.Changes[i].Truncated = true
+		} else {
+			tx.Changes[i].Rows++
 		}
+		return
 	}
+	d.changeAt[oid] = len(tx.Changes)
 	rel := d.relations[oid]
 	c := RelationChange{OID: oid, Namespace: rel.namespace, Name: rel.name, Truncated: truncated}
 	if !truncated {

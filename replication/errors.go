@@ -9,9 +9,17 @@ import (
 // privilegeHint explains the privileges behind an insufficient_privilege
 // error, which PostgreSQL reports without saying what would fix it.
 func privilegeHint(err error) string {
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+	if sqlState(err) != "42501" {
 		return ""
 	}
 	return " (the role needs CREATE on the database to create the publication and must own every source table it adds; see the README's privileges section)"
+}
+
+// sqlState returns the SQLSTATE of a PostgreSQL error in err's chain, or "".
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }

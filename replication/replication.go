@@ -24,6 +24,11 @@ type RelationChange struct {
 // Transaction is a committed transaction that changed a published table or
 // carried a refresh request.
 type Transaction struct {
+	// Xid is the transaction's (32-bit) id. The server sends a commit once
+	// it is flushed, which can be before it is visible to other sessions
+	// (synchronous replication waits in between): a refresh covers it only
+	// if its snapshot sees Xid.
+	Xid        uint32
 	CommitLSN  pglogrepl.LSN
 	EndLSN     pglogrepl.LSN
 	CommitTime time.Time

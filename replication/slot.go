@@ -14,6 +14,12 @@ import (
 // the WAL it needed is gone.
 var ErrSlotLost = errors.New("replication slot was invalidated (wal_status lost)")
 
+// ErrPublicationMissing means the server could not decode the slot's WAL
+// because the publication did not exist where it was written (someone
+// dropped it; PostgreSQL 15 to 17 fail the stream then). Creating it again
+// does not help the WAL already written: the slot must be recreated.
+var ErrPublicationMissing = errors.New("the publication was missing where the slot's WAL was written")
+
 // ErrSlotInUse means another instance is streaming from the slot
 // (SQLSTATE 55006): this one is a standby.
 var ErrSlotInUse = errors.New("replication slot is active in another process")
@@ -79,6 +85,11 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		}
 		res, err := pglogrepl.CreateReplicationSlot(ctx, s.conn, s.slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		if sqlState(err) == "42710" {
+			// Another instance created it just now (duplicate_object): use
+			// it; its creator marked every view owed first.
+			return s.EnsureSlot(ctx, pool, beforeCreate)
+		}
 		if err != nil {
 			return SlotState{}, fmt.Errorf("create replication slot %q: %w", s.slot, err)
 		}
@@ -114,10 +125,17 @@ func deref(s *string) string {
 }
 
 // RecreateSlot drops the slot and creates it anew: the way out of a slot the
-// server invalidated. Nothing before the new slot's start will be streamed.
-func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error) (SlotState, error) {
-	if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.slot); err != nil {
-		return SlotState{}, fmt.Errorf("drop invalidated replication slot %q: %w", s.slot, err)
+// server invalidated (onlyLost: drop it only while it is still invalidated,
+// since another instance may have recreated it already) or one that cannot
+// decode its WAL. Nothing before the new slot's start will be streamed.
+func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error, onlyLost bool) (SlotState, error) {
+	drop := `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`
+	if onlyLost {
+		drop += ` AND wal_status = 'lost'`
+	}
+	// Another instance may have dropped it first (undefined_object).
+	if _, err := pool.Exec(ctx, drop, s.slot); err != nil && sqlState(err) != "42704" {
+		return SlotState{}, fmt.Errorf("drop replication slot %q to recreate it: %w", s.slot, err)
 	}
 	return s.EnsureSlot(ctx, pool, beforeCreate)
 }

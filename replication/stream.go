@@ -20,6 +20,21 @@ import (
 // reconnect.
 var ErrStreamEnded = errors.New("the server ended the replication stream")
 
+// ErrServerStopping means the server is shutting down and waits for this
+// stream to confirm everything it was sent, which it may not: the stream
+// lets go instead, and what it held back stays in the slot.
+var ErrServerStopping = errors.New("the server is shutting down and waits for the stream to confirm what it holds back: letting go")
+
+// stoppingPings is how many reply-requested keepalives in a row, with no
+// data in between and within stoppingWindow, mean the server is shutting
+// down. A walsender asks for a reply by itself only every half
+// wal_sender_timeout; one shutting down asks again as soon as each reply
+// arrives, until it has all been confirmed.
+const (
+	stoppingPings  = 3
+	stoppingWindow = time.Second
+)
+
 // DefaultStatusInterval is how soon the stream tells the server a new
 // position it may confirm, when the server does not ask: soon enough that
 // the slot follows finished work closely.
@@ -52,6 +67,11 @@ type Stream struct {
 	// message, so nothing more may be sent. Owned by Run, then Close.
 	writeFailed bool
 	streaming   atomic.Bool
+	// pings counts the reply-requested keepalives in a row at pingsEnd
+	// since pingsFrom, to tell a server shutting down; owned by Run.
+	pings     int
+	pingsEnd  pglogrepl.LSN
+	pingsFrom time.Time
 }
 
 // Connect opens a replication connection to the database of databaseURL.
@@ -84,8 +104,7 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 }
 
 func replicationHint(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "28000") {
+	if code := sqlState(err); code == "42501" || code == "28000" {
 		return " (the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION, and pg_hba.conf must allow it)"
 	}
 	return ""
@@ -115,8 +134,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + pubs + "'", "messages 'true'"},
 	})
 	if err != nil {
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+		if sqlState(err) == "55006" {
 			return fmt.Errorf("start replication from slot %q: %w: %w", s.slot, ErrSlotInUse, err)
 		}
 		return fmt.Errorf("start replication from slot %q: %w", s.slot, err)
@@ -182,7 +200,11 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 				return err
 			}
 		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("replication from slot %q: %w", s.slot, pgconn.ErrorResponseToPgError(msg))
+			pgErr := pgconn.ErrorResponseToPgError(msg)
+			if pgErr.Code == "42704" { // undefined_object: pgoutput's "publication does not exist"
+				return fmt.Errorf("replication from slot %q: %w: %w", s.slot, ErrPublicationMissing, pgErr)
+			}
+			return fmt.Errorf("replication from slot %q: %w", s.slot, pgErr)
 		case *pgproto3.CommandComplete, *pgproto3.CopyDone:
 			// The server ends the stream this way when it shuts down cleanly.
 			return fmt.Errorf("replication from slot %q: %w", s.slot, ErrStreamEnded)
@@ -209,10 +231,14 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 			}
 		}
 		if ka.ReplyRequested {
+			if s.serverStopping(ka.ServerWALEnd) {
+				return fmt.Errorf("replication from slot %q: %w", s.slot, ErrServerStopping)
+			}
 			// The server drops a connection that does not answer in time.
 			return s.sendStatus(ctx, time.Now().Add(writeTimeout))
 		}
 	case pglogrepl.XLogDataByteID:
+		s.pings = 0
 		xld, err := pglogrepl.ParseXLogData(data[1:])
 		if err != nil {
 			return fmt.Errorf("parse XLogData: %w", err)
@@ -227,6 +253,20 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 		return h.Commit(ctx, tx)
 	}
 	return nil
+}
+
+// serverStopping notes a reply-requested keepalive at walEnd and reports
+// whether the server is shutting down while the stream holds back part of
+// what it was sent. A fast shutdown waits for a logical walsender until its
+// client has confirmed everything; with a refresh pending, which cannot run
+// while the server refuses connections, it would wait forever.
+func (s *Stream) serverStopping(walEnd pglogrepl.LSN) bool {
+	now := time.Now()
+	if s.pings == 0 || walEnd != s.pingsEnd || now.Sub(s.pingsFrom) > stoppingWindow {
+		s.pings, s.pingsEnd, s.pingsFrom = 0, walEnd, now
+	}
+	s.pings++
+	return s.pings >= stoppingPings && pglogrepl.LSN(s.confirmable.Load()) < walEnd
 }
 
 // sendStatus tells the server the confirmable position, giving up at
