@@ -93,8 +93,14 @@ type env struct {
 }
 
 // newEnv creates a database with schema app, the given SQL and the barrier
-// view, and a configuration managing schema app.
+// view on the shared cluster, and a configuration managing schema app.
 func newEnv(t testing.TB, schemaSQL string) *env {
+	t.Helper()
+	return newEnvOn(t, cluster, schemaSQL)
+}
+
+// newEnvOn is newEnv on cluster c.
+func newEnvOn(t testing.TB, cluster *localpg.Cluster, schemaSQL string) *env {
 	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("t%d_%s", testSeq.Add(1), strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_")))
@@ -104,23 +110,20 @@ func newEnv(t testing.TB, schemaSQL string) *env {
 	if err := cluster.CreateDatabase(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pgxpool.New(ctx, cluster.URL(name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	e := &env{t: t, name: name, notify: make(chan struct{}, 1)}
+	e.connect(cluster.URL(name))
+	t.Cleanup(func() { e.pool.Close() })
 	// After the daemon has stopped (cleanups run last first): the cluster
 	// has a bounded number of slots, and each one left retains WAL.
 	t.Cleanup(func() {
-		if _, err := pool.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+		if _, err := e.pool.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
 			WHERE database = current_database() AND NOT active`); err != nil {
 			t.Errorf("drop the test's replication slots: %v", err)
 		}
 	})
-	if _, err := pool.Exec(ctx, "CREATE SCHEMA app;"+barrierSQL+schemaSQL); err != nil {
+	if _, err := e.pool.Exec(ctx, "CREATE SCHEMA app;"+barrierSQL+schemaSQL); err != nil {
 		t.Fatalf("create test schema: %v", err)
 	}
-	e := &env{t: t, pool: pool, name: name, notify: make(chan struct{}, 1)}
 
 	nc, err := nats.Connect(natsSrv.URL())
 	if err != nil {
@@ -144,6 +147,20 @@ func newEnv(t testing.TB, schemaSQL string) *env {
 	cfg.NATS.URL, cfg.NATS.SubjectPrefix = natsSrv.URL(), name
 	e.cfg = cfg
 	return e
+}
+
+// connect makes the test's own connections go to url (a new primary after a
+// failover), closing the old ones.
+func (e *env) connect(url string) {
+	e.t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	e.pool = pool
 }
 
 func (e *env) receive(m *nats.Msg) {

@@ -49,11 +49,19 @@ type SlotState struct {
 	Start   pglogrepl.LSN
 }
 
-// CheckWALLevel fails unless the server has wal_level=logical.
+// MinServerVersion is the oldest PostgreSQL major version supported.
+const MinServerVersion = 15
+
+// CheckWALLevel fails unless the server is PostgreSQL 15 or later with
+// wal_level=logical.
 func CheckWALLevel(ctx context.Context, pool *pgxpool.Pool) error {
 	var level string
-	if err := pool.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+	var version int
+	if err := pool.QueryRow(ctx, "SELECT current_setting('wal_level'), current_setting('server_version_num')::int").Scan(&level, &version); err != nil {
 		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if version/10000 < MinServerVersion {
+		return fmt.Errorf("the server is PostgreSQL %d.%d; mvrefresher needs PostgreSQL %d or later", version/10000, version%10000, MinServerVersion)
 	}
 	if level != "logical" {
 		return fmt.Errorf("wal_level is %q, logical replication needs \"logical\": set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", level)
@@ -83,8 +91,7 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		if err := beforeCreate(); err != nil {
 			return SlotState{}, err
 		}
-		res, err := pglogrepl.CreateReplicationSlot(ctx, s.conn, s.slot, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+		res, err := s.createSlot(ctx)
 		if sqlState(err) == "42710" {
 			// Another instance created it just now (duplicate_object): use
 			// it; its creator marked every view owed first.
@@ -115,6 +122,23 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		start = *confirmed
 	}
 	return SlotState{Start: start}, nil
+}
+
+// createSlot creates the logical pgoutput slot. From PostgreSQL 17 on it is
+// a failover slot: a standby with sync_replication_slots = on keeps a copy
+// of it, from which the daemon resumes after a failover instead of
+// refreshing every view. It costs nothing until the primary names that
+// standby in synchronized_standby_slots (then its logical walsenders send
+// only what the standby has confirmed).
+func (s *Stream) createSlot(ctx context.Context) (pglogrepl.CreateReplicationSlotResult, error) {
+	options := "SNAPSHOT 'nothing'"
+	if s.serverMajor >= 17 {
+		options += ", FAILOVER true"
+	}
+	// Slot names are [a-z0-9_] (config validates them): no quoting needed,
+	// and the replication grammar takes no quoted name here.
+	return pglogrepl.ParseCreateReplicationSlot(s.conn.Exec(ctx,
+		fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (%s)", s.slot, options)))
 }
 
 func deref(s *string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -55,6 +56,7 @@ const writeTimeout = 5 * time.Second
 // Stream is one replication connection streaming one slot.
 type Stream struct {
 	conn           *pgconn.PgConn
+	serverMajor    int
 	slot           string
 	publication    string
 	statusInterval time.Duration
@@ -94,7 +96,13 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 	if err != nil {
 		return nil, fmt.Errorf("open replication connection: %w%s", err, replicationHint(err))
 	}
+	major, err := strconv.Atoi(strings.SplitN(conn.ParameterStatus("server_version"), ".", 2)[0])
+	if err != nil {
+		_ = conn.Close(ctx)
+		return nil, fmt.Errorf("open replication connection: server_version %q: %w", conn.ParameterStatus("server_version"), err)
+	}
 	return &Stream{
+		serverMajor:    major,
 		conn:           conn,
 		slot:           slot,
 		publication:    publication,

@@ -15,10 +15,22 @@ import (
 	"time"
 )
 
-// findBinDir returns the directory holding initdb, pg_ctl and postgres.
+// BinDirEnv names the environment variable that chooses the server
+// binaries (a directory with initdb, pg_ctl and postgres), e.g. to run the
+// tests on another major version.
+const BinDirEnv = "MVREFRESHER_TEST_PG_BIN"
+
+// findBinDir returns the directory holding initdb, pg_ctl and postgres:
+// BinDirEnv's, or initdb's on PATH, or the newest /usr/lib/postgresql/*/bin.
 // pg_ctl execs the postgres next to itself, so all three must come from the
 // same real directory, hence symlinks on PATH are resolved.
 func findBinDir() (string, error) {
+	if dir := os.Getenv(BinDirEnv); dir != "" {
+		if !hasServerBins(dir) {
+			return "", fmt.Errorf("localpg: %s=%s has no initdb, pg_ctl and postgres", BinDirEnv, dir)
+		}
+		return filepath.Abs(dir)
+	}
 	if p, err := exec.LookPath("initdb"); err == nil {
 		if resolved, err := filepath.EvalSymlinks(p); err == nil && hasServerBins(filepath.Dir(resolved)) {
 			return filepath.Dir(resolved), nil

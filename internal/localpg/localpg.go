@@ -88,6 +88,11 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.includeConf(); err != nil {
 		return fmt.Errorf("initdb: configure: %w", err)
 	}
+	return c.launch(ctx)
+}
+
+// launch starts the server of an existing data directory on a free port.
+func (c *Cluster) launch(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {

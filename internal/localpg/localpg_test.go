@@ -77,3 +77,75 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("second Stop: %v", err)
 	}
 }
+
+func TestStandby(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	primary, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := primary.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	exec := func(c *Cluster, sql string) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, c.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count := func(c *Cluster) (n int, err error) {
+		conn, err := pgx.Connect(ctx, c.URL("postgres"))
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close(ctx)
+		err = conn.QueryRow(ctx, "SELECT count(*) FROM t").Scan(&n)
+		return n, err
+	}
+	exec(primary, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+	standby, err := primary.StartStandby(ctx, "standby1", Options{Settings: map[string]string{"hot_standby_feedback": "on"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := standby.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	exec(primary, "INSERT INTO t VALUES (2)")
+	for n := 0; n != 2; {
+		if n, err = count(standby); err != nil && ctx.Err() != nil {
+			t.Fatalf("the standby never replayed the insert: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	conn, err := pgx.Connect(ctx, primary.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state string
+	err = conn.QueryRow(ctx, "SELECT state FROM pg_stat_replication WHERE application_name = 'standby1'").Scan(&state)
+	conn.Close(ctx)
+	if err != nil || state != "streaming" {
+		t.Fatalf("standby1 in pg_stat_replication: %q, %v", state, err)
+	}
+
+	if err := primary.Halt(ctx, "immediate"); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatal(err)
+	}
+	exec(standby, "INSERT INTO t VALUES (3)")
+	if n, err := count(standby); err != nil || n != 3 {
+		t.Fatalf("promoted standby has %d rows (%v), want 3", n, err)
+	}
+}
