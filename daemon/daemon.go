@@ -133,8 +133,8 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	lost := errors.Is(err, replication.ErrSlotLost)
 	switch {
 	case lost && d.cfg.OnSlotLost == config.OnSlotLostRecreate:
-		d.logger.Error("the replication slot was invalidated by the server (max_slot_wal_keep_size): recreating it and refreshing every view once, which covers the changes in the lost WAL",
-			"slot", d.cfg.Slot)
+		d.logger.Error("the replication slot was invalidated by the server: recreating it and refreshing every view once, which covers the changes it can no longer stream",
+			"slot", d.cfg.Slot, "error", err)
 		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, true)
 	case err == nil && d.slotUndecodable && !slot.Created:
 		d.logger.Error("the slot cannot decode WAL written while the publication was dropped: recreating it and refreshing every view once, which covers the changes it cannot decode",

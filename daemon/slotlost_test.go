@@ -16,22 +16,31 @@ import (
 )
 
 // TestDaemon_RecreatesAnInvalidatedSlot: a slot the server invalidated is
-// no disaster for a refresher: recreate it and refresh every view once.
+// no disaster for a refresher: recreate it and refresh every view once. The
+// server invalidates a slot whose WAL is gone (max_slot_wal_keep_size) and,
+// from PostgreSQL 18 on, one idle too long (idle_replication_slot_timeout).
 func TestDaemon_RecreatesAnInvalidatedSlot(t *testing.T) {
+	mechanisms := []string{"max_slot_wal_keep_size"}
+	if serverMajor(t) >= 18 {
+		mechanisms = append(mechanisms, "idle_replication_slot_timeout")
+	}
+	for _, m := range mechanisms {
+		t.Run(m, func(t *testing.T) { recreatesAnInvalidatedSlot(t, m) })
+	}
+}
+
+func recreatesAnInvalidatedSlot(t *testing.T, mechanism string) {
 	e := newEnv(t, schemaSQL)
 	e.start()
 	e.settle()
 	e.stop()
 
 	// Let the server invalidate the idle slot: keep at most 1MB of WAL for
-	// slots, write past a few segments, checkpoint.
-	e.exec("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
-	e.exec("SELECT pg_reload_conf()")
-	t.Cleanup(func() {
-		e.exec("ALTER SYSTEM RESET max_slot_wal_keep_size")
-		e.exec("SELECT pg_reload_conf()")
-	})
-	e.exec("INSERT INTO app.events VALUES (70, '2026-01-01', 1, 1)") // lost with the WAL
+	// slots and write past a few segments, or let it idle for a second;
+	// then checkpoint.
+	value := map[string]string{"max_slot_wal_keep_size": "1MB", "idle_replication_slot_timeout": "1s"}[mechanism]
+	e.serverSettings(map[string]string{mechanism: value})
+	e.exec("INSERT INTO app.events VALUES (70, '2026-01-01', 1, 1)") // lost with the slot
 	e.waitFor("the slot to be invalidated", 60*time.Second, func() (bool, error) {
 		for range 3 {
 			if _, err := e.pool.Exec(context.Background(), "SELECT pg_logical_emit_message(false, 'test', repeat('x', 1000)); SELECT pg_switch_wal()"); err != nil {
@@ -41,9 +50,10 @@ func TestDaemon_RecreatesAnInvalidatedSlot(t *testing.T) {
 		if _, err := e.pool.Exec(context.Background(), "CHECKPOINT"); err != nil {
 			return false, err
 		}
-		var status string
-		err := e.pool.QueryRow(context.Background(), "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&status)
-		return status == "lost", err
+		var lost bool
+		err := e.pool.QueryRow(context.Background(), `SELECT wal_status = 'lost' OR to_jsonb(s)->>'invalidation_reason' IS NOT NULL
+			FROM pg_replication_slots s WHERE slot_name = $1`, e.cfg.Slot).Scan(&lost)
+		return lost, err
 	})
 
 	// on_slot_lost: stop leaves it to an operator.

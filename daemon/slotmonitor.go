@@ -33,7 +33,8 @@ func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *sch
 		}
 		e := events.Slot{Slot: s.Name, Active: s.Active, ConfirmedFlushLSN: deref(s.ConfirmedFlushLSN), CurrentWALLSN: s.CurrentWALLSN,
 			LagBytes: deref(s.LagBytes), RetainedBytes: deref(s.RetainedBytes), WALStatus: deref(s.WALStatus), SafeWALSize: s.SafeWALSize,
-			PendingViews: int(sched.pendingViews.Load()), At: time.Now().UTC()}
+			InvalidationReason: deref(s.InvalidationReason),
+			PendingViews:       int(sched.pendingViews.Load()), At: time.Now().UTC()}
 		d.metrics.SlotLagBytes.WithLabelValues(s.Name).Set(float64(e.LagBytes))
 		d.metrics.SlotRetainedBytes.WithLabelValues(s.Name).Set(float64(e.RetainedBytes))
 		d.metrics.SlotActive.WithLabelValues(s.Name).Set(map[bool]float64{true: 1, false: 0}[s.Active])

@@ -27,6 +27,12 @@ type SlotStatus struct {
 	RetainedBytes *int64  `json:"retained_bytes"`
 	WALStatus     *string `json:"wal_status"`
 	SafeWALSize   *int64  `json:"safe_wal_size"`
+	// From PostgreSQL 17 on (null before): since when no process streams
+	// from the slot, why the server invalidated it, and whether it is a
+	// failover slot a standby keeps a copy of.
+	InactiveSince      *time.Time `json:"inactive_since"`
+	InvalidationReason *string    `json:"invalidation_reason"`
+	Failover           *bool      `json:"failover"`
 }
 
 // ViewStatus is one view and its last refresh.
@@ -89,11 +95,14 @@ func readSlot(ctx context.Context, pool *pgxpool.Pool, s *SlotStatus) error {
 	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s.CurrentWALLSN); err != nil {
 		return fmt.Errorf("read the WAL position: %w", err)
 	}
+	// The columns of 17 and later through to_jsonb: null on 15 and 16.
 	err := pool.QueryRow(ctx, `SELECT active, active_pid, confirmed_flush_lsn::text,
 			pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
-			pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, safe_wal_size
-		FROM pg_replication_slots WHERE slot_name = $1`, s.Name).
-		Scan(&s.Active, &s.ActivePID, &s.ConfirmedFlushLSN, &s.LagBytes, &s.RetainedBytes, &s.WALStatus, &s.SafeWALSize)
+			pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, safe_wal_size,
+			(to_jsonb(s)->>'inactive_since')::timestamptz, to_jsonb(s)->>'invalidation_reason', (to_jsonb(s)->>'failover')::boolean
+		FROM pg_replication_slots s WHERE slot_name = $1`, s.Name).
+		Scan(&s.Active, &s.ActivePID, &s.ConfirmedFlushLSN, &s.LagBytes, &s.RetainedBytes, &s.WALStatus, &s.SafeWALSize,
+			&s.InactiveSince, &s.InvalidationReason, &s.Failover)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}

@@ -50,6 +50,17 @@ func TestStatus(t *testing.T) {
 		t.Errorf("mv_keyless: %+v", k)
 	}
 
+	// PostgreSQL 17 and later say more about the slot.
+	major := serverMajor(t)
+	if major >= 17 {
+		if rep.Slot.Failover == nil || !*rep.Slot.Failover || rep.Slot.InactiveSince != nil || rep.Slot.InvalidationReason != nil {
+			t.Errorf("slot on PostgreSQL %d: failover %v, inactive_since %v, invalidation_reason %v; want a valid, active failover slot",
+				major, rep.Slot.Failover, rep.Slot.InactiveSince, rep.Slot.InvalidationReason)
+		}
+	} else if rep.Slot.Failover != nil || rep.Slot.InactiveSince != nil {
+		t.Errorf("slot on PostgreSQL %d: failover %v, inactive_since %v; want null, the server has no such columns", major, rep.Slot.Failover, rep.Slot.InactiveSince)
+	}
+
 	// The JSON keys of the contract.
 	data, err := json.Marshal(rep)
 	if err != nil {
@@ -60,5 +71,13 @@ func TestStatus(t *testing.T) {
 		if !strings.Contains(string(data), key) {
 			t.Errorf("status JSON lacks %s:\n%s", key, data)
 		}
+	}
+
+	e.stop()
+	if rep, err = daemon.Status(ctx, e.cfg); err != nil {
+		t.Fatal(err)
+	}
+	if (rep.Slot.InactiveSince != nil) != (major >= 17) || rep.Slot.Active {
+		t.Errorf("stopped slot on PostgreSQL %d: active %v, inactive_since %v", major, rep.Slot.Active, rep.Slot.InactiveSince)
 	}
 }

@@ -97,16 +97,19 @@ func MsgID(e Refresh) string {
 // Slot is the slot health published on <prefix>.slot.<slot> every
 // slot_check_interval.
 type Slot struct {
-	Slot              string    `json:"slot"`
-	Active            bool      `json:"active"`
-	ConfirmedFlushLSN string    `json:"confirmed_flush_lsn"`
-	CurrentWALLSN     string    `json:"current_wal_lsn"`
-	LagBytes          int64     `json:"lag_bytes"`
-	RetainedBytes     int64     `json:"retained_bytes"`
-	WALStatus         string    `json:"wal_status"`
-	SafeWALSize       *int64    `json:"safe_wal_size"`
-	PendingViews      int       `json:"pending_views"`
-	At                time.Time `json:"at"`
+	Slot              string `json:"slot"`
+	Active            bool   `json:"active"`
+	ConfirmedFlushLSN string `json:"confirmed_flush_lsn"`
+	CurrentWALLSN     string `json:"current_wal_lsn"`
+	LagBytes          int64  `json:"lag_bytes"`
+	RetainedBytes     int64  `json:"retained_bytes"`
+	WALStatus         string `json:"wal_status"`
+	SafeWALSize       *int64 `json:"safe_wal_size"`
+	// InvalidationReason is why the server invalidated the slot
+	// (PostgreSQL 17 on; absent while it is valid).
+	InvalidationReason string    `json:"invalidation_reason,omitempty"`
+	PendingViews       int       `json:"pending_views"`
+	At                 time.Time `json:"at"`
 }
 
 // SlotSubject is where slot health is published.

@@ -70,7 +70,7 @@ func Check(ctx context.Context, q Querier, cat *Catalog, mode func(view string) 
 		}
 		if !v.UniqueIndex {
 			out = append(out, Finding{name, severity, "no-unique-index",
-				"has no unique index on plain columns without a WHERE clause, so it cannot be refreshed CONCURRENTLY and every refresh blocks readers. " + indexAdvice(v, rules[v.OID])})
+				"has no unique index on plain columns without a WHERE clause, so it cannot be refreshed CONCURRENTLY: every refresh takes an ACCESS EXCLUSIVE lock, which blocks its readers and, replayed on hot standbys, holds up their replay or cancels their queries on it (max_standby_streaming_delay). " + indexAdvice(v, rules[v.OID])})
 		}
 	}
 	uses, funcs := collectUses(cat, rules)

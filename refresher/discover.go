@@ -84,6 +84,17 @@ FROM pg_class c WHERE c.relispartition AND c.relkind IN ('r', 'p')`
 // Discover reads the catalog and returns the managed views, their sources
 // and how changes route to them.
 func Discover(ctx context.Context, q Querier, opts DiscoverOptions) (*Catalog, error) {
+	// One snapshot for all the queries: a view dropped or created between
+	// two of them would be read half (a view without its dependencies),
+	// and look like another view.
+	if pool, ok := q.(txBeginner); ok {
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("discover: begin: %w", err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only: nothing to lose
+		q = tx
+	}
 	rels, err := queryRelations(ctx, q)
 	if err != nil {
 		return nil, err
@@ -98,6 +109,10 @@ func Discover(ctx context.Context, q Querier, opts DiscoverOptions) (*Catalog, e
 	}
 	b := builder{rels: rels, deps: deps, ancestors: ancestors, tables: map[uint32]*Table{}, opts: opts}
 	return b.build(), nil
+}
+
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error)
 }
 
 func queryRelations(ctx context.Context, q Querier) (map[uint32]*relation, error) {

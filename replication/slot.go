@@ -10,9 +10,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ErrSlotLost means the server invalidated the slot (max_slot_wal_keep_size):
-// the WAL it needed is gone.
-var ErrSlotLost = errors.New("replication slot was invalidated (wal_status lost)")
+// ErrSlotLost means the server invalidated the slot: the WAL it needed is
+// gone (max_slot_wal_keep_size), or it was idle too long
+// (idle_replication_slot_timeout, PostgreSQL 18), or another reason
+// pg_replication_slots.invalidation_reason gives (PostgreSQL 17 on).
+var ErrSlotLost = errors.New("replication slot was invalidated by the server")
+
+// slotInvalidationSQL is why slot s of pg_replication_slots was invalidated,
+// or '': invalidation_reason from PostgreSQL 17 on (read through to_jsonb,
+// which 15 and 16 lack the column for), and a lost wal_status on any
+// version.
+const slotInvalidationSQL = `coalesce(to_jsonb(s)->>'invalidation_reason',
+	CASE WHEN s.wal_status = 'lost' THEN 'wal_removed: the WAL it needed is gone (max_slot_wal_keep_size)' END, '')`
 
 // ErrPublicationMissing means the server could not decode the slot's WAL
 // because the publication did not exist where it was written (someone
@@ -76,16 +85,16 @@ func CheckWALLevel(ctx context.Context, pool *pgxpool.Pool) error {
 // be streamed.
 func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error) (SlotState, error) {
 	var (
-		plugin, slotType, walStatus string
+		plugin, slotType, invalidation string
 		database                    *string
 		confirmed                   *pglogrepl.LSN
 		sameDatabase                bool
 	)
 	err := pool.QueryRow(ctx, `
 		SELECT plugin, slot_type, database, database = current_database(),
-		       confirmed_flush_lsn, coalesce(wal_status, '')
-		FROM pg_replication_slots WHERE slot_name = $1`, s.slot).
-		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &walStatus)
+		       confirmed_flush_lsn, `+slotInvalidationSQL+`
+		FROM pg_replication_slots s WHERE slot_name = $1`, s.slot).
+		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &invalidation)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if err := beforeCreate(); err != nil {
@@ -114,8 +123,8 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 	if !sameDatabase {
 		return SlotState{}, fmt.Errorf("replication slot %q belongs to database %q, not this one: choose another slot name", s.slot, deref(database))
 	}
-	if walStatus == "lost" {
-		return SlotState{}, fmt.Errorf("replication slot %q: %w: the WAL it needed is gone (max_slot_wal_keep_size); set on_slot_lost: recreate, or drop it (SELECT pg_drop_replication_slot('%s')) and restart: every view is then refreshed once", s.slot, ErrSlotLost, s.slot)
+	if invalidation != "" {
+		return SlotState{}, fmt.Errorf("replication slot %q: %w (%s); set on_slot_lost: recreate, or drop it (SELECT pg_drop_replication_slot('%s')) and restart: every view is then refreshed once", s.slot, ErrSlotLost, invalidation, s.slot)
 	}
 	var start pglogrepl.LSN
 	if confirmed != nil {
@@ -153,9 +162,9 @@ func deref(s *string) string {
 // since another instance may have recreated it already) or one that cannot
 // decode its WAL. Nothing before the new slot's start will be streamed.
 func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error, onlyLost bool) (SlotState, error) {
-	drop := `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`
+	drop := `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots s WHERE slot_name = $1`
 	if onlyLost {
-		drop += ` AND wal_status = 'lost'`
+		drop += ` AND ` + slotInvalidationSQL + ` <> ''`
 	}
 	// Another instance may have dropped it first (undefined_object).
 	if _, err := pool.Exec(ctx, drop, s.slot); err != nil && sqlState(err) != "42704" {

@@ -46,11 +46,20 @@ func printStatus(w io.Writer, rep daemon.StatusReport, now time.Time) {
 		fmt.Fprintf(w, "slot %s: does not exist (created by the first `mvrefresher run`)\n", s.Name)
 	default:
 		state := "inactive (no daemon streams from it: it retains WAL)"
+		if s.InactiveSince != nil {
+			state = fmt.Sprintf("inactive for %s (no daemon streams from it: it retains WAL)", now.Sub(*s.InactiveSince).Round(time.Second))
+		}
 		if s.Active {
 			state = fmt.Sprintf("active (walsender pid %d)", deref(s.ActivePID))
 		}
+		if deref(s.Failover) {
+			state += ", failover slot"
+		}
 		fmt.Fprintf(w, "slot %s: %s\n  confirmed %s, server at %s, lag %s, retains %s, wal_status %s\n",
 			s.Name, state, deref(s.ConfirmedFlushLSN), s.CurrentWALLSN, formatBytes(s.LagBytes), formatBytes(s.RetainedBytes), deref(s.WALStatus))
+		if s.InvalidationReason != nil {
+			fmt.Fprintf(w, "  invalidated by the server: %s (the next `mvrefresher run` recreates it, with on_slot_lost: recreate)\n", *s.InvalidationReason)
+		}
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
