@@ -17,7 +17,7 @@ import (
 var ErrSlotLost = errors.New("replication slot was invalidated by the server")
 
 // slotInvalidationSQL is why slot s of pg_replication_slots was invalidated,
-// or '': invalidation_reason from PostgreSQL 17 on (read through to_jsonb,
+// or ”: invalidation_reason from PostgreSQL 17 on (read through to_jsonb,
 // which 15 and 16 lack the column for), and a lost wal_status on any
 // version.
 const slotInvalidationSQL = `coalesce(to_jsonb(s)->>'invalidation_reason',
@@ -86,9 +86,9 @@ func CheckWALLevel(ctx context.Context, pool *pgxpool.Pool) error {
 func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreate func() error) (SlotState, error) {
 	var (
 		plugin, slotType, invalidation string
-		database                    *string
-		confirmed                   *pglogrepl.LSN
-		sameDatabase                bool
+		database                       *string
+		confirmed                      *pglogrepl.LSN
+		sameDatabase                   bool
 	)
 	err := pool.QueryRow(ctx, `
 		SELECT plugin, slot_type, database, database = current_database(),
