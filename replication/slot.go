@@ -17,7 +17,7 @@ import (
 var ErrSlotLost = errors.New("replication slot was invalidated by the server")
 
 // slotInvalidationSQL is why slot s of pg_replication_slots was invalidated,
-// or ”: invalidation_reason from PostgreSQL 17 on (read through to_jsonb,
+// or the empty string: invalidation_reason from PostgreSQL 17 on (read through to_jsonb,
 // which 15 and 16 lack the column for), and a lost wal_status on any
 // version.
 const slotInvalidationSQL = `coalesce(to_jsonb(s)->>'invalidation_reason',
