@@ -69,8 +69,8 @@ func CheckWALLevel(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := pool.QueryRow(ctx, "SELECT current_setting('wal_level'), current_setting('server_version_num')::int").Scan(&level, &version); err != nil {
 		return fmt.Errorf("read wal_level: %w", err)
 	}
-	if version/10000 < MinServerVersion {
-		return fmt.Errorf("the server is PostgreSQL %d.%d; mvrefresher needs PostgreSQL %d or later", version/10000, version%10000, MinServerVersion)
+	if err := supportedVersion(version); err != nil {
+		return err
 	}
 	if level != "logical" {
 		return fmt.Errorf("wal_level is %q, logical replication needs \"logical\": set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL", level)
@@ -131,6 +131,14 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		start = *confirmed
 	}
 	return SlotState{Start: start}, nil
+}
+
+// supportedVersion checks a server_version_num.
+func supportedVersion(num int) error {
+	if num/10000 < MinServerVersion {
+		return fmt.Errorf("the server is PostgreSQL %d.%d; mvrefresher needs PostgreSQL %d or later", num/10000, num%10000, MinServerVersion)
+	}
+	return nil
 }
 
 // createSlot creates the logical pgoutput slot. From PostgreSQL 17 on it is
