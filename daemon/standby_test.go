@@ -194,43 +194,18 @@ func TestDaemon_SynchronousStandby(t *testing.T) {
 	e.assertFresh(allViews...)
 }
 
-// Failover without a failover slot (PostgreSQL 15 and 16, or a slot that was
-// not synced): the primary dies under load and the standby is promoted.
-// Given both hosts, the daemon finds the new primary, creates its slot
-// there and refreshes every view once, which covers whatever the old
-// primary's slot had not confirmed; nothing committed on the new primary is
-// lost.
-func TestDaemon_FailoverCreatesTheSlotAndRefreshesEveryView(t *testing.T) {
-	primary, standby := startPair(t, nil, nil)
-	e := newEnvOn(t, primary, schemaSQL)
-	both := fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/%s?sslmode=disable&target_session_attrs=read-write",
-		primary.Port(), standby.Port(), e.name)
-	e.cfg.DatabaseURL = both
-	e.start()
-	e.settle()
-	e.settleEventsOnly()
-	e.failover(primary, standby, both, 2000)
-	evs := e.settle()
-	for _, v := range allViews {
-		if !slices.ContainsFunc(evs, func(ev events.Refresh) bool { return ev.View == v && ev.Reason == events.ReasonStartup }) {
-			t.Errorf("no startup refresh of %s on the new primary: %q", v, summary(evs))
-		}
-	}
-	e.assertFresh(allViews...)
-}
-
 // serverMajor is the major version of the server binaries under test.
 func serverMajor(t *testing.T) int {
 	t.Helper()
 	var version int
-	if err := pgxpoolQueryRow(t, cluster.URL("postgres"), "SELECT current_setting('server_version_num')::int", &version); err != nil {
+	if err := queryRowAt(cluster.URL("postgres"), "SELECT current_setting('server_version_num')::int", &version); err != nil {
 		t.Fatal(err)
 	}
 	return version / 10000
 }
 
-func pgxpoolQueryRow(t *testing.T, url, sql string, dest ...any) error {
-	t.Helper()
+// queryRowAt runs one query on a connection of its own to url.
+func queryRowAt(url, sql string, dest ...any) error {
 	conn, err := pgx.Connect(context.Background(), url)
 	if err != nil {
 		return err
@@ -239,17 +214,29 @@ func pgxpoolQueryRow(t *testing.T, url, sql string, dest ...any) error {
 	return conn.QueryRow(context.Background(), sql).Scan(dest...)
 }
 
-// Failover with the slot following it. From PostgreSQL 17 on the daemon's
-// slot is a failover slot: with sync_replication_slots on the standby and
-// synchronized_standby_slots on the primary, the standby keeps a copy that
-// the daemon never gets ahead of, and after the failover the daemon resumes
-// from it, refreshing only what changed. On 15 and 16 no slot follows a
-// failover: the daemon creates one on the new primary and refreshes every
-// view once.
-func TestDaemon_FailoverSlot(t *testing.T) {
-	major := serverMajor(t)
+// Failover: the primary dies under load and the standby is promoted; the
+// daemon, given both hosts (target_session_attrs=read-write), finds the new
+// primary.
+//
+// Without a slot that follows the failover (PostgreSQL 15 and 16, or slot
+// sync not configured) it creates its slot there and refreshes every view
+// once, which covers whatever the old primary's slot had not confirmed.
+//
+// From PostgreSQL 17 on the daemon's slot is a failover slot: with
+// sync_replication_slots on the standby and synchronized_standby_slots on
+// the primary, the standby keeps a copy that the daemon never gets ahead
+// of, and after the failover the daemon resumes from it, refreshing only
+// what changed.
+func TestDaemon_Failover(t *testing.T) {
+	t.Run("without slot sync", func(t *testing.T) { testFailover(t, false) })
+	if serverMajor(t) >= 17 {
+		t.Run("with slot sync", func(t *testing.T) { testFailover(t, true) })
+	}
+}
+
+func testFailover(t *testing.T, slotSync bool) {
 	var primarySettings, standbySettings map[string]string
-	if major >= 17 {
+	if slotSync {
 		primarySettings = map[string]string{"synchronized_standby_slots": "standby1"}
 		// The new primary has no standby: listing one there would make its
 		// logical walsenders wait for it forever.
@@ -262,14 +249,14 @@ func TestDaemon_FailoverSlot(t *testing.T) {
 	e.cfg.DatabaseURL = both
 	e.start()
 	e.settle()
-	if major >= 17 {
+	if slotSync {
 		confirmed, _, err := e.confirmedLSN()
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.waitFor("the standby's copy of the slot", 60*time.Second, func() (bool, error) {
 			var synced *pglogrepl.LSN
-			err := pgxpoolQueryRow(t, standby.URL(e.name), fmt.Sprintf(`SELECT max(confirmed_flush_lsn)
+			err := queryRowAt(standby.URL(e.name), fmt.Sprintf(`SELECT max(confirmed_flush_lsn)
 				FROM pg_replication_slots WHERE slot_name = '%s' AND synced AND NOT temporary`, e.cfg.Slot), &synced)
 			return err == nil && synced != nil && *synced >= confirmed, nil
 		})
@@ -278,7 +265,7 @@ func TestDaemon_FailoverSlot(t *testing.T) {
 	e.failover(primary, standby, both, 3000)
 	evs := e.settle()
 	startups := slices.DeleteFunc(slices.Clone(evs), func(ev events.Refresh) bool { return ev.Reason != events.ReasonStartup })
-	if major >= 17 {
+	if slotSync {
 		// Resumed from the copy: what changed is refreshed, nothing else.
 		if len(startups) > 0 || !slices.ContainsFunc(evs, func(ev events.Refresh) bool { return ev.View == "app.mv_totals" && ev.Reason == events.ReasonChange }) {
 			t.Errorf("after a failover with a synced slot: %q, want change refreshes only", summary(evs))
