@@ -171,12 +171,12 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 			out.Deferred = true
 			return nil
 		}
+		// The slot holds the unseen commits: the refresh includes for sure
+		// only what came before the oldest of them.
 		out.LSN = unseen[0].CommitLSN
 		for _, t := range unseen[1:] {
 			out.LSN = min(out.LSN, t.CommitLSN)
 		}
-		// The slot holds the unseen commits: the refresh includes only
-		// what came before the oldest of them for sure.
 	}
 	populated, uniqueIndex, ins0, del0, err := counters(ctx, tx, req.View.OID)
 	if err != nil {
