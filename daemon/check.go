@@ -29,7 +29,7 @@ func Check(ctx context.Context, cfg config.Config) ([]refresher.Finding, error) 
 	if err != nil {
 		return nil, err
 	}
-	return refresher.Check(ctx, pool, cat, func(v string) config.Concurrently { return cfg.ViewSettings(v).Concurrently })
+	return refresher.Check(ctx, pool, cat, func(v string) refresher.Mode { return refreshMode(cfg, v) })
 }
 
 func discoverOptions(cfg config.Config, logTable [2]string) refresher.DiscoverOptions {

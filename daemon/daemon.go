@@ -65,7 +65,7 @@ func (d *Daemon) Ready() bool {
 }
 
 // runOnce connects, streams and refreshes until ctx ends or something fails.
-func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
+func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	schema, table, err := config.ParseTableName(d.cfg.RefreshLogTable)
 	if err != nil {
 		return fmt.Errorf("refresh_log_table: %w", err)
@@ -170,10 +170,10 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 	// limit is sized for its steady state.
 	debug.FreeOSMemory()
 	stream.Confirm(slot.Start)
-	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, findings, slot.Start, stream.Confirm, pub)
+	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, findings, slot.Start, stream.Confirm, sink)
 	sched.startup(startup)
 	d.stream.Store(stream)
-	if err := d.runStages(ctx, pool, stream, sched, cat, pub); err != nil {
+	if err := d.runStages(ctx, pool, stream, sched, cat, sink); err != nil {
 		return err
 	}
 	d.logger.Info("stopped")
@@ -182,7 +182,7 @@ func (d *Daemon) runOnce(ctx context.Context, pub *publisher) error {
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *refresher.Catalog, pub *publisher) error {
+func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *refresher.Catalog, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Running refreshes outlive gctx by up to the shutdown timeout.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -191,7 +191,7 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 
 	g.Go(func() error { return stream.Run(gctx, sched) })
 	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat); return nil })
-	g.Go(func() error { d.monitorSlot(gctx, pool, sched, pub); return nil })
+	g.Go(func() error { d.monitorSlot(gctx, pool, sched, sink); return nil })
 	var workers errgroup.Group
 	for range d.cfg.Workers {
 		workers.Go(func() error {
@@ -373,7 +373,7 @@ func (d *Daemon) logCatalog(cat *refresher.Catalog) {
 
 // logFindings runs the checks of `mvrefresher check` and logs what they find.
 func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) ([]refresher.Finding, error) {
-	findings, err := refresher.Check(ctx, pool, cat, func(v string) config.Concurrently { return d.cfg.ViewSettings(v).Concurrently })
+	findings, err := refresher.Check(ctx, pool, cat, func(v string) refresher.Mode { return refreshMode(d.cfg, v) })
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +385,17 @@ func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refre
 		}
 	}
 	return findings, nil
+}
+
+// refreshMode is the view's concurrently setting as the refresher takes it.
+func refreshMode(cfg config.Config, view string) refresher.Mode {
+	switch cfg.ViewSettings(view).Concurrently {
+	case config.ConcurrentlyAlways:
+		return refresher.ModeConcurrently
+	case config.ConcurrentlyNever:
+		return refresher.ModePlain
+	}
+	return refresher.ModeAuto
 }
 
 // databaseName is host:port/database of a connection string, for logs: no

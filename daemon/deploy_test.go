@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 var metricName = regexp.MustCompile(`\b(?:mvrefresher|process|go)_[a-z_]+`)

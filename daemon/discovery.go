@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -112,7 +113,7 @@ func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat 
 	defer cancel()
 	for {
 		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, views) })
-		if !errors.Is(err, refresher.ErrRefreshRunning) || !sleep(ctx, 100*time.Millisecond) {
+		if !errors.Is(err, refresher.ErrRefreshRunning) || !wait.For(ctx, 100*time.Millisecond) {
 			return err
 		}
 	}

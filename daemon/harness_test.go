@@ -27,6 +27,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localnats"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
 var (
@@ -259,31 +260,27 @@ func (e *env) exec(sql string, args ...any) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor polls cond until it holds or the deadline passes; a daemon that
+// exits meanwhile (not stopped on purpose) fails the wait at once.
 func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
 	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if err != nil {
-			e.t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
+	err := wait.Until(what, timeout, func() (bool, error) {
+		if ok, err := cond(); ok || err != nil {
+			return ok, err
 		}
 		if e.exited != nil {
 			select {
 			case <-e.exited:
-				if e.stopDaemon != nil { // not stopped on purpose
-					e.t.Fatalf("waiting for %s: the daemon exited: %v", what, e.runErr)
+				if e.stopDaemon != nil {
+					return false, fmt.Errorf("the daemon exited: %w", e.runErr)
 				}
 			default:
 			}
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
 	}
 }
 

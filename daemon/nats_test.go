@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgerrcode"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -37,7 +38,7 @@ func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 		return func() (bool, error) {
 			var n int64
 			err := e.pool.QueryRow(context.Background(), `SELECT coalesce(max(refresh_count), 0) FROM public.mv_refresh_log WHERE mv_name = $1`, view).Scan(&n)
-			if refresher.SQLState(err) == "42P01" {
+			if refresher.SQLState(err) == pgerrcode.UndefinedTable {
 				return false, nil // the daemon has not created the log yet
 			}
 			return n >= want, err

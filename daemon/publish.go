@@ -13,6 +13,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/metrics"
 )
 
@@ -36,6 +37,19 @@ type publisher struct {
 	logger  *slog.Logger
 	metrics *metrics.Metrics
 }
+
+// eventSink takes the events the daemon publishes: the NATS publisher, or
+// noEvents when NATS is off.
+type eventSink interface {
+	publish(schema, name string, e events.Refresh)
+	publishSlot(e events.Slot)
+}
+
+// noEvents drops every event: publishing is disabled (nats.url "").
+type noEvents struct{}
+
+func (noEvents) publish(string, string, events.Refresh) {}
+func (noEvents) publishSlot(events.Slot)                {}
 
 func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *slog.Logger) (*publisher, error) {
 	p := &publisher{conn: conn, cfg: cfg, queue: make(chan outgoing, publishQueueSize), logger: logger, metrics: m}
@@ -145,7 +159,7 @@ func (p *publisher) send(ctx context.Context, out outgoing) {
 		if errors.Is(err, jetstream.ErrNoStreamResponse) {
 			p.ensureStream(ctx)
 		}
-		if !sleep(ctx, jsRetryWait*time.Duration(attempt)) {
+		if !wait.For(ctx, jsRetryWait*time.Duration(attempt)) {
 			return
 		}
 	}
@@ -172,19 +186,8 @@ func (p *publisher) ensureStream(ctx context.Context) {
 		if attempt == 1 {
 			p.logger.Warn("create JetStream stream: retrying", "stream", p.cfg.Stream, "error", err)
 		}
-		if !sleep(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
+		if !wait.For(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -46,7 +47,7 @@ type catalogUpdate struct {
 
 type job struct {
 	view       *refresher.View
-	mode       config.Concurrently
+	mode       refresher.Mode
 	lsn        pglogrepl.LSN
 	dependents []string
 	txns       []refresher.Txn
@@ -67,12 +68,12 @@ var errServerGoingAway = errors.New("the server is going away")
 // catalog, the debouncer, the pending work per view and the watermark. One
 // goroutine runs it; everything reaches it through channels.
 type scheduler struct {
-	cfg       config.Config
-	logger    *slog.Logger
-	pool      *pgxpool.Pool
-	confirm   func(pglogrepl.LSN)
-	publisher *publisher // nil: publishing disabled
-	metrics   *metrics.Metrics
+	cfg     config.Config
+	logger  *slog.Logger
+	pool    *pgxpool.Pool
+	confirm func(pglogrepl.LSN)
+	events  eventSink
+	metrics *metrics.Metrics
 
 	inbox    chan any // *replication.Transaction, progress
 	catalogs chan catalogUpdate
@@ -107,14 +108,14 @@ type scheduler struct {
 	now time.Time
 }
 
-func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), pub *publisher) *scheduler {
+func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), sink eventSink) *scheduler {
 	ancestors, _ := lru.New[uint32, []uint32](10_000) // cannot fail for a positive size
 	s := &scheduler{
 		cfg:        cfg,
 		logger:     logger,
 		pool:       pool,
 		confirm:    confirm,
-		publisher:  pub,
+		events:     sink,
 		metrics:    m,
 		inbox:      make(chan any, 4096),
 		catalogs:   make(chan catalogUpdate),
@@ -303,7 +304,7 @@ func (s *scheduler) dispatch() {
 		if w.lsn == 0 {
 			w.lsn = s.watermark.SeenLSN()
 		}
-		s.jobs <- job{view: view, mode: s.cfg.ViewSettings(name).Concurrently, lsn: w.lsn,
+		s.jobs <- job{view: view, mode: refreshMode(s.cfg, name), lsn: w.lsn,
 			dependents: withDependents(s.catalog, []string{name})[1:], txns: w.txns, deferrable: !w.unconditional}
 	}
 }
@@ -356,7 +357,7 @@ func (s *scheduler) finish(r result) {
 		w.release(s.watermark) // dropped while it ran
 	default:
 		switch refresher.SQLState(out.Err) {
-		case "57P01", "57P02", "57P03": // admin shutdown, crash shutdown, cannot connect now
+		case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow:
 			s.gone = fmt.Errorf("%w: %w", errServerGoingAway, out.Err)
 		}
 		// A failure in the log releases the slot: a persistently failing view
@@ -498,8 +499,8 @@ func (s *scheduler) report(name string, view *refresher.View, w *work, out refre
 			}
 		}
 	}
-	if s.publisher != nil && view != nil {
-		s.publisher.publish(view.Schema, view.Relname, e)
+	if view != nil {
+		s.events.publish(view.Schema, view.Relname, e)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 // monitorSlot reads the slot at once and then every slot_check_interval: it
 // exports lag and retained WAL, publishes them on <prefix>.slot.<slot>, and
 // warns when the slot retains more than slot_warn_mb.
-func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, pub *publisher) {
+func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, sink eventSink) {
 	ticker := time.NewTicker(d.cfg.SlotCheckInterval)
 	defer ticker.Stop()
 	warned := false
@@ -38,9 +38,7 @@ func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *sch
 		d.metrics.SlotLagBytes.WithLabelValues(s.Name).Set(float64(e.LagBytes))
 		d.metrics.SlotRetainedBytes.WithLabelValues(s.Name).Set(float64(e.RetainedBytes))
 		d.metrics.SlotActive.WithLabelValues(s.Name).Set(map[bool]float64{true: 1, false: 0}[s.Active])
-		if pub != nil {
-			pub.publishSlot(e)
-		}
+		sink.publishSlot(e)
 		limit := int64(d.cfg.SlotWarnMB) << 20
 		switch over := limit > 0 && e.RetainedBytes > limit; {
 		case over && !warned:

@@ -7,12 +7,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
@@ -31,16 +32,18 @@ const (
 // by reconnecting with backoff (or waiting as a standby); configuration and
 // privilege problems are returned.
 func (d *Daemon) Run(ctx context.Context) error {
-	var pub *publisher
+	var sink eventSink = noEvents{}
 	if d.cfg.NATS.URL != "" {
 		nc, err := d.connectNATS()
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
-		if pub, err = newPublisher(nc, d.cfg.NATS, d.metrics, d.logger.With("component", "nats")); err != nil {
+		pub, err := newPublisher(nc, d.cfg.NATS, d.metrics, d.logger.With("component", "nats"))
+		if err != nil {
 			return err
 		}
+		sink = pub
 		pubCtx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
 		published := make(chan struct{})
 		go func() { pub.run(pubCtx); close(published) }()
@@ -50,20 +53,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 	standby := false
 	for {
 		started := time.Now()
-		err := d.runOnce(ctx, pub)
+		err := d.runOnce(ctx, sink)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err == nil {
 			err = errors.New("stopped without an error") // cannot happen: runOnce returns nil only when ctx ends
 		}
-		var wait time.Duration
+		var pause time.Duration
 		switch {
 		case errors.Is(err, replication.ErrSlotInUse):
 			if !standby {
 				d.logger.Warn("standby: the replication slot is active in another instance; taking over when it is released", "slot", d.cfg.Slot)
 			}
-			standby, attempt, wait = true, 0, standbyRetry
+			standby, attempt, pause = true, 0, standbyRetry
 		case errors.Is(err, replication.ErrPublicationMissing):
 			if d.cfg.OnSlotLost != config.OnSlotLostRecreate {
 				return fmt.Errorf("%w: the publication %q was dropped while the slot still needed it, and the slot cannot decode past that point; set on_slot_lost: recreate, or drop the slot (SELECT pg_drop_replication_slot('%s')) and start again: every view is then refreshed once",
@@ -71,7 +74,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			d.logger.Warn("the stream failed on WAL written while the publication was dropped", "error", err)
 			d.slotUndecodable = true
-			attempt, wait = 0, 0
+			attempt, pause = 0, 0
 		case transient(err):
 			if standby {
 				standby = false
@@ -80,16 +83,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 				attempt = 0
 			}
 			attempt++
-			wait = backoff(attempt)
-			d.logger.Warn("connection lost: reconnecting", "attempt", attempt, "in", wait.Round(time.Millisecond), "error", err)
+			pause = backoff(attempt)
+			d.logger.Warn("connection lost: reconnecting", "attempt", attempt, "in", pause.Round(time.Millisecond), "error", err)
 		default:
 			return err
 		}
 		d.standby.Store(standby)
-		select {
-		case <-ctx.Done():
+		if !wait.For(ctx, pause) {
 			return nil
-		case <-time.After(wait):
 		}
 	}
 }
@@ -112,12 +113,12 @@ func transient(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
-		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
-			strings.HasPrefix(pgErr.Code, "57P"), // admin/crash shutdown, cannot connect now
-			strings.HasPrefix(pgErr.Code, "53"),  // too many connections, out of resources
-			pgErr.Code == "42710",                // two instances created the slot at once
-			pgErr.Code == "55P03",                // lock timeout: the publication's table is busy
-			pgErr.Code == "55000":                // the slot was invalidated while streaming: the next attempt sees wal_status lost
+		case pgerrcode.IsConnectionException(pgErr.Code),
+			pgerrcode.IsOperatorIntervention(pgErr.Code) && pgErr.Code != pgerrcode.QueryCanceled, // admin/crash shutdown, cannot connect now
+			pgerrcode.IsInsufficientResources(pgErr.Code),                                         // too many connections, out of memory
+			pgErr.Code == pgerrcode.DuplicateObject,                                               // two instances created the slot at once
+			pgErr.Code == pgerrcode.LockNotAvailable,                                              // lock timeout: the publication's table is busy
+			pgErr.Code == pgerrcode.ObjectNotInPrerequisiteState:                                  // the slot was invalidated while streaming: the next attempt sees it lost
 			return true
 		}
 		return false
@@ -126,5 +127,5 @@ func transient(err error) bool {
 	var connectErr *pgconn.ConnectError
 	return errors.As(err, &netErr) || errors.As(err, &connectErr) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "conn closed")
+		pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed)
 }

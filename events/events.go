@@ -1,6 +1,6 @@
-// Package events defines what mvrefresher publishes on NATS: the payload of a
-// refresh event and the subjects it is published on. Go subscribers import it
-// to decode events; the daemon uses Publisher to send them.
+// Package events defines what mvrefresher publishes on NATS: the payloads of
+// refresh and slot events and the subjects they are published on. Go
+// subscribers import it to decode events; the daemon encodes them with it.
 package events
 
 import (

@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/mvrefresher/mvrefresher/config"
 )
 
 // Severity of a finding: an error makes `mvrefresher check` exit 1.
@@ -45,7 +43,7 @@ var sqlValueFunctions = []string{"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIME",
 // requirements (errors under concurrently: always), and non-deterministic
 // values read from each view's rewrite rule: in an output column they make
 // every concurrent refresh rewrite every row.
-func Check(ctx context.Context, q Querier, cat *Catalog, mode func(view string) config.Concurrently) ([]Finding, error) {
+func Check(ctx context.Context, q Querier, cat *Catalog, mode func(view string) Mode) ([]Finding, error) {
 	var out []Finding
 	for _, p := range cat.Excluded {
 		out = append(out, Finding{p.View, SeverityError, p.Code, p.Message})
@@ -59,7 +57,7 @@ func Check(ctx context.Context, q Querier, cat *Catalog, mode func(view string) 
 	}
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
-		always := mode(name) == config.ConcurrentlyAlways
+		always := mode(name) == ModeConcurrently
 		severity := SeverityWarning
 		if always {
 			severity = SeverityError

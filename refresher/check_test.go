@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -58,7 +57,7 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	findings, err := refresher.Check(ctx, pool, cat, func(string) config.Concurrently { return config.ConcurrentlyAuto })
+	findings, err := refresher.Check(ctx, pool, cat, func(string) refresher.Mode { return refresher.ModeAuto })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,11 +100,11 @@ func TestCheck(t *testing.T) {
 	}
 
 	// concurrently: always turns the missing index into an error.
-	always, err := refresher.Check(ctx, pool, cat, func(v string) config.Concurrently {
+	always, err := refresher.Check(ctx, pool, cat, func(v string) refresher.Mode {
 		if v == "analytics.mv_no_index" {
-			return config.ConcurrentlyAlways
+			return refresher.ModeConcurrently
 		}
-		return config.ConcurrentlyAuto
+		return refresher.ModeAuto
 	})
 	if err != nil {
 		t.Fatal(err)

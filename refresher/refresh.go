@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/mvrefresher/mvrefresher/config"
 )
 
 // Refresher runs refreshes and records them in the refresh log.
@@ -32,10 +31,25 @@ func New(pool *pgxpool.Pool, logSchema, logName string, lockTimeout, statementTi
 	}
 }
 
+// Mode is how a view is refreshed.
+type Mode int
+
+const (
+	// ModeAuto refreshes CONCURRENTLY when the view allows it (populated, a
+	// usable unique index) and plainly otherwise.
+	ModeAuto Mode = iota
+	// ModeConcurrently refreshes CONCURRENTLY; a view that cannot be is an
+	// error.
+	ModeConcurrently
+	// ModePlain never refreshes CONCURRENTLY: readers wait (ACCESS
+	// EXCLUSIVE).
+	ModePlain
+)
+
 // Request is one refresh to run.
 type Request struct {
 	View *View
-	Mode config.Concurrently
+	Mode Mode
 	// LSN is the newest source change the refresh includes, recorded in the
 	// log.
 	LSN pglogrepl.LSN
@@ -154,7 +168,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($3, 0), pg_advisory_xact_lock($1, hashtext($2))",
 		advisoryLockClass, req.View.Name, allViewsLockClass); err != nil {
 		switch SQLState(err) {
-		case "55P03", "57014": // lock_timeout, statement_timeout
+		case pgerrcode.LockNotAvailable, pgerrcode.QueryCanceled: // lock_timeout, statement_timeout
 			return fmt.Errorf("take the view's advisory lock: %w: %w", ErrViewBusy, err)
 		}
 		return fmt.Errorf("take the view's advisory lock: %w", err)
@@ -183,7 +197,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		return err
 	}
 	concurrently, plainReason := decide(req.Mode, populated, uniqueIndex)
-	if req.Mode == config.ConcurrentlyAlways && !concurrently {
+	if req.Mode == ModeConcurrently && !concurrently {
 		return fmt.Errorf("%w: %s (concurrently: always)", ErrNotConcurrent, plainReason)
 	}
 	out.Concurrently, out.PlainReason = concurrently, plainReason
@@ -322,9 +336,9 @@ func counters(ctx context.Context, tx pgx.Tx, oid uint32) (populated, uniqueInde
 	return populated, uniqueIndex, inserted, deleted, nil
 }
 
-func decide(mode config.Concurrently, populated, uniqueIndex bool) (concurrently bool, plainReason string) {
+func decide(mode Mode, populated, uniqueIndex bool) (concurrently bool, plainReason string) {
 	switch {
-	case mode == config.ConcurrentlyNever:
+	case mode == ModePlain:
 		return false, "concurrently: never"
 	case !populated:
 		return false, "the view is not populated (CONCURRENTLY needs a populated view)"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -101,7 +102,7 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 			return SlotState{}, err
 		}
 		res, err := s.createSlot(ctx)
-		if sqlState(err) == "42710" {
+		if sqlState(err) == pgerrcode.DuplicateObject {
 			// Another instance created it just now (duplicate_object): use
 			// it; its creator marked every view owed first.
 			return s.EnsureSlot(ctx, pool, beforeCreate)
@@ -175,7 +176,7 @@ func (s *Stream) RecreateSlot(ctx context.Context, pool *pgxpool.Pool, beforeCre
 		drop += ` AND ` + slotInvalidationSQL + ` <> ''`
 	}
 	// Another instance may have dropped it first (undefined_object).
-	if _, err := pool.Exec(ctx, drop, s.slot); err != nil && sqlState(err) != "42704" {
+	if _, err := pool.Exec(ctx, drop, s.slot); err != nil && sqlState(err) != pgerrcode.UndefinedObject {
 		return SlotState{}, fmt.Errorf("drop replication slot %q to recreate it: %w", s.slot, err)
 	}
 	return s.EnsureSlot(ctx, pool, beforeCreate)

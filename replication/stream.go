@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -112,7 +113,7 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 }
 
 func replicationHint(err error) string {
-	if code := sqlState(err); code == "42501" || code == "28000" {
+	if code := sqlState(err); code == pgerrcode.InsufficientPrivilege || code == pgerrcode.InvalidAuthorizationSpecification {
 		return " (the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION, and pg_hba.conf must allow it)"
 	}
 	return ""
@@ -142,7 +143,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + pubs + "'", "messages 'true'"},
 	})
 	if err != nil {
-		if sqlState(err) == "55006" {
+		if sqlState(err) == pgerrcode.ObjectInUse {
 			return fmt.Errorf("start replication from slot %q: %w: %w", s.slot, ErrSlotInUse, err)
 		}
 		return fmt.Errorf("start replication from slot %q: %w", s.slot, err)
@@ -209,7 +210,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			}
 		case *pgproto3.ErrorResponse:
 			pgErr := pgconn.ErrorResponseToPgError(msg)
-			if pgErr.Code == "42704" { // undefined_object: pgoutput's "publication does not exist"
+			if pgErr.Code == pgerrcode.UndefinedObject { // pgoutput's "publication does not exist"
 				return fmt.Errorf("replication from slot %q: %w: %w", s.slot, ErrPublicationMissing, pgErr)
 			}
 			return fmt.Errorf("replication from slot %q: %w", s.slot, pgErr)

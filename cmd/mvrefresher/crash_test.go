@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -66,19 +68,8 @@ func (c *crashEnv) exec(sql string) {
 
 func (c *crashEnv) waitFor(what string, cond func() (bool, error)) {
 	c.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok, err := cond()
-		if err != nil {
-			c.t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := wait.Until(what, 60*time.Second, cond); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
@@ -97,7 +88,7 @@ func (c *crashEnv) lsn(sql string) pglogrepl.LSN {
 func (c *crashEnv) refreshCount() int64 {
 	var n int64
 	err := c.pool.QueryRow(context.Background(), `SELECT coalesce((SELECT refresh_count FROM public.mv_refresh_log WHERE mv_name = 'public.mv_sum'), 0)`).Scan(&n)
-	if refresher.SQLState(err) == "42P01" {
+	if refresher.SQLState(err) == pgerrcode.UndefinedTable {
 		return 0 // the daemon has not created the log yet
 	}
 	if err != nil {

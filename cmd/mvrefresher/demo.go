@@ -20,6 +20,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localnats"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
@@ -214,7 +215,7 @@ func dropDemoObjects(pool *pgxpool.Pool, say func(string, ...any)) {
 // demoTraffic writes bursts of small transactions with pauses between them,
 // and now and then a write no view reads.
 func demoTraffic(ctx context.Context, pool *pgxpool.Pool, say func(string, ...any)) error {
-	if !sleepCtx(ctx, 4*time.Second) { // let the startup refreshes show first
+	if !wait.For(ctx, 4*time.Second) { // let the startup refreshes show first
 		return nil
 	}
 	types := []string{"visit", "visit", "signup", "activate", "purchase"}
@@ -243,25 +244,14 @@ func demoTraffic(ctx context.Context, pool *pgxpool.Pool, say func(string, ...an
 				if err != nil {
 					return err
 				}
-				if !sleepCtx(ctx, time.Duration(rand.IntN(40))*time.Millisecond) {
+				if !wait.For(ctx, time.Duration(rand.IntN(40))*time.Millisecond) {
 					return nil
 				}
 			}
 		}
-		if !sleepCtx(ctx, time.Duration(5+rand.IntN(5))*time.Second) {
+		if !wait.For(ctx, time.Duration(5+rand.IntN(5))*time.Second) {
 			return nil
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
 func TestRun_BadConfigurationIsAClearError(t *testing.T) {
@@ -101,24 +102,21 @@ func freeAddr(t *testing.T) string {
 // waitReady polls url until it answers 200, failing if the process exits.
 func waitReady(t *testing.T, url string, exited <-chan error, logs *bytes.Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
+	err := wait.Until(url+" to answer 200", 30*time.Second, func() (bool, error) {
 		select {
 		case err := <-exited:
-			t.Fatalf("exited before ready: %v\n%s", err, logs.String())
+			return false, fmt.Errorf("exited before ready: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within 30s (last: %v)\n%s", url, errors.Join(err, fmt.Errorf("status")), logs.String())
+		resp, err := http.Get(url)
+		if err != nil {
+			return false, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localnats"
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
 type syncBuffer struct {
@@ -34,12 +35,8 @@ func (s *syncBuffer) String() string {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := wait.Until(what, 10*time.Second, func() (bool, error) { return cond(), nil }); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
 func TestCluster(t *testing.T) {
@@ -121,11 +123,11 @@ func TestStandby(t *testing.T) {
 		}
 	})
 	exec(primary, "INSERT INTO t VALUES (2)")
-	for n := 0; n != 2; {
-		if n, err = count(standby); err != nil && ctx.Err() != nil {
-			t.Fatalf("the standby never replayed the insert: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := wait.Until("the standby to replay the insert", time.Minute, func() (bool, error) {
+		n, err := count(standby)
+		return n == 2, err
+	}); err != nil {
+		t.Fatal(err)
 	}
 	conn, err := pgx.Connect(ctx, primary.URL("postgres"))
 	if err != nil {
