@@ -13,9 +13,9 @@ import (
 // Check lints the views cfg manages, the way the daemon sees them. It needs
 // no replication connection and works whether or not a daemon runs.
 func Check(ctx context.Context, cfg config.Config) ([]refresher.Finding, error) {
-	schema, table, err := config.ParseTableName(cfg.RefreshLogTable)
+	log, err := refreshLog(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("refresh_log_table: %w", err)
+		return nil, err
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -25,17 +25,26 @@ func Check(ctx context.Context, cfg config.Config) ([]refresher.Finding, error) 
 	if err := pool.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("connect to database %s: %w", config.RedactURL(cfg.DatabaseURL), err)
 	}
-	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, [2]string{schema, table}))
+	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, log))
 	if err != nil {
 		return nil, err
 	}
 	return refresher.Check(ctx, pool, cat, func(v string) refresher.Mode { return refreshMode(cfg, v) })
 }
 
-func discoverOptions(cfg config.Config, logTable [2]string) refresher.DiscoverOptions {
+func discoverOptions(cfg config.Config, log refresher.Log) refresher.DiscoverOptions {
 	return refresher.DiscoverOptions{
-		Schemas:  cfg.Schemas,
-		Enabled:  func(name string) bool { return cfg.ViewSettings(name).Enabled },
-		LogTable: logTable,
+		Schemas: cfg.Schemas,
+		Enabled: func(name string) bool { return cfg.ViewSettings(name).Enabled },
+		Log:     log,
 	}
+}
+
+// refreshLog is the configured refresh_log_table.
+func refreshLog(cfg config.Config) (refresher.Log, error) {
+	schema, table, err := config.ParseTableName(cfg.RefreshLogTable)
+	if err != nil {
+		return refresher.Log{}, fmt.Errorf("refresh_log_table: %w", err)
+	}
+	return refresher.NewLog(schema, table), nil
 }

@@ -33,12 +33,12 @@ const cancelDeadline = 5 * time.Second
 
 // Daemon is one running mvrefresher.
 type Daemon struct {
-	cfg      config.Config
-	logger   *slog.Logger
-	logTable [2]string
-	stream   atomic.Pointer[replication.Stream]
-	standby  atomic.Bool
-	metrics  *metrics.Metrics
+	cfg     config.Config
+	logger  *slog.Logger
+	log     refresher.Log
+	stream  atomic.Pointer[replication.Stream]
+	standby atomic.Bool
+	metrics *metrics.Metrics
 	// slotUndecodable: the last attempt's stream failed on WAL written
 	// while the publication was dropped; owned by Run.
 	slotUndecodable bool
@@ -66,11 +66,11 @@ func (d *Daemon) Ready() bool {
 
 // runOnce connects, streams and refreshes until ctx ends or something fails.
 func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
-	schema, table, err := config.ParseTableName(d.cfg.RefreshLogTable)
+	log, err := refreshLog(d.cfg)
 	if err != nil {
-		return fmt.Errorf("refresh_log_table: %w", err)
+		return err
 	}
-	d.logTable = [2]string{schema, table}
+	d.log = log
 
 	poolCfg, err := pgxpool.ParseConfig(d.cfg.DatabaseURL)
 	if err != nil {
@@ -115,7 +115,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 			d.logger.Warn("close replication connection", "error", err)
 		}
 	}()
-	if err := refresher.EnsureLogTable(ctx, pool, schema, table); err != nil {
+	if err := d.log.Ensure(ctx, pool); err != nil {
 		return err
 	}
 	cat, _, err := d.discover(ctx, pool, nil)
@@ -147,7 +147,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	d.slotUndecodable = false
 	// Everything owed is in the log, whatever this start or an earlier one
 	// that crashed found: a new slot, tables newly published, failures.
-	startup, err := refresher.Owed(ctx, pool, d.logTable[0], d.logTable[1], cat.Names())
+	startup, err := d.log.Owed(ctx, pool, cat.Names())
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 	// Running refreshes outlive gctx by up to the shutdown timeout.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
-	refr := refresher.New(pool, d.logTable[0], d.logTable[1], d.cfg.LockTimeout, d.cfg.StatementTimeout)
+	refr := refresher.New(pool, d.log, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
 	g.Go(func() error { return stream.Run(gctx, sched) })
 	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat); return nil })
@@ -270,7 +270,7 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 // views reading them, the views new since prev (nil at start) and all their
 // dependents are marked in the refresh log as owing a refresh.
 func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *refresher.Catalog) (*refresher.Catalog, []replication.Table, error) {
-	cat, err := refresher.Discover(ctx, pool, discoverOptions(d.cfg, d.logTable))
+	cat, err := refresher.Discover(ctx, pool, discoverOptions(d.cfg, d.log))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -304,7 +304,7 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *refresh
 }
 
 func (d *Daemon) markOwed(ctx context.Context, tx pgx.Tx, views []string) error {
-	return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], views, true)
+	return d.log.MarkOwed(ctx, tx, views, true)
 }
 
 // markAllOwed notes in the refresh log that every managed view owes a
@@ -314,7 +314,7 @@ func (d *Daemon) markOwed(ctx context.Context, tx pgx.Tx, views []string) error 
 // could fill the server's lock table).
 func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return refresher.MarkOwed(ctx, tx, d.logTable[0], d.logTable[1], cat.Names(), false)
+		return d.log.MarkOwed(ctx, tx, cat.Names(), false)
 	})
 }
 

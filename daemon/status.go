@@ -64,9 +64,9 @@ type StatusReport struct {
 // Status reads the slot, the managed views and the refresh log. It works
 // whether or not a daemon runs.
 func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
-	schema, table, err := config.ParseTableName(cfg.RefreshLogTable)
+	log, err := refreshLog(cfg)
 	if err != nil {
-		return StatusReport{}, fmt.Errorf("refresh_log_table: %w", err)
+		return StatusReport{}, err
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -77,7 +77,7 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	if err := readSlot(ctx, pool, &rep.Slot); err != nil {
 		return rep, err
 	}
-	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, [2]string{schema, table}))
+	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, log))
 	if err != nil {
 		return rep, err
 	}
@@ -88,7 +88,25 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	for _, p := range cat.Excluded {
 		rep.Views = append(rep.Views, ViewStatus{View: p.View, Problem: p.Code + ": " + p.Message, Sources: []string{}, DependsOn: []string{}})
 	}
-	return rep, readLog(ctx, pool, pgx.Identifier{schema, table}.Sanitize(), rep.Views)
+	names := make([]string, len(rep.Views))
+	for i, v := range rep.Views {
+		names[i] = v.View
+	}
+	rows, err := log.Rows(ctx, pool, names)
+	if err != nil {
+		return rep, err
+	}
+	for i := range rep.Views {
+		v := &rep.Views[i]
+		r, ok := rows[v.View]
+		if !ok {
+			continue // never attempted
+		}
+		v.RefreshedAt, v.AttemptedAt, v.Status, v.Error = r.RefreshedAt, &r.AttemptedAt, &r.Status, r.Error
+		v.RefreshCount, v.DurationMS, v.Concurrently = r.RefreshCount, r.DurationMS, r.Concurrently
+		v.RowsInserted, v.RowsDeleted, v.LSN = r.RowsInserted, r.RowsDeleted, r.LSN
+	}
+	return rep, nil
 }
 
 func readSlot(ctx context.Context, pool *pgxpool.Pool, s *SlotStatus) error {
@@ -110,25 +128,6 @@ func readSlot(ctx context.Context, pool *pgxpool.Pool, s *SlotStatus) error {
 		return fmt.Errorf("read replication slot %q: %w", s.Name, err)
 	}
 	s.Exists = true
-	return nil
-}
-
-func readLog(ctx context.Context, pool *pgxpool.Pool, logTable string, views []ViewStatus) error {
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", logTable).Scan(&exists); err != nil || !exists {
-		return err // no log yet: nothing was refreshed
-	}
-	for i := range views {
-		v := &views[i]
-		err := pool.QueryRow(ctx, `SELECT refreshed_at, attempted_at, status, error, refresh_count, duration_ms,
-				"concurrently", rows_inserted, rows_deleted, lsn::text
-			FROM `+logTable+` WHERE mv_name = $1`, v.View).
-			Scan(&v.RefreshedAt, &v.AttemptedAt, &v.Status, &v.Error, &v.RefreshCount, &v.DurationMS,
-				&v.Concurrently, &v.RowsInserted, &v.RowsDeleted, &v.LSN)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("read refresh log %s: %w", logTable, err)
-		}
-	}
 	return nil
 }
 

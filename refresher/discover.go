@@ -23,9 +23,9 @@ type DiscoverOptions struct {
 	// Enabled reports whether a view (by qualified name) is managed; nil
 	// enables all.
 	Enabled func(name string) bool
-	// LogTable is the refresh log (schema, name): never a source, so that
-	// writing it cannot trigger a refresh.
-	LogTable [2]string
+	// Log is the refresh log: never a source, so that writing it cannot
+	// trigger a refresh.
+	Log Log
 }
 
 type relation struct {
@@ -336,7 +336,7 @@ func (b *builder) build() *Catalog {
 		}
 		for _, oid := range tables {
 			rel := b.rels[oid]
-			if rel.schema == b.opts.LogTable[0] && rel.relname == b.opts.LogTable[1] {
+			if b.opts.Log.Is(rel.schema, rel.relname) {
 				c.Warnings = append(c.Warnings, Problem{v.Name, "reads-refresh-log", "reads the refresh log table " + rel.name + ": its writes are not treated as changes"})
 				continue
 			}

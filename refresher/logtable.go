@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,10 +26,32 @@ var logColumns = []struct{ name, def string }{
 	{"attempted_at", "timestamptz NOT NULL DEFAULT now()"},
 }
 
-// EnsureLogTable creates the refresh log, or adds the missing columns to an
+// Log is the refresh log table, one row per view. It owns every statement
+// on the table: creating it, the owed marks, recording refreshes and
+// reading them back.
+type Log struct {
+	schema, name string
+	ident        string // quoted
+}
+
+// NewLog is the log table schema.name (config.ParseTableName splits the
+// configured name).
+func NewLog(schema, name string) Log {
+	return Log{schema: schema, name: name, ident: pgx.Identifier{schema, name}.Sanitize()}
+}
+
+// String is the table's quoted name.
+func (l Log) String() string { return l.ident }
+
+// Is reports whether schema.relname is the log table.
+func (l Log) Is(schema, relname string) bool {
+	return l.ident != "" && schema == l.schema && relname == l.name
+}
+
+// Ensure creates the refresh log, or adds the missing columns to an
 // existing one (such as the seed's two-column table).
-func EnsureLogTable(ctx context.Context, pool *pgxpool.Pool, schema, name string) error {
-	ident := pgx.Identifier{schema, name}.Sanitize()
+func (l Log) Ensure(ctx context.Context, pool *pgxpool.Pool) error {
+	ident := l.ident
 	var exists bool
 	var have []string
 	err := pool.QueryRow(ctx, `
@@ -69,11 +92,11 @@ func EnsureLogTable(ctx context.Context, pool *pgxpool.Pool, schema, name string
 
 // Owed lists the views among names that owe a refresh the WAL will not
 // bring: no successful refresh by mvrefresher in the log, a mark by
-// MarkOwed (lsn NULL), or a last attempt that failed (its retry lived in
+// Log.MarkOwed (lsn NULL), or a last attempt that failed (its retry lived in
 // memory only). They get a startup refresh; a crash before it leaves them in
 // this list for the next start.
-func Owed(ctx context.Context, q Querier, schema, table string, names []string) ([]string, error) {
-	ident := pgx.Identifier{schema, table}.Sanitize()
+func (l Log) Owed(ctx context.Context, q Querier, names []string) ([]string, error) {
+	ident := l.ident
 	rows, err := q.Query(ctx, `SELECT n FROM unnest($1::text[]) n
 		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL AND l.status = 'ok')
 		ORDER BY n`, names)
@@ -106,11 +129,11 @@ var ErrRefreshRunning = errors.New("a refresh of a view to mark is running")
 // refresh, which would keep the other locks and make later refreshes time
 // out: it fails with ErrRefreshRunning instead. Call it in the transaction
 // that makes the reason happen, where there is one.
-func MarkOwed(ctx context.Context, tx pgx.Tx, schema, table string, views []string, lock bool) error {
+func (l Log) MarkOwed(ctx context.Context, tx pgx.Tx, views []string, lock bool) error {
 	if len(views) == 0 {
 		return nil
 	}
-	ident := pgx.Identifier{schema, table}.Sanitize()
+	ident := l.ident
 	locked := true
 	if lock {
 		if err := lockViews(ctx, tx, views, &locked); err != nil {
@@ -144,4 +167,106 @@ func lockViews(ctx context.Context, tx pgx.Tx, views []string, locked *bool) err
 		return fmt.Errorf("lock %d views against refreshes: %w", len(views), err)
 	}
 	return nil
+}
+
+// recordSuccess writes a successful refresh of view in the refresh's own
+// transaction and returns the view's refresh count.
+func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view string, out *Outcome, duration time.Duration, concurrently bool) (int64, error) {
+	var count int64
+	err := tx.QueryRow(ctx, `
+		INSERT INTO `+l.ident+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
+			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at)
+		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7)
+		ON CONFLICT (mv_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
+			duration_ms = EXCLUDED.duration_ms, lsn = EXCLUDED.lsn, "concurrently" = EXCLUDED."concurrently",
+			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
+			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at
+		RETURNING refresh_count`,
+		view, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
+		out.RowsInserted, out.RowsDeleted, out.StartedAt).Scan(&count)
+	if err != nil {
+		return 0, fmt.Errorf("write refresh log %s: %w", l.ident, err)
+	}
+	return count, nil
+}
+
+// recordFailure writes a failed attempt at refreshing view.
+func (l Log) recordFailure(ctx context.Context, pool *pgxpool.Pool, view string, failure error, attemptedAt time.Time) error {
+	_, err := pool.Exec(ctx, `
+		INSERT INTO `+l.ident+` AS l (mv_name, refresh_count, status, error, attempted_at)
+		VALUES ($1, 0, 'failed', $2, $3)
+		ON CONFLICT (mv_name) DO UPDATE SET status = 'failed', error = EXCLUDED.error,
+			attempted_at = EXCLUDED.attempted_at`,
+		view, failure.Error(), attemptedAt)
+	if err != nil {
+		return fmt.Errorf("record failed refresh of %s in %s: %w", view, l.ident, err)
+	}
+	return nil
+}
+
+// passOnDebt marks dependents owed when view itself was, in view's refresh
+// transaction. No advisory locks: the scheduler never runs a view while a
+// view built on it runs, so no dependent's refresh can clear the mark with
+// an older snapshot, and this transaction holds its view's lock already.
+func (l Log) passOnDebt(ctx context.Context, tx pgx.Tx, view string, dependents []string) error {
+	if len(dependents) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE `+l.ident+` SET lsn = NULL
+		WHERE mv_name = ANY($2) AND lsn IS NOT NULL
+		  AND NOT EXISTS (SELECT 1 FROM `+l.ident+` o WHERE o.mv_name = $1 AND o.lsn IS NOT NULL AND o.status = 'ok')`,
+		view, dependents)
+	if err != nil {
+		return fmt.Errorf("pass the refresh owed by %s on to its dependents in %s: %w", view, l.ident, err)
+	}
+	return nil
+}
+
+// LogRow is a view's row in the refresh log.
+type LogRow struct {
+	RefreshedAt  *time.Time
+	AttemptedAt  time.Time
+	Status       string
+	Error        *string
+	RefreshCount int64
+	DurationMS   *float64
+	Concurrently *bool
+	RowsInserted *int64
+	RowsDeleted  *int64
+	// LSN is null while the view owes a refresh (Log.MarkOwed).
+	LSN *string
+}
+
+// Rows reads the rows of views, in one query; a view without a row (never
+// attempted) is missing from the result, and so is every view while the
+// table does not exist yet.
+func (l Log) Rows(ctx context.Context, q Querier, views []string) (map[string]LogRow, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", l.ident).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read refresh log %s: %w", l.ident, err)
+	}
+	out := map[string]LogRow{}
+	if !exists {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT mv_name, refreshed_at, attempted_at, status, error, refresh_count, duration_ms,
+			"concurrently", rows_inserted, rows_deleted, lsn::text
+		FROM `+l.ident+` WHERE mv_name = ANY($1)`, views)
+	if err != nil {
+		return nil, fmt.Errorf("read refresh log %s: %w", l.ident, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var r LogRow
+		if err := rows.Scan(&name, &r.RefreshedAt, &r.AttemptedAt, &r.Status, &r.Error, &r.RefreshCount, &r.DurationMS,
+			&r.Concurrently, &r.RowsInserted, &r.RowsDeleted, &r.LSN); err != nil {
+			return nil, fmt.Errorf("read refresh log %s: %w", l.ident, err)
+		}
+		out[name] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read refresh log %s: %w", l.ident, err)
+	}
+	return out, nil
 }

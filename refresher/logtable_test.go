@@ -31,7 +31,8 @@ func TestMarkOwed_ThousandsOfViewsFitTheLockTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if err := EnsureLogTable(ctx, pool, "public", "mv_refresh_log"); err != nil {
+	log := NewLog("public", "mv_refresh_log")
+	if err := log.Ensure(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	views := make([]string, 50000)
@@ -43,11 +44,11 @@ func TestMarkOwed_ThousandsOfViewsFitTheLockTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return MarkOwed(ctx, tx, "public", "mv_refresh_log", views, true)
+		return log.MarkOwed(ctx, tx, views, true)
 	}); err != nil {
 		t.Fatalf("mark %d views owed: %v", len(views), err)
 	}
-	owed, err := Owed(ctx, pool, "public", "mv_refresh_log", views)
+	owed, err := log.Owed(ctx, pool, views)
 	if err != nil || len(owed) != len(views) {
 		t.Fatalf("owed after the mark: %d of %d (%v)", len(owed), len(views), err)
 	}

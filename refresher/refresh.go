@@ -16,16 +16,16 @@ import (
 // Refresher runs refreshes and records them in the refresh log.
 type Refresher struct {
 	pool             *pgxpool.Pool
-	logTable         string // quoted
+	log              Log
 	lockTimeout      time.Duration
 	statementTimeout time.Duration
 }
 
-// New returns a Refresher writing to the log table (schema, name).
-func New(pool *pgxpool.Pool, logSchema, logName string, lockTimeout, statementTimeout time.Duration) *Refresher {
+// New returns a Refresher recording its refreshes in log.
+func New(pool *pgxpool.Pool, log Log, lockTimeout, statementTimeout time.Duration) *Refresher {
 	return &Refresher{
 		pool:             pool,
-		logTable:         pgx.Identifier{logSchema, logName}.Sanitize(),
+		log:              log,
 		lockTimeout:      lockTimeout,
 		statementTimeout: statementTimeout,
 	}
@@ -143,7 +143,7 @@ func (r *Refresher) Refresh(ctx context.Context, req Request) Outcome {
 	if errors.Is(err, ErrViewBusy) {
 		return out
 	}
-	if recErr := r.recordFailure(ctx, req.View.Name, out); recErr != nil {
+	if recErr := r.log.recordFailure(ctx, r.pool, req.View.Name, out.Err, out.StartedAt); recErr != nil {
 		out.Err = errors.Join(out.Err, recErr)
 	} else {
 		out.Recorded = true
@@ -220,23 +220,11 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 			return err
 		}
 	}
-	if err := r.passOnDebt(ctx, tx, req); err != nil {
+	if err := r.log.passOnDebt(ctx, tx, req.View.Name, req.Dependents); err != nil {
 		return err
 	}
-	duration := time.Since(out.StartedAt)
-	err = tx.QueryRow(ctx, `
-		INSERT INTO `+r.logTable+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
-			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at)
-		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7)
-		ON CONFLICT (mv_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
-			duration_ms = EXCLUDED.duration_ms, lsn = EXCLUDED.lsn, "concurrently" = EXCLUDED."concurrently",
-			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
-			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at
-		RETURNING refresh_count`,
-		req.View.Name, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
-		out.RowsInserted, out.RowsDeleted, out.StartedAt).Scan(&out.RefreshCount)
-	if err != nil {
-		return fmt.Errorf("write refresh log %s: %w", r.logTable, err)
+	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View.Name, out, time.Since(out.StartedAt), concurrently); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -277,24 +265,6 @@ func unseenTxns(ctx context.Context, tx pgx.Tx, txns []Txn) ([]Txn, error) {
 func seenBy(xid uint32, xmax int64, running map[int64]bool) bool {
 	full := xmax + int64(int32(xid-uint32(xmax)))
 	return full < xmax && !running[full]
-}
-
-// passOnDebt marks the view's dependents owed when the view itself was.
-// No advisory locks: the scheduler never runs a view while a view built on
-// it runs, so no dependent's refresh can clear the mark with an older
-// snapshot, and this transaction holds its view's lock already.
-func (r *Refresher) passOnDebt(ctx context.Context, tx pgx.Tx, req Request) error {
-	if len(req.Dependents) == 0 {
-		return nil
-	}
-	_, err := tx.Exec(ctx, `UPDATE `+r.logTable+` SET lsn = NULL
-		WHERE mv_name = ANY($2) AND lsn IS NOT NULL
-		  AND NOT EXISTS (SELECT 1 FROM `+r.logTable+` o WHERE o.mv_name = $1 AND o.lsn IS NOT NULL AND o.status = 'ok')`,
-		req.View.Name, req.Dependents)
-	if err != nil {
-		return fmt.Errorf("pass the refresh owed by %s on to its dependents in %s: %w", req.View.Name, r.logTable, err)
-	}
-	return nil
 }
 
 // rowCount is the view's row count after a concurrent refresh that
@@ -346,19 +316,6 @@ func decide(mode Mode, populated, uniqueIndex bool) (concurrently bool, plainRea
 		return false, "the view has no unique index on plain columns without a WHERE clause (CONCURRENTLY needs one)"
 	}
 	return true, ""
-}
-
-func (r *Refresher) recordFailure(ctx context.Context, view string, out Outcome) error {
-	_, err := r.pool.Exec(ctx, `
-		INSERT INTO `+r.logTable+` AS l (mv_name, refresh_count, status, error, attempted_at)
-		VALUES ($1, 0, 'failed', $2, $3)
-		ON CONFLICT (mv_name) DO UPDATE SET status = 'failed', error = EXCLUDED.error,
-			attempted_at = EXCLUDED.attempted_at`,
-		view, out.Err.Error(), out.StartedAt)
-	if err != nil {
-		return fmt.Errorf("record failed refresh of %s in %s: %w", view, r.logTable, err)
-	}
-	return nil
 }
 
 // SQLState returns the SQLSTATE of a PostgreSQL error in err's chain, or "".
