@@ -6,13 +6,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
 // Check lints the views cfg manages, the way the daemon sees them. It needs
 // no replication connection and works whether or not a daemon runs.
-func Check(ctx context.Context, cfg config.Config) ([]refresher.Finding, error) {
+func Check(ctx context.Context, cfg config.Config) ([]catalog.Finding, error) {
 	log, err := refreshLog(cfg)
 	if err != nil {
 		return nil, err
@@ -25,15 +26,15 @@ func Check(ctx context.Context, cfg config.Config) ([]refresher.Finding, error) 
 	if err := pool.Ping(ctx); err != nil {
 		return nil, fmt.Errorf("connect to database %s: %w", config.RedactURL(cfg.DatabaseURL), err)
 	}
-	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, log))
+	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
 	if err != nil {
 		return nil, err
 	}
-	return refresher.Check(ctx, pool, cat, func(v string) refresher.Mode { return refreshMode(cfg, v) })
+	return catalog.Check(ctx, pool, cat, func(v string) bool { return refreshMode(cfg, v) == refresher.ModeConcurrently })
 }
 
-func discoverOptions(cfg config.Config, log refresher.Log) refresher.DiscoverOptions {
-	return refresher.DiscoverOptions{
+func discoverOptions(cfg config.Config, log refresher.Log) catalog.DiscoverOptions {
+	return catalog.DiscoverOptions{
 		Schemas: cfg.Schemas,
 		Enabled: func(name string) bool { return cfg.ViewSettings(name).Enabled },
 		Log:     log,

@@ -3,7 +3,7 @@ package daemon
 import (
 	"strings"
 
-	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/catalog"
 )
 
 // A refresh that rewrites at least churnRatio of a view's rows, churnRepeats
@@ -22,7 +22,7 @@ type churn struct {
 	causes map[string]string
 }
 
-func newChurn(findings []refresher.Finding) *churn {
+func newChurn(findings []catalog.Finding) *churn {
 	c := &churn{streak: map[string]int{}, warned: map[string]bool{}, causes: map[string]string{}}
 	for _, f := range findings {
 		if f.Code == "nondeterministic-output" || f.Code == "opaque-function" {

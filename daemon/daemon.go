@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
@@ -153,7 +154,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	}
 	errs, warns := 0, 0
 	for _, f := range findings {
-		if f.Severity == refresher.SeverityError {
+		if f.Severity == catalog.SeverityError {
 			errs++
 		} else {
 			warns++
@@ -182,7 +183,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *refresher.Catalog, sink eventSink) error {
+func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *catalog.Catalog, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Running refreshes outlive gctx by up to the shutdown timeout.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -269,8 +270,8 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 // transaction that adds tables to the publication (or repairs it), the
 // views reading them, the views new since prev (nil at start) and all their
 // dependents are marked in the refresh log as owing a refresh.
-func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *refresher.Catalog) (*refresher.Catalog, []replication.Table, error) {
-	cat, err := refresher.Discover(ctx, pool, discoverOptions(d.cfg, d.log))
+func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog.Catalog) (*catalog.Catalog, []replication.Table, error) {
+	cat, err := catalog.Discover(ctx, pool, discoverOptions(d.cfg, d.log))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -312,15 +313,15 @@ func (d *Daemon) markOwed(ctx context.Context, tx pgx.Tx, views []string) error 
 // streamed. No refresh of this daemon runs yet, and no other instance
 // streams without a slot, so the views need no locks (thousands of them
 // could fill the server's lock table).
-func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) error {
+func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		return d.log.MarkOwed(ctx, tx, cat.Names(), false)
 	})
 }
 
 // newViews lists the views of cat that prev did not manage, or managed as
-// another view (see refresher.View.Same); none without prev.
-func newViews(cat, prev *refresher.Catalog) []string {
+// another view (see catalog.View.Same); none without prev.
+func newViews(cat, prev *catalog.Catalog) []string {
 	if prev == nil {
 		return nil
 	}
@@ -334,7 +335,7 @@ func newViews(cat, prev *refresher.Catalog) []string {
 }
 
 // readersOf lists the views reading tables.
-func readersOf(cat *refresher.Catalog, tables []replication.Table) []string {
+func readersOf(cat *catalog.Catalog, tables []replication.Table) []string {
 	var views []string
 	for _, t := range tables {
 		readers, _, _ := cat.Route(t.OID)
@@ -346,7 +347,7 @@ func readersOf(cat *refresher.Catalog, tables []replication.Table) []string {
 // withDependents adds to views every view depending on them, directly or
 // not: a refresh owed by a base is owed by its dependents too, and a crash
 // between the two must not lose the second.
-func withDependents(cat *refresher.Catalog, views []string) []string {
+func withDependents(cat *catalog.Catalog, views []string) []string {
 	var out []string
 	var add func(string)
 	add = func(v string) {
@@ -364,7 +365,7 @@ func withDependents(cat *refresher.Catalog, views []string) []string {
 	return out
 }
 
-func (d *Daemon) logCatalog(cat *refresher.Catalog) {
+func (d *Daemon) logCatalog(cat *catalog.Catalog) {
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
 		d.logger.Debug("managing view", "view", name, "sources", v.SourceNames(), "depends_on", v.Bases)
@@ -372,13 +373,13 @@ func (d *Daemon) logCatalog(cat *refresher.Catalog) {
 }
 
 // logFindings runs the checks of `mvrefresher check` and logs what they find.
-func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog) ([]refresher.Finding, error) {
-	findings, err := refresher.Check(ctx, pool, cat, func(v string) refresher.Mode { return refreshMode(d.cfg, v) })
+func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) ([]catalog.Finding, error) {
+	findings, err := catalog.Check(ctx, pool, cat, func(v string) bool { return refreshMode(d.cfg, v) == refresher.ModeConcurrently })
 	if err != nil {
 		return nil, err
 	}
 	for _, f := range findings {
-		if f.Severity == refresher.SeverityError {
+		if f.Severity == catalog.SeverityError {
 			d.logger.Error("view problem", "view", f.View, "code", f.Code, "problem", f.Message)
 		} else {
 			d.logger.Warn("view problem", "view", f.View, "code", f.Code, "problem", f.Message)

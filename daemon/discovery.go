@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
@@ -17,7 +18,7 @@ import (
 // dropped views and new source tables are picked up without a restart. The
 // publication is synced before the scheduler hears of a new source, so the
 // startup refresh it triggers cannot miss a change.
-func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *refresher.Catalog) {
+func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *catalog.Catalog) {
 	ticker := time.NewTicker(d.cfg.DiscoveryInterval)
 	defer ticker.Stop()
 	busy := 0 // discoveries in a row that found views to mark being refreshed
@@ -73,12 +74,12 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 // PARTITION OF) changes nothing, and rows written to it since are streamed.
 // When the partitions cannot be read, they count as changed: a spurious
 // refresh is better than a lost one.
-func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, prev *refresher.Catalog) map[string][]string {
+func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, prev *catalog.Catalog) map[string][]string {
 	out := map[string][]string{}
 	for _, pc := range cat.PartitionChanges(prev) {
 		changed := len(pc.Removed) > 0
 		if !changed {
-			filled, err := refresher.AnyRows(ctx, pool, pc.Added)
+			filled, err := catalog.AnyRows(ctx, pool, pc.Added)
 			if err != nil {
 				d.logger.Warn("cannot tell whether new partitions hold rows: refreshing the readers", "table", pc.Table.Name, "error", err)
 				filled = true
@@ -98,7 +99,7 @@ func (d *Daemon) repartitioned(ctx context.Context, pool *pgxpool.Pool, cat, pre
 
 // markRepartitioned notes in the refresh log that the views, and their
 // dependents, owe a refresh the WAL will never ask for.
-func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat *refresher.Catalog, repartitioned map[string][]string) error {
+func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog, repartitioned map[string][]string) error {
 	if len(repartitioned) == 0 {
 		return nil
 	}

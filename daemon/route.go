@@ -4,10 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/events"
-	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
@@ -44,7 +44,7 @@ func (s *scheduler) readers(ctx context.Context, c replication.RelationChange) (
 	if !ok {
 		lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var err error
-		anc, err = refresher.PartitionAncestors(lookupCtx, s.pool, c.OID)
+		anc, err = catalog.PartitionAncestors(lookupCtx, s.pool, c.OID)
 		cancel()
 		if err != nil {
 			// A spurious refresh is better than a lost one.
@@ -95,7 +95,7 @@ func (s *scheduler) request(tx *replication.Transaction, name string) {
 }
 
 // setCatalog installs a catalog and registers its views with the debouncer.
-func (s *scheduler) setCatalog(cat *refresher.Catalog) {
+func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 	if old := s.catalog; old != nil {
 		for name := range old.Views {
 			if cat.Views[name] != nil {

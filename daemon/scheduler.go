@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/events"
@@ -38,7 +39,7 @@ const catchUpIdle = time.Second
 // catalogUpdate is a new discovery result; startup lists views whose earlier
 // changes were not streamed (new views, views over newly published tables).
 type catalogUpdate struct {
-	catalog *refresher.Catalog
+	catalog *catalog.Catalog
 	startup []string
 	// repartitioned: views whose partitioned sources gained or lost
 	// partitions, with those sources.
@@ -46,7 +47,7 @@ type catalogUpdate struct {
 }
 
 type job struct {
-	view       *refresher.View
+	view       *catalog.View
 	mode       refresher.Mode
 	lsn        pglogrepl.LSN
 	dependents []string
@@ -80,7 +81,7 @@ type scheduler struct {
 	jobs     chan job
 	results  chan result
 
-	catalog    *refresher.Catalog
+	catalog    *catalog.Catalog
 	debouncer  *debounce.Debouncer
 	watermark  *replication.Watermark
 	pending    map[string]*work
@@ -108,7 +109,7 @@ type scheduler struct {
 	now time.Time
 }
 
-func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *refresher.Catalog, findings []refresher.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), sink eventSink) *scheduler {
+func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *catalog.Catalog, findings []catalog.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), sink eventSink) *scheduler {
 	ancestors, _ := lru.New[uint32, []uint32](10_000) // cannot fail for a positive size
 	s := &scheduler{
 		cfg:        cfg,
@@ -444,7 +445,7 @@ func (s *scheduler) cascade(dep, base string, w *work) {
 }
 
 // report logs and publishes the outcome of a refresh.
-func (s *scheduler) report(name string, view *refresher.View, w *work, out refresher.Outcome) {
+func (s *scheduler) report(name string, view *catalog.View, w *work, out refresher.Outcome) {
 	e := events.Refresh{
 		View:          name,
 		Status:        events.StatusOK,

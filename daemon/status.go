@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
 // SlotStatus is the replication slot as the server sees it.
@@ -77,7 +77,7 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	if err := readSlot(ctx, pool, &rep.Slot); err != nil {
 		return rep, err
 	}
-	cat, err := refresher.Discover(ctx, pool, discoverOptions(cfg, log))
+	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
 	if err != nil {
 		return rep, err
 	}

@@ -26,6 +26,12 @@ var logColumns = []struct{ name, def string }{
 	{"attempted_at", "timestamptz NOT NULL DEFAULT now()"},
 }
 
+// Querier runs queries: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // Log is the refresh log table, one row per view. It owns every statement
 // on the table: creating it, the owed marks, recording refreshes and
 // reading them back.

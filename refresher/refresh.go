@@ -1,3 +1,5 @@
+// Package refresher refreshes materialized views and records every refresh
+// in the refresh log table.
 package refresher
 
 import (
@@ -11,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
 )
 
 // Refresher runs refreshes and records them in the refresh log.
@@ -48,7 +52,7 @@ const (
 
 // Request is one refresh to run.
 type Request struct {
-	View *View
+	View *catalog.View
 	Mode Mode
 	// LSN is the newest source change the refresh includes, recorded in the
 	// log.
@@ -271,7 +275,7 @@ func seenBy(xid uint32, xmax int64, running map[int64]bool) bool {
 // inserted ins and deleted del rows. The statistics' estimate lags, so when
 // the refresh looks like a wholesale rewrite (the only case the churn ratio
 // is about) the rows are counted; that refresh scanned everything anyway.
-func rowCount(ctx context.Context, tx pgx.Tx, v *View, ins, del int64) (int64, error) {
+func rowCount(ctx context.Context, tx pgx.Tx, v *catalog.View, ins, del int64) (int64, error) {
 	var est int64
 	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT n_live_tup FROM pg_stat_all_tables WHERE relid = $1), 0) + $2 - $3`,
 		v.OID, ins, del).Scan(&est); err != nil {
@@ -294,7 +298,7 @@ func rowCount(ctx context.Context, tx pgx.Tx, v *View, ins, del int64) (int64, e
 // earlier transactions of the backend may still be in them.
 func counters(ctx context.Context, tx pgx.Tx, oid uint32) (populated, uniqueIndex bool, inserted, deleted int64, err error) {
 	err = tx.QueryRow(ctx, `
-		SELECT c.relispopulated, `+usableUniqueIndexSQL+`, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_del, 0)
+		SELECT c.relispopulated, `+catalog.UsableUniqueIndexSQL+`, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_del, 0)
 		FROM pg_class c LEFT JOIN pg_stat_xact_user_tables s ON s.relid = c.oid
 		WHERE c.oid = $1`, oid).Scan(&populated, &uniqueIndex, &inserted, &deleted)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/daemon"
-	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
 // runCheck lints the managed views; exit status 1 when any finding is an
@@ -32,25 +32,25 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *asJSON {
 		if findings == nil {
-			findings = []refresher.Finding{}
+			findings = []catalog.Finding{}
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
-			Findings []refresher.Finding `json:"findings"`
+			Findings []catalog.Finding `json:"findings"`
 		}{findings}); err != nil {
 			return err
 		}
 	} else {
 		printFindings(stdout, findings)
 	}
-	if refresher.HasErrors(findings) {
+	if catalog.HasErrors(findings) {
 		return exitError{1}
 	}
 	return nil
 }
 
-func printFindings(w io.Writer, findings []refresher.Finding) {
+func printFindings(w io.Writer, findings []catalog.Finding) {
 	errs, warns := 0, 0
 	last := ""
 	for _, f := range findings {
@@ -59,7 +59,7 @@ func printFindings(w io.Writer, findings []refresher.Finding) {
 			last = f.View
 		}
 		fmt.Fprintf(w, "  %-7s  %s: %s\n", f.Severity, f.Code, f.Message)
-		if f.Severity == refresher.SeverityError {
+		if f.Severity == catalog.SeverityError {
 			errs++
 		} else {
 			warns++

@@ -1,4 +1,4 @@
-package refresher
+package catalog
 
 import (
 	"context"
@@ -23,9 +23,11 @@ type DiscoverOptions struct {
 	// Enabled reports whether a view (by qualified name) is managed; nil
 	// enables all.
 	Enabled func(name string) bool
-	// Log is the refresh log: never a source, so that writing it cannot
-	// trigger a refresh.
-	Log Log
+	// Log is the refresh log (nil: none): never a source, so that writing
+	// it cannot trigger a refresh.
+	Log interface {
+		Is(schema, relname string) bool
+	}
 }
 
 type relation struct {
@@ -38,11 +40,12 @@ type relation struct {
 	owner                        string
 }
 
-// usableUniqueIndexSQL tells whether the relation c has a unique index
+// UsableUniqueIndexSQL tells whether the relation c (an SQL expression on
+// pg_class c) has a unique index
 // REFRESH ... CONCURRENTLY can use. It mirrors is_usable_unique_index in
 // PostgreSQL's matview.c: valid, immediate, non-partial, btree, on plain
 // columns.
-const usableUniqueIndexSQL = `EXISTS (
+const UsableUniqueIndexSQL = `EXISTS (
          SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
          JOIN pg_am am ON am.oid = ic.relam
          WHERE i.indrelid = c.oid AND i.indisunique AND i.indimmediate AND i.indisvalid
@@ -60,7 +63,7 @@ SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
                  AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL),
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident
                  AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL),
-       c.relkind = 'm' AND ` + usableUniqueIndexSQL + `,
+       c.relkind = 'm' AND ` + UsableUniqueIndexSQL + `,
        pg_has_role(c.relowner, 'USAGE') OR CASE WHEN current_setting('server_version_num')::int >= 170000
          THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END,
        pg_get_userbyid(c.relowner)::text
@@ -336,7 +339,7 @@ func (b *builder) build() *Catalog {
 		}
 		for _, oid := range tables {
 			rel := b.rels[oid]
-			if b.opts.Log.Is(rel.schema, rel.relname) {
+			if b.opts.Log != nil && b.opts.Log.Is(rel.schema, rel.relname) {
 				c.Warnings = append(c.Warnings, Problem{v.Name, "reads-refresh-log", "reads the refresh log table " + rel.name + ": its writes are not treated as changes"})
 				continue
 			}

@@ -1,4 +1,4 @@
-package refresher
+package catalog
 
 import (
 	"context"
@@ -43,7 +43,7 @@ var sqlValueFunctions = []string{"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIME",
 // requirements (errors under concurrently: always), and non-deterministic
 // values read from each view's rewrite rule: in an output column they make
 // every concurrent refresh rewrite every row.
-func Check(ctx context.Context, q Querier, cat *Catalog, mode func(view string) Mode) ([]Finding, error) {
+func Check(ctx context.Context, q Querier, cat *Catalog, concurrentlyRequired func(view string) bool) ([]Finding, error) {
 	var out []Finding
 	for _, p := range cat.Excluded {
 		out = append(out, Finding{p.View, SeverityError, p.Code, p.Message})
@@ -57,7 +57,7 @@ func Check(ctx context.Context, q Querier, cat *Catalog, mode func(view string) 
 	}
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
-		always := mode(name) == ModeConcurrently
+		always := concurrentlyRequired(name)
 		severity := SeverityWarning
 		if always {
 			severity = SeverityError

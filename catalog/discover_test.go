@@ -1,4 +1,4 @@
-package refresher_test
+package catalog_test
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
-	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
 var cluster *localpg.Cluster
@@ -88,7 +88,7 @@ CREATE MATERIALIZED VIEW a.mv_disabled AS SELECT count(*) FROM a.dim;
 
 func TestDiscover(t *testing.T) {
 	pool := newDB(t, discoverySchema)
-	cat, err := refresher.Discover(context.Background(), pool, refresher.DiscoverOptions{
+	cat, err := catalog.Discover(context.Background(), pool, catalog.DiscoverOptions{
 		Schemas: []string{"a"},
 		Enabled: func(name string) bool { return name != "a.mv_disabled" },
 	})
@@ -158,8 +158,8 @@ func TestDiscover_ReplicaIdentityOfPartitionTrees(t *testing.T) {
 		CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (10) TO (20);
 		ALTER TABLE p1 REPLICA IDENTITY FULL;
 		CREATE MATERIALIZED VIEW mv_p AS SELECT count(*) AS c FROM p;`)
-	discover := func() *refresher.Catalog {
-		cat, err := refresher.Discover(context.Background(), pool, refresher.DiscoverOptions{})
+	discover := func() *catalog.Catalog {
+		cat, err := catalog.Discover(context.Background(), pool, catalog.DiscoverOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +177,7 @@ func TestDiscover_ReplicaIdentityOfPartitionTrees(t *testing.T) {
 	}
 }
 
-func hasProblem(ps []refresher.Problem, view, code string) bool {
+func hasProblem(ps []catalog.Problem, view, code string) bool {
 	for _, p := range ps {
 		if p.View == view && p.Code == code {
 			return true
@@ -208,7 +208,7 @@ func TestDiscover_ViewsTheRoleCannotRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer limited.Close()
-	cat, err := refresher.Discover(context.Background(), limited, refresher.DiscoverOptions{})
+	cat, err := catalog.Discover(context.Background(), limited, catalog.DiscoverOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

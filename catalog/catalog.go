@@ -1,7 +1,8 @@
-// Package refresher knows the materialized views: it discovers them and the
-// tables they read from the catalog, refreshes them, and records every
-// refresh in the refresh log table.
-package refresher
+// Package catalog knows the materialized views from PostgreSQL's catalog:
+// the views to manage, the tables they read (through plain views) and the
+// views they are built on, how a change to a table routes to them, and the
+// checks of `mvrefresher check`.
+package catalog
 
 import (
 	"slices"

@@ -1,11 +1,11 @@
-package refresher_test
+package catalog_test
 
 import (
 	"context"
 	"strings"
 	"testing"
 
-	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/catalog"
 )
 
 // checkSchema has the seed's NOW() view next to views that must not be
@@ -53,11 +53,11 @@ CREATE UNIQUE INDEX ON analytics.mv_locks (n);
 func TestCheck(t *testing.T) {
 	pool := newDB(t, checkSchema)
 	ctx := context.Background()
-	cat, err := refresher.Discover(ctx, pool, refresher.DiscoverOptions{Schemas: []string{"analytics"}})
+	cat, err := catalog.Discover(ctx, pool, catalog.DiscoverOptions{Schemas: []string{"analytics"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	findings, err := refresher.Check(ctx, pool, cat, func(string) refresher.Mode { return refresher.ModeAuto })
+	findings, err := catalog.Check(ctx, pool, cat, func(string) bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestCheck(t *testing.T) {
 		k := key{f.View, string(f.Severity), f.Code}
 		got[k] = append(got[k], f.Message)
 	}
-	expect := func(view string, sev refresher.Severity, code string, mentions ...string) {
+	expect := func(view string, sev catalog.Severity, code string, mentions ...string) {
 		t.Helper()
 		msgs := got[key{view, string(sev), code}]
 		if len(msgs) == 0 {
@@ -82,35 +82,30 @@ func TestCheck(t *testing.T) {
 		}
 		delete(got, key{view, string(sev), code})
 	}
-	expect("analytics.mv_conversion_funnels", refresher.SeverityError, "nondeterministic-output", "now()", `column "last_refreshed_at"`, "rewrites the whole view")
-	expect("analytics.mv_sql_value", refresher.SeverityError, "nondeterministic-output", "CURRENT_TIMESTAMP", `column "ts"`)
-	expect("analytics.mv_random", refresher.SeverityError, "nondeterministic-output", "random()", "gen_random_uuid()", "nextval()")
-	expect("analytics.mv_filter", refresher.SeverityWarning, "nondeterministic-filter", "now()", "filter")
-	expect("analytics.mv_via_view", refresher.SeverityError, "nondeterministic-output", "clock_timestamp()", "through view v_stamped")
-	expect("analytics.mv_subquery", refresher.SeverityError, "nondeterministic-output", "statement_timestamp()")
-	expect("analytics.mv_user_fn", refresher.SeverityError, "nondeterministic-output", "public.bump()", `column "b"`)
-	expect("analytics.mv_user_fn", refresher.SeverityWarning, "opaque-function", "public.lookup()")
-	expect("analytics.mv_no_index", refresher.SeverityWarning, "no-unique-index", `CREATE UNIQUE INDEX ON analytics.mv_no_index ("account_id")`)
-	expect("analytics.mv_locks", refresher.SeverityError, "nondeterministic-output", "pg_lock_status()", "through view pg_locks")
+	expect("analytics.mv_conversion_funnels", catalog.SeverityError, "nondeterministic-output", "now()", `column "last_refreshed_at"`, "rewrites the whole view")
+	expect("analytics.mv_sql_value", catalog.SeverityError, "nondeterministic-output", "CURRENT_TIMESTAMP", `column "ts"`)
+	expect("analytics.mv_random", catalog.SeverityError, "nondeterministic-output", "random()", "gen_random_uuid()", "nextval()")
+	expect("analytics.mv_filter", catalog.SeverityWarning, "nondeterministic-filter", "now()", "filter")
+	expect("analytics.mv_via_view", catalog.SeverityError, "nondeterministic-output", "clock_timestamp()", "through view v_stamped")
+	expect("analytics.mv_subquery", catalog.SeverityError, "nondeterministic-output", "statement_timestamp()")
+	expect("analytics.mv_user_fn", catalog.SeverityError, "nondeterministic-output", "public.bump()", `column "b"`)
+	expect("analytics.mv_user_fn", catalog.SeverityWarning, "opaque-function", "public.lookup()")
+	expect("analytics.mv_no_index", catalog.SeverityWarning, "no-unique-index", `CREATE UNIQUE INDEX ON analytics.mv_no_index ("account_id")`)
+	expect("analytics.mv_locks", catalog.SeverityError, "nondeterministic-output", "pg_lock_status()", "through view pg_locks")
 	for k, msgs := range got {
 		t.Errorf("unexpected finding %v: %s", k, msgs)
 	}
-	if !refresher.HasErrors(findings) {
+	if !catalog.HasErrors(findings) {
 		t.Error("HasErrors is false with errors present")
 	}
 
 	// concurrently: always turns the missing index into an error.
-	always, err := refresher.Check(ctx, pool, cat, func(v string) refresher.Mode {
-		if v == "analytics.mv_no_index" {
-			return refresher.ModeConcurrently
-		}
-		return refresher.ModeAuto
-	})
+	always, err := catalog.Check(ctx, pool, cat, func(v string) bool { return v == "analytics.mv_no_index" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range always {
-		if f.View == "analytics.mv_no_index" && f.Code == "no-unique-index" && f.Severity != refresher.SeverityError {
+		if f.View == "analytics.mv_no_index" && f.Code == "no-unique-index" && f.Severity != catalog.SeverityError {
 			t.Errorf("no-unique-index under concurrently: always is a %s, want an error", f.Severity)
 		}
 	}
