@@ -65,43 +65,20 @@ func (d *Daemon) Ready() bool {
 	return s != nil && s.Streaming()
 }
 
-// runOnce connects, streams and refreshes until ctx ends or something fails.
+// runOnce connects, prepares (log table, catalog, publication, slot) and
+// then streams and refreshes until ctx ends or something fails.
 func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	log, err := refreshLog(d.cfg)
 	if err != nil {
 		return err
 	}
 	d.log = log
-
-	poolCfg, err := pgxpool.ParseConfig(d.cfg.DatabaseURL)
+	pool, err := d.openPool(ctx)
 	if err != nil {
-		return fmt.Errorf("parse database_url: %w", err)
-	}
-	// One connection per worker, plus discovery and lookups.
-	poolCfg.MaxConns = int32(d.cfg.Workers + 2)
-	poolCfg.ConnConfig.RuntimeParams["application_name"] = "mvrefresher"
-	// A cancelled refresh (shutdown_timeout) must end on the server too, not
-	// only here: closing the socket leaves a REFRESH waiting for a lock, or
-	// running, with its locks held.
-	poolCfg.ConnConfig.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: cancelDeadline}
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return fmt.Errorf("connect to database: %w", err)
+		return err
 	}
 	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connect to database %s: %w", config.RedactURL(d.cfg.DatabaseURL), err)
-	}
-	if err := replication.CheckWALLevel(ctx, pool); err != nil {
-		return err
-	}
-	// A standby does nothing else until the active instance lets go.
-	if err := replication.CheckSlotFree(ctx, pool, d.cfg.Slot); err != nil {
-		return err
-	}
-	if err := d.checkConfiguredViews(ctx, pool); err != nil {
+	if err := d.checkServer(ctx, pool); err != nil {
 		return err
 	}
 	// Connect for replication before creating anything, so that a role
@@ -116,41 +93,100 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 			d.logger.Warn("close replication connection", "error", err)
 		}
 	}()
-	if err := d.log.Ensure(ctx, pool); err != nil {
-		return err
-	}
-	cat, _, err := d.discover(ctx, pool, nil)
-	if err != nil {
-		return err
-	}
-	d.logCatalog(cat)
-	findings, err := d.logFindings(ctx, pool, cat)
+	start, err := d.prepare(ctx, pool, stream)
 	if err != nil {
 		return err
 	}
 
-	markAllOwed := func() error { return d.markAllOwed(ctx, pool, cat) }
-	slot, err := stream.EnsureSlot(ctx, pool, markAllOwed)
-	lost := errors.Is(err, replication.ErrSlotLost)
-	switch {
-	case lost && d.cfg.OnSlotLost == config.OnSlotLostRecreate:
-		d.logger.Error("the replication slot was invalidated by the server: recreating it and refreshing every view once, which covers the changes it can no longer stream",
-			"slot", d.cfg.Slot, "error", err)
-		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, true)
-	case err == nil && d.slotUndecodable && !slot.Created:
-		d.logger.Error("the slot cannot decode WAL written while the publication was dropped: recreating it and refreshing every view once, which covers the changes it cannot decode",
-			"slot", d.cfg.Slot, "publication", d.cfg.Publication)
-		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, false)
-	}
-	if err != nil {
+	d.standby.Store(false)
+	// Discovery and the checks parse every view's rule: tens of megabytes
+	// for thousands of views, garbage now. Hand it back to the OS at once
+	// rather than whenever the scavenger gets to it: a sidecar's memory
+	// limit is sized for its steady state.
+	debug.FreeOSMemory()
+	stream.Confirm(start.slot.Start)
+	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, stream.Confirm, sink)
+	sched.startup(start.startup)
+	d.stream.Store(stream)
+	if err := d.runStages(ctx, pool, stream, sched, start.catalog, sink); err != nil {
 		return err
 	}
-	d.slotUndecodable = false
+	d.logger.Info("stopped")
+	return nil
+}
+
+// openPool connects the pool the refreshes, discovery and lookups use.
+func (d *Daemon) openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	poolCfg, err := pgxpool.ParseConfig(d.cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database_url: %w", err)
+	}
+	// One connection per worker, plus discovery and lookups.
+	poolCfg.MaxConns = int32(d.cfg.Workers + 2)
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "mvrefresher"
+	// A cancelled refresh (shutdown_timeout) must end on the server too, not
+	// only here: closing the socket leaves a REFRESH waiting for a lock, or
+	// running, with its locks held.
+	poolCfg.ConnConfig.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: cancelDeadline}
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to database %s: %w", config.RedactURL(d.cfg.DatabaseURL), err)
+	}
+	return pool, nil
+}
+
+// checkServer fails for a server the daemon cannot use, the views: entries
+// naming no view, and (ErrSlotInUse) a slot another instance streams from:
+// a standby does nothing else until the active instance lets go.
+func (d *Daemon) checkServer(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := replication.CheckWALLevel(ctx, pool); err != nil {
+		return err
+	}
+	if err := replication.CheckSlotFree(ctx, pool, d.cfg.Slot); err != nil {
+		return err
+	}
+	return d.checkConfiguredViews(ctx, pool)
+}
+
+// startState is what streaming starts from.
+type startState struct {
+	catalog  *catalog.Catalog
+	findings []catalog.Finding
+	slot     replication.SlotState
+	// startup lists the views owing a refresh the WAL will not bring.
+	startup []string
+}
+
+// prepare creates what is missing (the log table, the publication, the
+// slot) and reads what streaming starts from.
+func (d *Daemon) prepare(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream) (startState, error) {
+	if err := d.log.Ensure(ctx, pool); err != nil {
+		return startState{}, err
+	}
+	cat, _, err := d.discover(ctx, pool, nil)
+	if err != nil {
+		return startState{}, err
+	}
+	d.logCatalog(cat)
+	findings, err := d.logFindings(ctx, pool, cat)
+	if err != nil {
+		return startState{}, err
+	}
+	slot, err := d.ensureSlot(ctx, pool, stream, cat)
+	if err != nil {
+		return startState{}, err
+	}
 	// Everything owed is in the log, whatever this start or an earlier one
 	// that crashed found: a new slot, tables newly published, failures.
 	startup, err := d.log.Owed(ctx, pool, cat.Names())
 	if err != nil {
-		return err
+		return startState{}, err
 	}
 	errs, warns := 0, 0
 	for _, f := range findings {
@@ -163,22 +199,31 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	d.logger.Info("starting", "database", databaseName(d.cfg.DatabaseURL), "slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup}, nil
+}
 
-	d.standby.Store(false)
-	// Discovery and the checks parse every view's rule: tens of megabytes
-	// for thousands of views, garbage now. Hand it back to the OS at once
-	// rather than whenever the scavenger gets to it: a sidecar's memory
-	// limit is sized for its steady state.
-	debug.FreeOSMemory()
-	stream.Confirm(slot.Start)
-	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, cat, findings, slot.Start, stream.Confirm, sink)
-	sched.startup(startup)
-	d.stream.Store(stream)
-	if err := d.runStages(ctx, pool, stream, sched, cat, sink); err != nil {
-		return err
+// ensureSlot finds or creates the slot, and recreates one the server
+// invalidated or that cannot decode its WAL (on_slot_lost: recreate).
+// Every view is marked owed before a slot is created: nothing before it
+// will be streamed.
+func (d *Daemon) ensureSlot(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, cat *catalog.Catalog) (replication.SlotState, error) {
+	markAllOwed := func() error { return d.markAllOwed(ctx, pool, cat) }
+	slot, err := stream.EnsureSlot(ctx, pool, markAllOwed)
+	switch {
+	case errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate:
+		d.logger.Error("the replication slot was invalidated by the server: recreating it and refreshing every view once, which covers the changes it can no longer stream",
+			"slot", d.cfg.Slot, "error", err)
+		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, true)
+	case err == nil && d.slotUndecodable && !slot.Created:
+		d.logger.Error("the slot cannot decode WAL written while the publication was dropped: recreating it and refreshing every view once, which covers the changes it cannot decode",
+			"slot", d.cfg.Slot, "publication", d.cfg.Publication)
+		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, false)
 	}
-	d.logger.Info("stopped")
-	return nil
+	if err != nil {
+		return replication.SlotState{}, err
+	}
+	d.slotUndecodable = false
+	return slot, nil
 }
 
 // runStages runs the stream, the scheduler, the workers and discovery until
@@ -195,14 +240,7 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 	g.Go(func() error { d.monitorSlot(gctx, pool, sched, sink); return nil })
 	var workers errgroup.Group
 	for range d.cfg.Workers {
-		workers.Go(func() error {
-			for j := range sched.jobs {
-				out := refr.Refresh(workCtx, refresher.Request{View: j.view, Mode: j.mode, LSN: j.lsn, Dependents: j.dependents,
-					Txns: j.txns, Deferrable: j.deferrable})
-				sched.results <- result{view: j.view.Name, outcome: out}
-			}
-			return nil
-		})
+		workers.Go(func() error { sched.work(workCtx, refr.Refresh); return nil })
 	}
 	g.Go(func() error {
 		err := sched.run(gctx, cancelWork)

@@ -23,9 +23,13 @@ import (
 	"github.com/mvrefresher/mvrefresher/replication"
 )
 
-// progress is a stream position with no transaction in flight before it,
+// streamed is what the stream hands the scheduler: a committed transaction,
+// or (tx nil) progress, a position with no transaction in flight before it
 // from a keepalive: the server has sent everything it had.
-type progress pglogrepl.LSN
+type streamed struct {
+	tx       *replication.Transaction
+	progress pglogrepl.LSN
+}
 
 // catchUpLag is how old a transaction may be when it arrives before the
 // stream counts as catching up on a backlog; while it does, views wait for
@@ -44,15 +48,6 @@ type catalogUpdate struct {
 	// repartitioned: views whose partitioned sources gained or lost
 	// partitions, with those sources.
 	repartitioned map[string][]string
-}
-
-type job struct {
-	view       *catalog.View
-	mode       refresher.Mode
-	lsn        pglogrepl.LSN
-	dependents []string
-	txns       []refresher.Txn
-	deferrable bool
 }
 
 type result struct {
@@ -76,9 +71,9 @@ type scheduler struct {
 	events  eventSink
 	metrics *metrics.Metrics
 
-	inbox    chan any // *replication.Transaction, progress
+	inbox    chan streamed
 	catalogs chan catalogUpdate
-	jobs     chan job
+	jobs     chan refresher.Request
 	results  chan result
 
 	catalog    *catalog.Catalog
@@ -118,9 +113,9 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		confirm:    confirm,
 		events:     sink,
 		metrics:    m,
-		inbox:      make(chan any, 4096),
+		inbox:      make(chan streamed, 4096),
 		catalogs:   make(chan catalogUpdate),
-		jobs:       make(chan job, cfg.Workers),
+		jobs:       make(chan refresher.Request, cfg.Workers),
 		results:    make(chan result, cfg.Workers),
 		watermark:  replication.NewWatermark(start),
 		pending:    map[string]*work{},
@@ -138,14 +133,14 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 
 // Commit and Progress make the scheduler the stream's handler.
 func (s *scheduler) Commit(ctx context.Context, tx *replication.Transaction) error {
-	return s.send(ctx, tx)
+	return s.send(ctx, streamed{tx: tx})
 }
 
 func (s *scheduler) Progress(ctx context.Context, lsn pglogrepl.LSN) error {
-	return s.send(ctx, progress(lsn))
+	return s.send(ctx, streamed{progress: lsn})
 }
 
-func (s *scheduler) send(ctx context.Context, item any) error {
+func (s *scheduler) send(ctx context.Context, item streamed) error {
 	select {
 	case s.inbox <- item:
 		return nil
@@ -237,17 +232,16 @@ func (s *scheduler) drainInbox(ctx context.Context) {
 	}
 }
 
-func (s *scheduler) receive(ctx context.Context, item any) {
+func (s *scheduler) receive(ctx context.Context, item streamed) {
 	s.lastReceived = time.Now()
-	switch it := item.(type) {
-	case *replication.Transaction:
-		s.route(ctx, it)
-		s.watermark.Seen(it.EndLSN)
-		s.setBehind(s.lastReceived.Sub(it.CommitTime) > catchUpLag)
-	case progress:
-		s.watermark.Seen(pglogrepl.LSN(it))
-		s.setBehind(false)
+	if tx := item.tx; tx != nil {
+		s.route(ctx, tx)
+		s.watermark.Seen(tx.EndLSN)
+		s.setBehind(s.lastReceived.Sub(tx.CommitTime) > catchUpLag)
+		return
 	}
+	s.watermark.Seen(item.progress)
+	s.setBehind(false)
 }
 
 // setBehind notes whether the stream is catching up on a backlog: a
@@ -305,8 +299,16 @@ func (s *scheduler) dispatch() {
 		if w.lsn == 0 {
 			w.lsn = s.watermark.SeenLSN()
 		}
-		s.jobs <- job{view: view, mode: refreshMode(s.cfg, name), lsn: w.lsn,
-			dependents: withDependents(s.catalog, []string{name})[1:], txns: w.txns, deferrable: !w.unconditional}
+		s.jobs <- refresher.Request{View: view, Mode: refreshMode(s.cfg, name), LSN: w.lsn,
+			Dependents: withDependents(s.catalog, []string{name})[1:], Txns: w.txns, Deferrable: !w.unconditional}
+	}
+}
+
+// work runs the refreshes dispatch hands out until run has returned (and
+// closed jobs); the daemon runs one per worker.
+func (s *scheduler) work(ctx context.Context, refresh func(context.Context, refresher.Request) refresher.Outcome) {
+	for req := range s.jobs {
+		s.results <- result{view: req.View.Name, outcome: refresh(ctx, req)}
 	}
 }
 
