@@ -47,6 +47,9 @@ func parseIdentifiers(s string) ([]string, error) {
 	bad := func(why string, args ...any) error {
 		return fmt.Errorf("invalid name %q: %s", s, fmt.Sprintf(why, args...))
 	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return nil, bad("PostgreSQL names cannot contain a NUL byte")
+	}
 	var parts []string
 	i := skipSpace(s, 0)
 	for {

@@ -33,7 +33,14 @@ func (d *decoder) decode(data []byte) (*Transaction, error) {
 			return nil, nil
 		}
 	}
-	msg, err := pglogrepl.Parse(data)
+	// A TRUNCATE states how many relations follow, and pglogrepl allocates
+	// that many before it reads them: check the count against the length.
+	if len(data) >= 5 && pglogrepl.MessageType(data[0]) == pglogrepl.MessageTypeTruncate {
+		if n := uint64(binary.BigEndian.Uint32(data[1:5])); 6+4*n > uint64(len(data)) {
+			return nil, fmt.Errorf("malformed TRUNCATE message: %d relations in %d bytes", n, len(data))
+		}
+	}
+	msg, err := parse(data)
 	if err != nil {
 		return nil, err
 	}
@@ -69,6 +76,18 @@ func (d *decoder) decode(data []byte) (*Transaction, error) {
 		}
 	}
 	return nil, nil
+}
+
+// parse is pglogrepl.Parse, which indexes past the end of a short or
+// empty message (it checks no lengths): a malformed message is an error,
+// never a crash of the daemon.
+func parse(data []byte) (msg pglogrepl.Message, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("malformed pgoutput message of %d bytes: %v", len(data), r)
+		}
+	}()
+	return pglogrepl.Parse(data)
 }
 
 func (d *decoder) change(oid uint32, truncated bool) {

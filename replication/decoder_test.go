@@ -88,7 +88,7 @@ func TestDecoder_AssemblesTransactions(t *testing.T) {
 		message(true, "other", "ignored"),
 		commit(0x100, 0x180),
 	)
-	if tx == nil || tx.CommitLSN != 0x100 || tx.EndLSN != 0x180 {
+	if tx == nil || tx.CommitLSN != 0x100 || tx.EndLSN != 0x180 || tx.Xid != 7 {
 		t.Fatalf("transaction: %+v", tx)
 	}
 	want := []RelationChange{
