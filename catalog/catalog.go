@@ -116,6 +116,40 @@ type Catalog struct {
 	byRelname  map[[2]string]any   // {schema, relname} -> *View or *Table, for Lookup
 }
 
+// New makes a catalog of views known without reading a server: each view's
+// Sources and Bases are given, and a source without a Publish table
+// publishes itself (a plain table).
+func New(views ...*View) *Catalog {
+	c := &Catalog{
+		Views:      map[string]*View{},
+		tables:     map[uint32]*Table{},
+		readers:    map[uint32][]string{},
+		ancestors:  map[uint32][]uint32{},
+		dependents: map[string][]string{},
+	}
+	for _, v := range views {
+		c.Views[v.Name] = v
+		for _, b := range v.Bases {
+			c.dependents[b] = append(c.dependents[b], v.Name)
+		}
+		for _, t := range v.Sources {
+			if t.Publish == nil {
+				t.Publish = t
+			}
+			c.tables[t.OID] = t
+			c.readers[t.OID] = append(c.readers[t.OID], v.Name)
+		}
+	}
+	for _, names := range c.readers {
+		slices.Sort(names)
+	}
+	for _, names := range c.dependents {
+		slices.Sort(names)
+	}
+	c.indexRelnames()
+	return c
+}
+
 // Dependents lists the managed views that read view directly or through
 // plain views: they must be refreshed after it.
 func (c *Catalog) Dependents(view string) []string { return c.dependents[view] }

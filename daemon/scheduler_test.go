@@ -1,0 +1,192 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/metrics"
+	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// The scheduler driven by hand, without a server: transactions in, the
+// refreshes it hands out, fake outcomes back, and the position the slot may
+// confirm after each step. The debouncer's clock is the scheduler's own
+// s.now, which the tests move.
+
+const srcOID = 16400
+
+// newTestScheduler manages app.base (reading app.src) and app.dep (built on
+// app.base), with no quiet period.
+func newTestScheduler(t *testing.T) *scheduler {
+	t.Helper()
+	src := &catalog.Table{OID: srcOID, Schema: "app", Relname: "src", Name: "app.src", Kind: catalog.KindTable, Persistence: 'p', ReplicaIdentity: true}
+	base := &catalog.View{OID: 1, Schema: "app", Relname: "base", Name: "app.base", Sources: []*catalog.Table{src}}
+	dep := &catalog.View{OID: 2, Schema: "app", Relname: "dep", Name: "app.dep", Bases: []string{"app.base"}}
+	cfg := config.Default()
+	cfg.Debounce, cfg.MaxWait = 0, 0
+	m := metrics.New(func() bool { return true }, func() bool { return false })
+	return newScheduler(cfg, slog.New(slog.DiscardHandler), m, nil, catalog.New(base, dep), nil, 0x100, func(pglogrepl.LSN) {}, noEvents{})
+}
+
+// commitForTest hands the scheduler a transaction changing app.src.
+func (s *scheduler) commitForTest(xid uint32, commitLSN, endLSN pglogrepl.LSN) {
+	s.receive(context.Background(), streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: commitLSN, EndLSN: endLSN, CommitTime: s.now,
+		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
+}
+
+// nextForTest dispatches and returns the refresh handed out, failing if there is
+// none or more than one.
+func (s *scheduler) nextForTest(t *testing.T) refresher.Request {
+	t.Helper()
+	s.dispatch()
+	select {
+	case req := <-s.jobs:
+		select {
+		case other := <-s.jobs:
+			t.Fatalf("two refreshes handed out at once: %s and %s", req.View.Name, other.View.Name)
+		default:
+		}
+		return req
+	default:
+		t.Fatal("no refresh handed out")
+		return refresher.Request{}
+	}
+}
+
+func (s *scheduler) expectIdle(t *testing.T) {
+	t.Helper()
+	s.dispatch()
+	select {
+	case req := <-s.jobs:
+		t.Fatalf("unexpected refresh of %s", req.View.Name)
+	default:
+	}
+}
+
+func expectConfirmable(t *testing.T, s *scheduler, want pglogrepl.LSN) {
+	t.Helper()
+	if got := s.watermark.Confirmable(); got != want {
+		t.Fatalf("confirmable %s, want %s", got, want)
+	}
+}
+
+func TestScheduler_CascadeHoldsTheSlotUntilTheDependentIsDone(t *testing.T) {
+	s := newTestScheduler(t)
+	s.commitForTest(7, 0x200, 0x210)
+	req := s.nextForTest(t)
+	if req.View.Name != "app.base" || req.LSN != 0x210 || len(req.Txns) != 1 || req.Txns[0].Xid != 7 || !req.Deferrable {
+		t.Fatalf("first refresh %+v", req)
+	}
+	expectConfirmable(t, s, 0x200)
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	expectConfirmable(t, s, 0x200) // the cascade holds it now
+	req = s.nextForTest(t)
+	if req.View.Name != "app.dep" || req.Deferrable {
+		t.Fatalf("cascade %+v, want app.dep, not deferrable", req)
+	}
+	s.finish(result{view: "app.dep", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	expectConfirmable(t, s, 0x210)
+	s.expectIdle(t)
+}
+
+func TestScheduler_UnrecordedFailureKeepsItsHoldAndIsRetried(t *testing.T) {
+	s := newTestScheduler(t)
+	s.commitForTest(7, 0x200, 0x210)
+	req := s.nextForTest(t)
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Err: errors.New("connection lost")}})
+	expectConfirmable(t, s, 0x200)
+	s.expectIdle(t) // waiting out its backoff
+	s.now = s.now.Add(retryBackoffBase + time.Millisecond)
+	req = s.nextForTest(t)
+	if req.View.Name != "app.base" {
+		t.Fatalf("retry of %s, want app.base", req.View.Name)
+	}
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	req = s.nextForTest(t)
+	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	expectConfirmable(t, s, 0x210)
+}
+
+func TestScheduler_RecordedFailureReleasesTheSlot(t *testing.T) {
+	s := newTestScheduler(t)
+	s.commitForTest(7, 0x200, 0x210)
+	req := s.nextForTest(t)
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Err: errors.New("division by zero"), Recorded: true}})
+	expectConfirmable(t, s, 0x210)
+	s.expectIdle(t) // no cascade from a failure; the retry waits
+	if !s.debouncer.Pending("app.base") {
+		t.Fatal("a failed view is not pending a retry")
+	}
+}
+
+func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
+	s := newTestScheduler(t)
+	s.commitForTest(7, 0x200, 0x210)
+	s.commitForTest(8, 0x300, 0x310)
+	req := s.nextForTest(t)
+	if len(req.Txns) != 2 {
+		t.Fatalf("txns %+v, want both", req.Txns)
+	}
+	// The refresh saw xid 8, not 7 (waiting for a synchronous standby).
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: 0x200, Recorded: true,
+		Unseen: []refresher.Txn{{Xid: 7, CommitLSN: 0x200}}}})
+	expectConfirmable(t, s, 0x200)
+	req = s.nextForTest(t) // the cascade of what it saw
+	if req.View.Name != "app.dep" || req.LSN != 0x200 {
+		t.Fatalf("cascade %+v, want app.dep at the oldest unseen commit", req)
+	}
+	s.finish(result{view: "app.dep", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	expectConfirmable(t, s, 0x200)
+
+	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
+	req = s.nextForTest(t)
+	if req.View.Name != "app.base" || len(req.Txns) != 1 || req.Txns[0].Xid != 7 || !req.Deferrable {
+		t.Fatalf("retry %+v, want app.base for xid 7", req)
+	}
+	// Still not visible: nothing ran, nothing moves, and it is tried again.
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{Deferred: true, Unseen: req.Txns}})
+	expectConfirmable(t, s, 0x200)
+	s.expectIdle(t)
+	s.now = s.now.Add(2*visibilityBackoffBase + time.Millisecond)
+	req = s.nextForTest(t)
+	if req.View.Name != "app.base" {
+		t.Fatalf("second retry of %s", req.View.Name)
+	}
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	req = s.nextForTest(t)
+	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	expectConfirmable(t, s, 0x310)
+}
+
+func TestScheduler_ServerGoingAwayEndsTheRun(t *testing.T) {
+	s := newTestScheduler(t)
+	s.commitForTest(7, 0x200, 0x210)
+	req := s.nextForTest(t)
+	shutdown := fmt.Errorf("refresh app.base: %w", &pgconn.PgError{Code: pgerrcode.AdminShutdown, Message: "terminating connection due to administrator command"})
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Err: shutdown}})
+	if !errors.Is(s.gone, errServerGoingAway) {
+		t.Fatalf("gone = %v after a refresh failed with 57P01", s.gone)
+	}
+	expectConfirmable(t, s, 0x200)
+	done := make(chan error, 1)
+	go func() { done <- s.run(context.Background(), func() {}) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errServerGoingAway) {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run went on with the server going away")
+	}
+}
