@@ -182,7 +182,7 @@ func (l latency) run(ctx context.Context, ns *localnats.Server, run int) (latenc
 	}
 	// Slots belong to the cluster: drop this run's, or the next run's
 	// daemon finds it taken by another database.
-	defer conn.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()") //nolint:errcheck // cleanup
+	defer conn.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()") // cleanup
 	nc, err := nats.Connect(ns.URL())
 	if err != nil {
 		return latencyRun{}, err

@@ -108,7 +108,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer cluster.Stop(context.Background()) //nolint:errcheck // best effort at exit
+	defer cluster.Stop(context.Background()) // best effort at exit
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var raw any
 	switch scenario {

@@ -141,7 +141,7 @@ func (s scale) run(ctx context.Context, bin string, run int) (scaleRun, error) {
 		}
 	}
 	fmt.Fprintf(logWriter, "run %d: created %d tables and %d views in %.1fs\n", run, s.tables, s.views, since(t0))
-	defer conn.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()") //nolint:errcheck // cleanup
+	defer conn.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()") // cleanup
 
 	// First start: everything is created and every view refreshed once.
 	d, err := startProcess(ctx, bin, s.cluster.URL(db), logTo)
@@ -200,7 +200,7 @@ func (s scale) run(ctx context.Context, bin string, run int) (scaleRun, error) {
 	if d, err = startProcess(ctx, bin, s.cluster.URL(db), logTo); err != nil {
 		return r, err
 	}
-	defer d.stop() //nolint:errcheck // stopped below; this is for errors
+	defer d.stop() // stopped below; this is for errors
 	if r.BacklogReadySec, err = d.waitReady(ctx, 5*time.Minute); err != nil {
 		return r, d.fail(err)
 	}

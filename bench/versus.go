@@ -536,7 +536,7 @@ func refreshCounted(ctx context.Context, conn *pgx.Conn, view string) (refreshRe
 	if err != nil {
 		return r, err
 	}
-	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	defer tx.Rollback(context.Background()) // no-op after Commit
 	var before, after int64
 	if err := tx.QueryRow(ctx, counters, view).Scan(&before); err != nil {
 		return r, err

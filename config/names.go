@@ -103,7 +103,8 @@ func isUnquotedIdent(w string) bool {
 	for j := 0; j < len(w); j++ {
 		c := w[j]
 		letter := c == '_' || c >= 0x80 || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
-		if !letter && (j == 0 || !(('0' <= c && c <= '9') || c == '$')) {
+		digitOrDollar := ('0' <= c && c <= '9') || c == '$'
+		if !letter && (j == 0 || !digitOrDollar) {
 			return false
 		}
 	}

@@ -36,13 +36,10 @@ func (c Config) problems() []problem {
 		ps = append(ps, problem{[]string{key}, fmt.Errorf(format, args...)})
 	}
 
-	switch {
-	case c.DatabaseURL == "":
+	if c.DatabaseURL == "" {
 		add("database_url", "database_url is required (set it in the config file, MVREFRESHER_DATABASE_URL, DATABASE_URL or --database-url)")
-	default:
-		if err := checkDatabaseURL(c.DatabaseURL); err != nil {
-			add("database_url", "database_url: %w", err)
-		}
+	} else if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		add("database_url", "database_url: %w", err)
 	}
 
 	if !validSlotName(c.Slot) {
@@ -173,7 +170,7 @@ func validSlotName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(('a' <= c && c <= 'z') || ('0' <= c && c <= '9') || c == '_') {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
 			return false
 		}
 	}

@@ -48,7 +48,7 @@ func (e *env) lockLogRow(view string) (release func()) {
 	release = func() {
 		if !released {
 			released = true
-			tx.Rollback(ctx) //nolint:errcheck // nothing written
+			tx.Rollback(ctx) // nothing written
 		}
 	}
 	e.t.Cleanup(release)

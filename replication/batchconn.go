@@ -288,7 +288,7 @@ func (c *batchConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *batchConn) SetDeadline(t time.Time) error {
-	return errors.Join(c.SetReadDeadline(t), c.Conn.SetWriteDeadline(t))
+	return errors.Join(c.SetReadDeadline(t), c.SetWriteDeadline(t))
 }
 
 func isTimeout(err error) bool {

@@ -28,7 +28,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
-	defer resp.Body.Close()
+	defer resp.Body.Close() //nolint:errcheck // read to the status only; nothing to lose
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("health: %s answered %s", *url, resp.Status)
 	}

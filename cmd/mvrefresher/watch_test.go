@@ -63,7 +63,7 @@ func TestWatch(t *testing.T) {
 		if err := nc.Publish(events.Subject("mvrefresher", status, schema, name), data); err != nil {
 			t.Fatal(err)
 		}
-		nc.Publish("mvrefresher.slot.mvrefresher", []byte(`{"slot":"mvrefresher"}`)) //nolint:errcheck // not a refresh event: ignored
+		nc.Publish("mvrefresher.slot.mvrefresher", []byte(`{"slot":"mvrefresher"}`)) // not a refresh event: ignored
 	}
 
 	watch := func(args ...string) (stdout *syncBuffer, stop func()) {
