@@ -190,3 +190,51 @@ func TestScheduler_ServerGoingAwayEndsTheRun(t *testing.T) {
 		t.Fatal("run went on with the server going away")
 	}
 }
+
+// On a stop the scheduler starts nothing new, lets a running refresh
+// finish within shutdown_timeout, and past it cancels the refresh through
+// cancelWork, still waiting for its outcome, so its hold decides what the
+// slot confirms.
+func TestScheduler_StopWaitsForTheRunningRefreshThenCancelsIt(t *testing.T) {
+	s := newTestScheduler(t)
+	s.cfg.ShutdownTimeout = 50 * time.Millisecond
+	ctx, stop := context.WithCancel(context.Background())
+	cancelled := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx, func() { close(cancelled) }) }()
+
+	tx := &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: time.Now(),
+		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}
+	if err := s.Commit(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	var req refresher.Request
+	select {
+	case req = <-s.jobs:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh started")
+	}
+	stop()
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the running refresh was not cancelled past shutdown_timeout")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("run returned (%v) before the running refresh reported", err)
+	default:
+	}
+	s.results <- result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Err: context.Canceled}}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after a stop: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return once the refresh reported")
+	}
+	if got := s.watermark.Confirmable(); got != 0x200 {
+		t.Fatalf("confirmable %s after a cancelled refresh, want 0/200", got)
+	}
+}
