@@ -136,7 +136,7 @@ func (s *scheduler) applyCatalog(u catalogUpdate) {
 		w.holdAt(s.watermark, s.watermark.SeenLSN())
 		w.raise(events.ReasonChange)
 		w.unconditional = true
-		w.noteChange(time.Now())
+		w.noteChange(s.now)
 		for _, src := range sources {
 			w.addSource(src)
 		}

@@ -371,7 +371,7 @@ func (s *scheduler) finish(r result) {
 			w.release(s.watermark)
 		}
 		s.pendingWork(r.view).absorb(s.watermark, w)
-		s.debouncer.Retry(r.view, time.Now().Add(retryBackoff(w.attempt)))
+		s.debouncer.Retry(r.view, s.now.Add(retryBackoff(w.attempt)))
 	}
 }
 
