@@ -140,6 +140,13 @@ func New(views ...*View) *Catalog {
 			c.readers[t.OID] = append(c.readers[t.OID], v.Name)
 		}
 	}
+	c.index()
+	return c
+}
+
+// index sorts the routes and builds Lookup's index, once the views and
+// tables are in.
+func (c *Catalog) index() {
 	for _, names := range c.readers {
 		slices.Sort(names)
 	}
@@ -147,7 +154,6 @@ func New(views ...*View) *Catalog {
 		slices.Sort(names)
 	}
 	c.indexRelnames()
-	return c
 }
 
 // Dependents lists the managed views that read view directly or through

@@ -386,13 +386,7 @@ func (b *builder) build() *Catalog {
 			}
 		}
 	}
-	for _, views := range c.readers {
-		slices.Sort(views)
-	}
-	for _, views := range c.dependents {
-		slices.Sort(views)
-	}
-	c.indexRelnames()
+	c.index()
 	return c
 }
 
