@@ -396,6 +396,7 @@ func retryBackoff(attempt int) time.Duration {
 const (
 	visibilityBackoffBase = 10 * time.Millisecond
 	visibilityBackoffMax  = time.Second
+	visibilityNoteAfter   = time.Second
 	visibilityWarnAfter   = 10 * time.Second
 )
 
@@ -412,12 +413,17 @@ func (s *scheduler) awaitVisibility(name string, unseen *work) {
 	waited := s.now.Sub(unseen.unseenSince)
 	attrs := []any{"view", name, "xid", unseen.txns[0].Xid, "commit_lsn", unseen.txns[0].CommitLSN.String(),
 		"commits", len(unseen.txns), "waited", waited.Round(time.Millisecond).String()}
+	// A healthy synchronous standby makes a commit visible within a
+	// millisecond or so: worth a line only once the wait is noticeable.
 	switch {
 	case unseen.unseenTries == 1:
-		s.logger.Info("a commit to refresh is not visible yet (a synchronous standby has not confirmed it?): waiting for it", attrs...)
+		s.logger.Debug("a commit to refresh is not visible yet: waiting for it", attrs...)
 	case waited >= visibilityWarnAfter && !unseen.unseenWarned:
 		unseen.unseenWarned = true
 		s.logger.Warn("a commit to refresh is still not visible: the refresh waits for it and the slot holds its WAL (is a synchronous standby down?)", attrs...)
+	case waited >= visibilityNoteAfter && !unseen.unseenNoted:
+		unseen.unseenNoted = true
+		s.logger.Info("a commit to refresh is not visible yet (a synchronous standby has not confirmed it?): waiting for it", attrs...)
 	}
 	s.metrics.VisibilityWaits.WithLabelValues(name).Inc()
 	p := s.pendingWork(name)

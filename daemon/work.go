@@ -36,6 +36,7 @@ type work struct {
 	// visible; unseenTries counts such refreshes, for the backoff.
 	unseenSince  time.Time
 	unseenTries  int
+	unseenNoted  bool
 	unseenWarned bool
 }
 
@@ -113,5 +114,6 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 		w.unseenSince = other.unseenSince
 	}
 	w.unseenTries = max(w.unseenTries, other.unseenTries)
+	w.unseenNoted = w.unseenNoted || other.unseenNoted
 	w.unseenWarned = w.unseenWarned || other.unseenWarned
 }
