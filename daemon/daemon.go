@@ -12,11 +12,8 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
@@ -27,10 +24,6 @@ import (
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
-
-// cancelDeadline is how long a cancelled query may take to end after its
-// cancel request before its connection is closed.
-const cancelDeadline = 5 * time.Second
 
 // Daemon is one running mvrefresher.
 type Daemon struct {
@@ -124,12 +117,6 @@ func (d *Daemon) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 	// One connection per worker, plus discovery and lookups.
 	poolCfg.MaxConns = int32(d.cfg.Workers + 2)
 	poolCfg.ConnConfig.RuntimeParams["application_name"] = "mvrefresher"
-	// A cancelled refresh (shutdown_timeout) must end on the server too, not
-	// only here: closing the socket leaves a REFRESH waiting for a lock, or
-	// running, with its locks held.
-	poolCfg.ConnConfig.BuildContextWatcherHandler = func(conn *pgconn.PgConn) ctxwatch.Handler {
-		return &pgconn.CancelRequestContextWatcherHandler{Conn: conn, DeadlineDelay: cancelDeadline}
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
