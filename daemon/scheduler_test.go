@@ -64,6 +64,11 @@ func (s *scheduler) nextForTest(t *testing.T) refresher.Request {
 	}
 }
 
+// succeedForTest reports the refresh req as done and recorded.
+func (s *scheduler) succeedForTest(req refresher.Request) {
+	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+}
+
 func (s *scheduler) expectIdle(t *testing.T) {
 	t.Helper()
 	s.dispatch()
@@ -89,13 +94,13 @@ func TestScheduler_CascadeHoldsTheSlotUntilTheDependentIsDone(t *testing.T) {
 		t.Fatalf("first refresh %+v", req)
 	}
 	expectConfirmable(t, s, 0x200)
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	expectConfirmable(t, s, 0x200) // the cascade holds it now
 	req = s.nextForTest(t)
 	if req.View.Name != "app.dep" || req.Deferrable {
 		t.Fatalf("cascade %+v, want app.dep, not deferrable", req)
 	}
-	s.finish(result{view: "app.dep", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	expectConfirmable(t, s, 0x210)
 	s.expectIdle(t)
 }
@@ -112,9 +117,9 @@ func TestScheduler_UnrecordedFailureKeepsItsHoldAndIsRetried(t *testing.T) {
 	if req.View.Name != "app.base" {
 		t.Fatalf("retry of %s, want app.base", req.View.Name)
 	}
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	req = s.nextForTest(t)
-	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	expectConfirmable(t, s, 0x210)
 }
 
@@ -146,7 +151,7 @@ func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
 	if req.View.Name != "app.dep" || req.LSN != 0x200 {
 		t.Fatalf("cascade %+v, want app.dep at the oldest unseen commit", req)
 	}
-	s.finish(result{view: "app.dep", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	expectConfirmable(t, s, 0x200)
 
 	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
@@ -163,9 +168,9 @@ func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
 	if req.View.Name != "app.base" {
 		t.Fatalf("second retry of %s", req.View.Name)
 	}
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	req = s.nextForTest(t)
-	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
+	s.succeedForTest(req)
 	expectConfirmable(t, s, 0x310)
 }
 
