@@ -56,8 +56,13 @@ type NATS struct {
 // Config is the whole configuration of the daemon and its commands.
 type Config struct {
 	DatabaseURL string
-	Slot        string
-	Publication string
+	// ReplicationURL is where the replication stream and the slot live: a
+	// physical standby of DatabaseURL's server (PostgreSQL 16+), so that
+	// decoding costs the primary nothing. Empty = DatabaseURL. See
+	// StreamURL.
+	ReplicationURL string
+	Slot           string
+	Publication    string
 	// Schemas are exact catalog names (pg_namespace.nspname), not SQL
 	// identifiers: they are not case-folded. Empty = all non-system schemas.
 	Schemas           []string
@@ -106,6 +111,15 @@ func Default() Config {
 			Stream:        "MVREFRESHER",
 		},
 	}
+}
+
+// StreamURL is the connection the replication stream and the slot use:
+// ReplicationURL, or DatabaseURL when that is empty.
+func (c Config) StreamURL() string {
+	if c.ReplicationURL != "" {
+		return c.ReplicationURL
+	}
+	return c.DatabaseURL
 }
 
 // ViewSettings are the effective settings of one view.

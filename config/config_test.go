@@ -298,3 +298,25 @@ func TestFlags_LoadUsesProcessEnvironment(t *testing.T) {
 		t.Fatalf("got %+v", cfg)
 	}
 }
+
+func TestLoad_ReplicationURL(t *testing.T) {
+	cfg, err := Load("", envOf(map[string]string{"MVREFRESHER_DATABASE_URL": testURL}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StreamURL() != testURL {
+		t.Errorf("without replication_url the stream uses %q, want database_url %q", cfg.StreamURL(), testURL)
+	}
+	standby := "postgres://replica:5432/app"
+	cfg, err = Load("", envOf(map[string]string{"MVREFRESHER_DATABASE_URL": testURL, "MVREFRESHER_REPLICATION_URL": standby}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StreamURL() != standby || cfg.DatabaseURL != testURL {
+		t.Errorf("stream %q and database %q, want %q and %q", cfg.StreamURL(), cfg.DatabaseURL, standby, testURL)
+	}
+	_, err = Load("", envOf(map[string]string{"MVREFRESHER_DATABASE_URL": testURL, "MVREFRESHER_REPLICATION_URL": "mysql://replica/app"}), nil)
+	if err == nil || !strings.Contains(err.Error(), "environment MVREFRESHER_REPLICATION_URL: replication_url: ") {
+		t.Fatalf("a bad replication_url: got %v", err)
+	}
+}

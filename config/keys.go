@@ -31,6 +31,8 @@ type keyDef struct {
 var keyDefs = []keyDef{
 	{"database_url", "PostgreSQL connection: postgres:// URL or key=value string (required)",
 		func(c *Config) any { return &c.DatabaseURL }},
+	{"replication_url", "decode on this physical standby of database_url's server (PostgreSQL 16+); refreshes and the refresh log stay on database_url; empty = decode on database_url",
+		func(c *Config) any { return &c.ReplicationURL }},
 	{"slot", "logical replication slot (created if missing)",
 		func(c *Config) any { return &c.Slot }},
 	{"publication", "publication (created and kept in sync with the sources)",

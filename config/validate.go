@@ -41,6 +41,11 @@ func (c Config) problems() []problem {
 	} else if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 		add("database_url", "database_url: %w", err)
 	}
+	if c.ReplicationURL != "" {
+		if err := checkDatabaseURL(c.ReplicationURL); err != nil {
+			add("replication_url", "replication_url: %w", err)
+		}
+	}
 
 	if !validSlotName(c.Slot) {
 		add("slot", "slot: invalid replication slot name %q (use 1 to 63 characters of lower-case letters, digits and underscores)", c.Slot)

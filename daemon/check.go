@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -31,6 +32,27 @@ func Check(ctx context.Context, cfg config.Config) ([]catalog.Finding, error) {
 		return nil, err
 	}
 	return catalog.Check(ctx, pool, cat, func(v string) bool { return refreshMode(cfg, v) == refresher.ModeConcurrently })
+}
+
+// CheckStream checks the server the stream would decode on, as the daemon
+// does at start, and says which it is.
+func CheckStream(ctx context.Context, cfg config.Config) (StreamStatus, error) {
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return StreamStatus{}, fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	slotPool, src, err := openStreamSource(ctx, cfg, pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return StreamStatus{}, err
+	}
+	defer closeStreamSource(slotPool, pool)
+	if src.Version == "" {
+		if err := pool.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&src.Version); err != nil {
+			return StreamStatus{}, fmt.Errorf("read the server version: %w", err)
+		}
+	}
+	return StreamStatus{DecodingOn: decodingOn(cfg, src), Source: src}, nil
 }
 
 func discoverOptions(cfg config.Config, log refresher.Log) catalog.DiscoverOptions {

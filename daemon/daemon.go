@@ -71,14 +71,22 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 		return err
 	}
 	defer pool.Close()
-	if err := d.checkServer(ctx, pool); err != nil {
+	slotPool, src, err := openStreamSource(ctx, d.cfg, pool, d.logger)
+	if err != nil {
+		return err
+	}
+	defer closeStreamSource(slotPool, pool)
+	if err := d.checkServer(ctx, pool, slotPool); err != nil {
 		return err
 	}
 	// Connect for replication before creating anything, so that a role
 	// without REPLICATION fails before the publication exists.
-	stream, err := replication.Connect(ctx, d.cfg.DatabaseURL, d.cfg.Slot, d.cfg.Publication, d.logger.With("component", "replication"))
+	stream, err := replication.Connect(ctx, d.cfg.StreamURL(), d.cfg.Slot, d.cfg.Publication, d.logger.With("component", "replication"))
 	if err != nil {
 		return err
+	}
+	if src.Standby {
+		stream.DecodeOnStandbyOf(pool)
 	}
 	// Whatever stops this attempt, tell the server what is done.
 	defer func() {
@@ -86,7 +94,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 			d.logger.Warn("close replication connection", "error", err)
 		}
 	}()
-	start, err := d.prepare(ctx, pool, stream)
+	start, err := d.prepare(ctx, pool, slotPool, src, stream)
 	if err != nil {
 		return err
 	}
@@ -98,10 +106,16 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	// limit is sized for its steady state.
 	debug.FreeOSMemory()
 	stream.Confirm(start.slot.Start)
-	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, stream.Confirm, sink)
+	confirm := stream.Confirm
+	var gate *replayGate
+	if src.Standby {
+		gate = newReplayGate(pool, slotPool, stream.Confirm, d.logger.With("component", "replay_gate"))
+		confirm = gate.offer
+	}
+	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
 	sched.startup(start.startup)
 	d.stream.Store(stream)
-	if err := d.runStages(ctx, pool, stream, sched, start.catalog, sink); err != nil {
+	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, sink); err != nil {
 		return err
 	}
 	d.logger.Info("stopped")
@@ -131,11 +145,11 @@ func (d *Daemon) openPool(ctx context.Context) (*pgxpool.Pool, error) {
 // checkServer fails for a server the daemon cannot use, the views: entries
 // naming no view, and (ErrSlotInUse) a slot another instance streams from:
 // a standby does nothing else until the active instance lets go.
-func (d *Daemon) checkServer(ctx context.Context, pool *pgxpool.Pool) error {
+func (d *Daemon) checkServer(ctx context.Context, pool, slotPool *pgxpool.Pool) error {
 	if err := replication.CheckWALLevel(ctx, pool); err != nil {
 		return err
 	}
-	if err := replication.CheckSlotFree(ctx, pool, d.cfg.Slot); err != nil {
+	if err := replication.CheckSlotFree(ctx, slotPool, d.cfg.Slot); err != nil {
 		return err
 	}
 	return d.checkConfiguredViews(ctx, pool)
@@ -152,7 +166,7 @@ type startState struct {
 
 // prepare creates what is missing (the log table, the publication, the
 // slot) and reads what streaming starts from.
-func (d *Daemon) prepare(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream) (startState, error) {
+func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src replication.Source, stream *replication.Stream) (startState, error) {
 	if err := d.log.Ensure(ctx, pool); err != nil {
 		return startState{}, err
 	}
@@ -165,9 +179,14 @@ func (d *Daemon) prepare(ctx context.Context, pool *pgxpool.Pool, stream *replic
 	if err != nil {
 		return startState{}, err
 	}
-	slot, err := d.ensureSlot(ctx, pool, stream, cat)
+	slot, err := d.ensureSlot(ctx, pool, slotPool, stream, cat)
 	if err != nil {
 		return startState{}, err
+	}
+	if slot.Created && src.Standby && src.PrimarySlot != "" {
+		if err := replication.AwaitCatalogFeedback(ctx, pool, slotPool, d.cfg.Slot, src.PrimarySlot, d.logger); err != nil {
+			return startState{}, err
+		}
 	}
 	// Everything owed is in the log, whatever this start or an earlier one
 	// that crashed found: a new slot, tables newly published, failures.
@@ -183,7 +202,8 @@ func (d *Daemon) prepare(ctx context.Context, pool *pgxpool.Pool, stream *replic
 			warns++
 		}
 	}
-	d.logger.Info("starting", "database", databaseName(d.cfg.DatabaseURL), "slot", d.cfg.Slot, "slot_created", slot.Created,
+	d.logger.Info("starting", "database", databaseName(d.cfg.DatabaseURL), "decoding_on", decodingOn(d.cfg, src),
+		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
 	return startState{catalog: cat, findings: findings, slot: slot, startup: startup}, nil
@@ -193,18 +213,18 @@ func (d *Daemon) prepare(ctx context.Context, pool *pgxpool.Pool, stream *replic
 // invalidated or that cannot decode its WAL (on_slot_lost: recreate).
 // Every view is marked owed before a slot is created: nothing before it
 // will be streamed.
-func (d *Daemon) ensureSlot(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, cat *catalog.Catalog) (replication.SlotState, error) {
+func (d *Daemon) ensureSlot(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, cat *catalog.Catalog) (replication.SlotState, error) {
 	markAllOwed := func() error { return d.markAllOwed(ctx, pool, cat) }
-	slot, err := stream.EnsureSlot(ctx, pool, markAllOwed)
+	slot, err := stream.EnsureSlot(ctx, slotPool, markAllOwed)
 	switch {
 	case errors.Is(err, replication.ErrSlotLost) && d.cfg.OnSlotLost == config.OnSlotLostRecreate:
 		d.logger.Error("the replication slot was invalidated by the server: recreating it and refreshing every view once, which covers the changes it can no longer stream",
 			"slot", d.cfg.Slot, "error", err)
-		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, true)
+		slot, err = stream.RecreateSlot(ctx, slotPool, markAllOwed, true)
 	case err == nil && d.slotUndecodable && !slot.Created:
 		d.logger.Error("the slot cannot decode WAL written while the publication was dropped: recreating it and refreshing every view once, which covers the changes it cannot decode",
 			"slot", d.cfg.Slot, "publication", d.cfg.Publication)
-		slot, err = stream.RecreateSlot(ctx, pool, markAllOwed, false)
+		slot, err = stream.RecreateSlot(ctx, slotPool, markAllOwed, false)
 	}
 	if err != nil {
 		return replication.SlotState{}, err
@@ -215,7 +235,7 @@ func (d *Daemon) ensureSlot(ctx context.Context, pool *pgxpool.Pool, stream *rep
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *replication.Stream, sched *scheduler, cat *catalog.Catalog, sink eventSink) error {
+func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replayGate, sched *scheduler, cat *catalog.Catalog, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Running refreshes outlive gctx by up to the shutdown timeout.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -224,7 +244,10 @@ func (d *Daemon) runStages(ctx context.Context, pool *pgxpool.Pool, stream *repl
 
 	g.Go(func() error { return stream.Run(gctx, sched) })
 	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat); return nil })
-	g.Go(func() error { d.monitorSlot(gctx, pool, sched, sink); return nil })
+	g.Go(func() error { d.monitorSlot(gctx, slotPool, sched, sink); return nil })
+	if gate != nil {
+		g.Go(func() error { return gate.run(gctx) })
+	}
 	var workers errgroup.Group
 	for range d.cfg.Workers {
 		workers.Go(func() error { sched.work(workCtx, refr.Refresh); return nil })

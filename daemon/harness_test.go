@@ -79,6 +79,9 @@ type env struct {
 	cfg  config.Config
 	pool *pgxpool.Pool
 	name string
+	// standbyPool is the standby the daemon decodes on (see decodeOn); nil
+	// when it decodes on the primary.
+	standbyPool *pgxpool.Pool
 
 	logs lockedBuffer // the daemon's log
 
@@ -226,7 +229,7 @@ func (e *env) start() {
 func (e *env) stop() {
 	e.t.Helper()
 	var pid *int32
-	if err := e.pool.QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&pid); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err := e.slotServer().QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&pid); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		e.t.Fatal(err)
 	}
 	e.stopDaemon()
@@ -236,7 +239,7 @@ func (e *env) stop() {
 		// a standby may take it over at once, so wait for this one's pid.
 		e.waitFor("the daemon's walsender to release the slot", 30*time.Second, func() (bool, error) {
 			var now *int32
-			err := e.pool.QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&now)
+			err := e.slotServer().QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&now)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return true, nil
 			}
@@ -284,10 +287,18 @@ func (e *env) waitFor(what string, timeout time.Duration, cond func() (bool, err
 	}
 }
 
+// slotServer is a pool to the server the daemon's slot is on.
+func (e *env) slotServer() *pgxpool.Pool {
+	if e.standbyPool != nil {
+		return e.standbyPool
+	}
+	return e.pool
+}
+
 func (e *env) confirmedLSN() (pglogrepl.LSN, bool, error) {
 	var lsn *pglogrepl.LSN
 	var active bool
-	err := e.pool.QueryRow(context.Background(),
+	err := e.slotServer().QueryRow(context.Background(),
 		`SELECT confirmed_flush_lsn, active FROM pg_replication_slots WHERE slot_name = $1`, e.cfg.Slot).Scan(&lsn, &active)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil // not created yet

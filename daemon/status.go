@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/replication"
 )
 
 // SlotStatus is the replication slot as the server sees it.
@@ -55,10 +57,18 @@ type ViewStatus struct {
 	LSN          *string    `json:"lsn"`
 }
 
+// StreamStatus is where the replication stream decodes.
+type StreamStatus struct {
+	// DecodingOn is "primary host:port/db" or "standby host:port/db".
+	DecodingOn string `json:"decoding_on"`
+	replication.Source
+}
+
 // StatusReport is what `mvrefresher status` shows.
 type StatusReport struct {
-	Slot  SlotStatus   `json:"slot"`
-	Views []ViewStatus `json:"views"`
+	Stream StreamStatus `json:"stream"`
+	Slot   SlotStatus   `json:"slot"`
+	Views  []ViewStatus `json:"views"`
 }
 
 // Status reads the slot, the managed views and the refresh log. It works
@@ -74,7 +84,13 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	}
 	defer pool.Close()
 	rep := StatusReport{Slot: SlotStatus{Name: cfg.Slot}}
-	if err := readSlot(ctx, pool, &rep.Slot); err != nil {
+	slotPool, src, err := openStreamSource(ctx, cfg, pool, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return rep, err
+	}
+	defer closeStreamSource(slotPool, pool)
+	rep.Stream = StreamStatus{DecodingOn: decodingOn(cfg, src), Source: src}
+	if err := readSlot(ctx, slotPool, &rep.Slot); err != nil {
 		return rep, err
 	}
 	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
@@ -109,14 +125,16 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	return rep, nil
 }
 
+// readSlot reads the slot on the server the stream decodes on; a standby's
+// WAL position is what it has replayed.
 func readSlot(ctx context.Context, pool *pgxpool.Pool, s *SlotStatus) error {
-	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s.CurrentWALLSN); err != nil {
+	if err := pool.QueryRow(ctx, "SELECT ("+replication.CurrentLSNSQL+")::text").Scan(&s.CurrentWALLSN); err != nil {
 		return fmt.Errorf("read the WAL position: %w", err)
 	}
 	// The columns of 17 and later through to_jsonb: null on 15 and 16.
 	err := pool.QueryRow(ctx, `SELECT active, active_pid, confirmed_flush_lsn::text,
-			pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,
-			pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, wal_status, safe_wal_size,
+			pg_wal_lsn_diff(`+replication.CurrentLSNSQL+`, confirmed_flush_lsn)::bigint,
+			pg_wal_lsn_diff(`+replication.CurrentLSNSQL+`, restart_lsn)::bigint, wal_status, safe_wal_size,
 			(to_jsonb(s)->>'inactive_since')::timestamptz, to_jsonb(s)->>'invalidation_reason', (to_jsonb(s)->>'failover')::boolean
 		FROM pg_replication_slots s WHERE slot_name = $1`, s.Name).
 		Scan(&s.Active, &s.ActivePID, &s.ConfirmedFlushLSN, &s.LagBytes, &s.RetainedBytes, &s.WALStatus, &s.SafeWALSize,

@@ -107,7 +107,7 @@ func backoff(attempt int) time.Duration {
 // server that is restarting, as opposed to a problem a restart cannot fix.
 func transient(err error) bool {
 	if errors.Is(err, replication.ErrStreamEnded) || errors.Is(err, replication.ErrServerStopping) ||
-		errors.Is(err, errServerGoingAway) || errors.Is(err, refresher.ErrRefreshRunning) {
+		errors.Is(err, errServerGoingAway) || errors.Is(err, refresher.ErrRefreshRunning) || errors.Is(err, errStandbyPromoted) {
 		return true
 	}
 	var pgErr *pgconn.PgError
@@ -117,6 +117,7 @@ func transient(err error) bool {
 			pgerrcode.IsOperatorIntervention(pgErr.Code) && pgErr.Code != pgerrcode.QueryCanceled, // admin/crash shutdown, cannot connect now
 			pgerrcode.IsInsufficientResources(pgErr.Code),                                         // too many connections, out of memory
 			pgErr.Code == pgerrcode.DuplicateObject,                                               // two instances created the slot at once
+			pgErr.Code == pgerrcode.SerializationFailure,                                          // a recovery conflict on the standby the stream decodes on
 			pgErr.Code == pgerrcode.LockNotAvailable,                                              // lock timeout: the publication's table is busy
 			pgErr.Code == pgerrcode.ObjectNotInPrerequisiteState:                                  // the slot was invalidated while streaming: the next attempt sees it lost
 			return true

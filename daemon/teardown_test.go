@@ -14,11 +14,11 @@ func TestTeardown(t *testing.T) {
 	e.settle()
 	ctx := context.Background()
 
-	if _, err := replication.Teardown(ctx, e.pool, e.cfg.Slot, e.cfg.Publication, false); !errors.Is(err, replication.ErrSlotActive) {
+	if _, err := replication.Teardown(ctx, e.pool, e.pool, e.cfg.Slot, e.cfg.Publication, false); !errors.Is(err, replication.ErrSlotActive) {
 		t.Fatalf("teardown of an active slot: %v, want ErrSlotActive", err)
 	}
 	e.stop()
-	res, err := replication.Teardown(ctx, e.pool, e.cfg.Slot, e.cfg.Publication, false)
+	res, err := replication.Teardown(ctx, e.pool, e.pool, e.cfg.Slot, e.cfg.Publication, false)
 	if err != nil || !res.SlotDropped || !res.PublicationDropped {
 		t.Fatalf("teardown: %+v, %v", res, err)
 	}
@@ -34,7 +34,7 @@ func TestTeardown(t *testing.T) {
 	e.assertFresh(allViews...) // the views are untouched
 
 	// Twice is harmless.
-	if res, err := replication.Teardown(ctx, e.pool, e.cfg.Slot, e.cfg.Publication, false); err != nil || res.SlotDropped || res.PublicationDropped {
+	if res, err := replication.Teardown(ctx, e.pool, e.pool, e.cfg.Slot, e.cfg.Publication, false); err != nil || res.SlotDropped || res.PublicationDropped {
 		t.Fatalf("second teardown: %+v, %v", res, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
@@ -18,10 +19,11 @@ import (
 var ErrSlotLost = errors.New("replication slot was invalidated by the server")
 
 // slotInvalidationSQL is why slot s of pg_replication_slots was invalidated,
-// or the empty string: invalidation_reason from PostgreSQL 17 on (read through to_jsonb,
-// which 15 and 16 lack the column for), and a lost wal_status on any
-// version.
+// or the empty string: invalidation_reason from PostgreSQL 17 on (read
+// through to_jsonb, which 15 and 16 lack the column for), conflicting on a
+// PostgreSQL 16 standby, and a lost wal_status on any version.
 const slotInvalidationSQL = `coalesce(to_jsonb(s)->>'invalidation_reason',
+	CASE WHEN (to_jsonb(s)->>'conflicting')::boolean THEN 'rows_removed: a recovery conflict on the standby (the primary removed catalog rows the slot needed: is hot_standby_feedback on, with a physical slot?)' END,
 	CASE WHEN s.wal_status = 'lost' THEN 'wal_removed: the WAL it needed is gone (max_slot_wal_keep_size)' END, '')`
 
 // ErrPublicationMissing means the server could not decode the slot's WAL
@@ -153,10 +155,46 @@ func (s *Stream) createSlot(ctx context.Context) (pglogrepl.CreateReplicationSlo
 	if s.serverMajor >= 17 {
 		options += ", FAILOVER true"
 	}
+	if s.primary != nil {
+		stop := s.logStandbySnapshots(ctx)
+		defer stop()
+	}
 	// Slot names are [a-z0-9_] (config validates them): no quoting needed,
 	// and the replication grammar takes no quoted name here.
 	return pglogrepl.ParseCreateReplicationSlot(s.conn.Exec(ctx,
 		fmt.Sprintf("CREATE_REPLICATION_SLOT %s LOGICAL pgoutput (%s)", s.slot, options)))
+}
+
+// snapshotInterval is how often the primary is asked to log its running
+// transactions while a slot is being created on a standby: creation may
+// need several such records when transactions run across them.
+const snapshotInterval = 100 * time.Millisecond
+
+// logStandbySnapshots asks the primary for running-transactions records
+// until the returned stop is called: the slot's creation on the standby
+// waits for one, and then for the transactions it lists to end.
+func (s *Stream) logStandbySnapshots(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ticker := time.NewTicker(snapshotInterval)
+		defer ticker.Stop()
+		for {
+			if err := LogStandbySnapshot(ctx, s.primary); err != nil {
+				if ctx.Err() == nil {
+					s.logger.Warn("creating the slot on the standby waits for the primary's next running-transactions record", "error", err)
+				}
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 func deref(s *string) string {

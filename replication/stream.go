@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrStreamEnded means the server ended the stream (a clean shutdown):
@@ -62,6 +63,9 @@ type Stream struct {
 	publication    string
 	statusInterval time.Duration
 	logger         *slog.Logger
+	// primary is set when the stream decodes on a standby of it (see
+	// DecodeOnStandbyOf).
+	primary *pgxpool.Pool
 
 	confirmable atomic.Uint64 // set by Confirm, read when sending status
 	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
@@ -118,6 +122,11 @@ func replicationHint(err error) string {
 	}
 	return ""
 }
+
+// DecodeOnStandbyOf tells the stream that its server is a physical standby
+// of primary (see CheckSource): creating the slot there asks the primary
+// for the running-transactions records it waits for.
+func (s *Stream) DecodeOnStandbyOf(primary *pgxpool.Pool) { s.primary = primary }
 
 // Confirm tells the stream that the server may forget everything before lsn.
 // It never moves backwards.

@@ -21,14 +21,31 @@ type TeardownResult struct {
 	PublicationDropped bool
 }
 
-// Teardown drops the slot and the publication: without them nothing holds
-// WAL back for mvrefresher. An active slot is refused unless force, which
-// terminates its walsender first.
-func Teardown(ctx context.Context, pool *pgxpool.Pool, slot, publication string, force bool) (TeardownResult, error) {
+// Teardown drops the slot (on slotPool's server: the primary's pool, or a
+// standby's the stream decodes on) and the publication (on pool's): without
+// them nothing holds WAL back for mvrefresher. An active slot is refused
+// unless force, which terminates its walsender first.
+func Teardown(ctx context.Context, pool, slotPool *pgxpool.Pool, slot, publication string, force bool) (TeardownResult, error) {
+	res, err := dropSlot(ctx, slotPool, slot, force)
+	if err != nil {
+		return res, err
+	}
+	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", publication).Scan(&res.PublicationDropped); err != nil {
+		return res, fmt.Errorf("read publication %q: %w", publication, err)
+	}
+	if res.PublicationDropped {
+		if _, err := pool.Exec(ctx, "DROP PUBLICATION "+pgx.Identifier{publication}.Sanitize()); err != nil {
+			return res, fmt.Errorf("drop publication %q: %w", publication, err)
+		}
+	}
+	return res, nil
+}
+
+func dropSlot(ctx context.Context, pool *pgxpool.Pool, slot string, force bool) (TeardownResult, error) {
 	var res TeardownResult
 	var pid *int32
 	var retained *int64
-	err := pool.QueryRow(ctx, `SELECT active_pid, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
+	err := pool.QueryRow(ctx, `SELECT active_pid, pg_wal_lsn_diff(`+CurrentLSNSQL+`, restart_lsn)::bigint
 		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid, &retained)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -49,14 +66,6 @@ func Teardown(ctx context.Context, pool *pgxpool.Pool, slot, publication string,
 		res.SlotDropped = true
 		if retained != nil {
 			res.RetainedBytes = *retained
-		}
-	}
-	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", publication).Scan(&res.PublicationDropped); err != nil {
-		return res, fmt.Errorf("read publication %q: %w", publication, err)
-	}
-	if res.PublicationDropped {
-		if _, err := pool.Exec(ctx, "DROP PUBLICATION "+pgx.Identifier{publication}.Sanitize()); err != nil {
-			return res, fmt.Errorf("drop publication %q: %w", publication, err)
 		}
 	}
 	return res, nil

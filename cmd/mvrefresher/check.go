@@ -30,21 +30,35 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
+	stream, streamErr := daemon.CheckStream(ctx, cfg)
 	if *asJSON {
 		if findings == nil {
 			findings = []catalog.Finding{}
 		}
+		out := struct {
+			Stream      *daemon.StreamStatus `json:"stream"`
+			StreamError string               `json:"stream_error,omitempty"`
+			Findings    []catalog.Finding    `json:"findings"`
+		}{Findings: findings}
+		if streamErr != nil {
+			out.StreamError = streamErr.Error()
+		} else {
+			out.Stream = &stream
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(struct {
-			Findings []catalog.Finding `json:"findings"`
-		}{findings}); err != nil {
+		if err := enc.Encode(out); err != nil {
 			return err
 		}
 	} else {
+		if streamErr != nil {
+			fmt.Fprintf(stdout, "stream: error: %v\n", streamErr)
+		} else {
+			fmt.Fprintf(stdout, "stream: decoding on %s (PostgreSQL %s)\n", stream.DecodingOn, stream.Version)
+		}
 		printFindings(stdout, findings)
 	}
-	if catalog.HasErrors(findings) {
+	if streamErr != nil || catalog.HasErrors(findings) {
 		return exitError{1}
 	}
 	return nil

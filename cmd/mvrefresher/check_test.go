@@ -55,7 +55,15 @@ func TestCheck_SeedsNowColumnFailsTheCheck(t *testing.T) {
 	if out, err := check(); err != nil || !strings.Contains(out, "no problems found") {
 		t.Fatalf("check after the fix: %v\n%s", err, out)
 	}
-	if out, err := check("--json"); err != nil || strings.TrimSpace(out) != "{\n  \"findings\": []\n}" {
+	out, err = check("--json")
+	var fixed struct {
+		Stream *struct {
+			DecodingOn string `json:"decoding_on"`
+		} `json:"stream"`
+		Findings []any `json:"findings"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &fixed) != nil || fixed.Findings == nil || len(fixed.Findings) > 0 ||
+		fixed.Stream == nil || !strings.HasPrefix(fixed.Stream.DecodingOn, "primary ") {
 		t.Fatalf("check --json after the fix: %v\n%s", err, out)
 	}
 }

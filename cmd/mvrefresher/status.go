@@ -40,6 +40,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func printStatus(w io.Writer, rep daemon.StatusReport, now time.Time) {
+	if rep.Stream.DecodingOn != "" {
+		fmt.Fprintf(w, "stream: decoding on %s\n", rep.Stream.DecodingOn)
+	}
 	s := rep.Slot
 	switch {
 	case !s.Exists:

@@ -32,7 +32,14 @@ func runTeardown(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return fmt.Errorf("teardown: connect to database: %w", err)
 	}
 	defer pool.Close()
-	res, err := replication.Teardown(ctx, pool, cfg.Slot, cfg.Publication, *force)
+	slotPool := pool
+	if cfg.ReplicationURL != "" {
+		if slotPool, err = pgxpool.New(ctx, cfg.ReplicationURL); err != nil {
+			return fmt.Errorf("teardown: connect to replication_url: %w", err)
+		}
+		defer slotPool.Close()
+	}
+	res, err := replication.Teardown(ctx, pool, slotPool, cfg.Slot, cfg.Publication, *force)
 	if err != nil {
 		return fmt.Errorf("teardown: %w", err)
 	}
