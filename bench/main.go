@@ -65,6 +65,13 @@ func run(ctx context.Context) error {
 	scTables := fs.Int("scale-tables", 200, "scale: source tables")
 	scChanges := fs.Int("scale-changes", 1_000_000, "scale: row changes written while the daemon is stopped")
 	scLog := fs.String("scale-log", "", "scale: append the daemon's stderr to this file")
+	wpSeconds := fs.Int("writepath-seconds", 15, "writepath: pgbench -T of each round")
+	wpClients := fs.Int("writepath-clients", 2, "writepath: pgbench -c and -j")
+	wpScale := fs.Int("writepath-scale", 5, "writepath: pgbench -i -s")
+	wpModes := fs.String("writepath-modes", "none,recvlogical,primary,standby,timer", "writepath: consumers to compare, comma-separated")
+	wpWorkloads := fs.String("writepath-workloads", "tpcb,unrelated", "writepath: tpcb (the views read pgbench's tables) and unrelated (they read a table pgbench never writes)")
+	wpDebounce := fs.Duration("writepath-debounce", 2*time.Second, "writepath: the daemon's debounce")
+	wpMaxWait := fs.Duration("writepath-max-wait", 10*time.Second, "writepath: the daemon's max_wait, and the timer's period")
 	jsonOut := fs.String("json", "", "also write the raw runs to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemon included) to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -95,14 +102,14 @@ func run(ctx context.Context) error {
 	settings := map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "shared_buffers": "512MB"}
 	switch scenario {
 	case "drain":
-	case "latency", "versus", "scale":
+	case "latency", "versus", "scale", "writepath":
 		// localpg turns synchronous_commit off for speed; then a commit
 		// returns before its WAL is flushed, and the walsender sends only
 		// flushed WAL, up to wal_writer_delay (200 ms) later. That would
 		// measure the walwriter, not the daemon.
 		settings["synchronous_commit"] = "on"
 	default:
-		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale)", scenario)
+		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale, writepath)", scenario)
 	}
 	cluster, err := localpg.Start(ctx, localpg.Options{Settings: settings})
 	if err != nil {
@@ -121,6 +128,9 @@ func run(ctx context.Context) error {
 			period: *vsTimer, maxWait: *vsMaxWait, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
 	case "scale":
 		raw, err = runScale(ctx, scale{cluster: cluster, views: *scViews, tables: *scTables, changes: *scChanges, logFile: *scLog}, *runs)
+	case "writepath":
+		raw, err = runWritepath(ctx, writepath{primary: cluster, seconds: *wpSeconds, clients: *wpClients, scale: *wpScale,
+			debounce: *wpDebounce, maxWait: *wpMaxWait, modes: strings.Split(*wpModes, ","), workloads: strings.Split(*wpWorkloads, ",")}, *runs)
 	}
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,6 +242,12 @@ type process struct {
 }
 
 func startProcess(ctx context.Context, bin, url string, logTo io.Writer) (*process, error) {
+	return startCommand(ctx, nil, bin, []string{"--database-url", url, "--schemas", "mv"}, logTo)
+}
+
+// startCommand runs bin run with args, under the command prefix (taskset -c
+// 1, say: it execs bin, so the pid is the daemon's).
+func startCommand(_ context.Context, prefix []string, bin string, args []string, logTo io.Writer) (*process, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -248,8 +255,8 @@ func startProcess(ctx context.Context, bin, url string, logTo io.Writer) (*proce
 	listen := ln.Addr().String()
 	ln.Close()
 	p := &process{listen: listen, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "run", "--database-url", url, "--schemas", "mv", "--listen", listen,
-		"--log-format", "json", "--log-level", "info")
+	argv := append(append(append(slices.Clone(prefix), bin, "run"), args...), "--listen", listen, "--log-format", "json", "--log-level", "info")
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,6 +89,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	if src.Standby {
 		stream.DecodeOnStandbyOf(pool)
 	}
+	stream.SetBatchDelay(readBatchDelay(d.cfg))
 	// Whatever stops this attempt, tell the server what is done.
 	defer func() {
 		if err := stream.Close(context.WithoutCancel(ctx)); err != nil && ctx.Err() != nil {
@@ -445,6 +447,19 @@ func refreshMode(cfg config.Config, view string) refresher.Mode {
 		return refresher.ModePlain
 	}
 	return refresher.ModeAuto
+}
+
+// readBatchDelay is how long the stream's reads wait for more of a flowing
+// stream: a hundredth of the shortest debounce (the stream clamps it to
+// 2-20 ms), so that batching costs a change's refresh at most 1% more wait.
+func readBatchDelay(cfg config.Config) time.Duration {
+	shortest := cfg.Debounce
+	for _, v := range cfg.Views {
+		if v.Debounce != nil {
+			shortest = min(shortest, *v.Debounce)
+		}
+	}
+	return shortest / 100
 }
 
 // databaseName is host:port/database of a connection string, for logs: no

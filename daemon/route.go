@@ -21,7 +21,12 @@ func (s *scheduler) route(ctx context.Context, tx *replication.Transaction) {
 			rows++
 		}
 		if source != "" {
-			s.metrics.WALChanges.WithLabelValues(source).Add(float64(rows))
+			counter, ok := s.walChanges[source]
+			if !ok {
+				counter = s.metrics.WALChanges.WithLabelValues(source)
+				s.walChanges[source] = counter
+			}
+			counter.Add(float64(rows))
 		}
 		for _, v := range views {
 			s.change(v, tx, rows, source, events.ReasonChange)

@@ -17,17 +17,15 @@ import (
 // nearly every change: that cost several times the CPU of the stream itself.
 // While the stream runs, batchConn instead asks the kernel (SO_RCVLOWAT) not
 // to report the socket readable before batchBytes are waiting, waits at most
-// batchDelay for that, and then reads everything there is in one call. The
+// the batch delay for that, and then reads everything there is in one call. The
 // walsender is the bottleneck of a backlog, so waiting costs no throughput,
 // and it even gets cheaper: its writes no longer wake anybody up.
 const (
 	// batchBytes: wake up as soon as this much is waiting. Small enough that
 	// the kernel keeps its receive window (it clamps the window when this
-	// asks for a larger buffer), large enough that batchDelay usually ends
+	// asks for a larger buffer), large enough that the delay usually ends
 	// the wait first.
 	batchBytes = 32 << 10
-	// batchDelay bounds what batching adds to a change's latency.
-	batchDelay = 2 * time.Millisecond
 	// batchBufSize is the most one read takes.
 	batchBufSize = 256 << 10
 )
@@ -50,6 +48,7 @@ type batchConn struct {
 	mu       sync.Mutex
 	deadline time.Time // the caller's read deadline
 	short    time.Time // while waiting for a batch: when to stop waiting
+	delay    time.Duration
 	batching bool
 	lowat    bool // SO_RCVLOWAT is batchBytes, not 1
 	broken   bool // SO_RCVLOWAT cannot be set: read as soon as anything arrives
@@ -84,11 +83,11 @@ func findBatchConn(c net.Conn) *batchConn {
 	return nil
 }
 
-// setBatching turns batching on (the stream started) or off. Call it from
-// the reading goroutine, between reads.
-func (c *batchConn) setBatching(on bool) {
+// setBatching turns batching on (the stream started), waiting up to delay
+// for a batch, or off. Call it from the reading goroutine, between reads.
+func (c *batchConn) setBatching(on bool, delay time.Duration) {
 	c.mu.Lock()
-	c.batching = on
+	c.batching, c.delay = on, delay
 	c.mu.Unlock()
 	if !on {
 		c.setLowat(false)
@@ -117,7 +116,7 @@ func (c *batchConn) Read(p []byte) (int, error) {
 }
 
 // fill reads into the empty buffer: a batch, or whatever arrived within
-// batchDelay, or, once the stream is idle, the first bytes that arrive.
+// the delay, or, once the stream is idle, the first bytes that arrive.
 func (c *batchConn) fill() error {
 	if c.buf == nil {
 		c.buf = make([]byte, batchBufSize)
@@ -154,7 +153,7 @@ func (c *batchConn) fill() error {
 		if !isTimeout(err) || c.expired() {
 			return err
 		}
-		// Less than batchBytes arrived within batchDelay: take what did.
+		// Less than batchBytes arrived within the delay: take what did.
 		c.arm(false)
 		n, err = c.readRaw(false)
 		if n > 0 {
@@ -230,12 +229,12 @@ func readNonblocking(fd uintptr, p []byte) (int, error) {
 }
 
 // arm sets the connection's read deadline: the caller's, or, while waiting
-// for a batch, at most batchDelay from now.
+// for a batch, at most the delay from now.
 func (c *batchConn) arm(short bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if short {
-		c.short = time.Now().Add(batchDelay)
+		c.short = time.Now().Add(c.delay)
 	} else {
 		c.short = time.Time{}
 	}

@@ -50,7 +50,7 @@ func batchPair(t *testing.T) (*batchConn, net.Conn) {
 // order, and a small final write is not held back by the batching.
 func TestBatchConn_DeliversEverything(t *testing.T) {
 	bc, server := batchPair(t)
-	bc.setBatching(true)
+	bc.setBatching(true, MinBatchDelay)
 	var msgs [][]byte
 	var want []byte
 	for i := range 20000 { // 1 to 300 bytes each
@@ -96,7 +96,7 @@ func TestBatchConn_DeliversEverything(t *testing.T) {
 // read ends with a timeout at the deadline, and the connection still works.
 func TestBatchConn_Deadline(t *testing.T) {
 	bc, server := batchPair(t)
-	bc.setBatching(true)
+	bc.setBatching(true, MinBatchDelay)
 	deadline := time.Now().Add(50 * time.Millisecond)
 	if err := bc.SetReadDeadline(deadline); err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestBatchConn_Deadline(t *testing.T) {
 // stream's shutdown relies on that.
 func TestBatchConn_Interrupt(t *testing.T) {
 	bc, _ := batchPair(t)
-	bc.setBatching(true)
+	bc.setBatching(true, MinBatchDelay)
 	if err := bc.SetReadDeadline(time.Time{}); err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestBatchConn_Interrupt(t *testing.T) {
 // The peer closing the connection ends the stream with io.EOF.
 func TestBatchConn_EOF(t *testing.T) {
 	bc, server := batchPair(t)
-	bc.setBatching(true)
+	bc.setBatching(true, MinBatchDelay)
 	if _, err := server.Write([]byte("last")); err != nil {
 		t.Fatal(err)
 	}
