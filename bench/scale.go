@@ -65,16 +65,27 @@ type scaleRun struct {
 	HWMMB           float64 `json:"rss_peak_mb"` // VmHWM over the whole backlog start
 }
 
-func runScale(ctx context.Context, s scale, runs int) ([]scaleRun, error) {
+// buildDaemon builds the mvrefresher binary into a temporary directory;
+// remove removes it.
+func buildDaemon(ctx context.Context) (bin string, remove func(), err error) {
 	dir, err := os.MkdirTemp("", "mvr-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "mvrefresher")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/mvrefresher").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build ./cmd/mvrefresher (run the benchmark from the repository root): %w: %s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
+}
+
+func runScale(ctx context.Context, s scale, runs int) ([]scaleRun, error) {
+	bin, remove, err := buildDaemon(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "mvrefresher")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/mvrefresher").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/mvrefresher (run the benchmark from the repository root): %w: %s", err, out)
-	}
+	defer remove()
 	var out []scaleRun
 	for i := 1; i <= runs; i++ {
 		r, err := s.run(ctx, bin, i)

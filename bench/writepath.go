@@ -117,15 +117,11 @@ func runWritepath(ctx context.Context, w writepath, runs int) ([]writepathRun, e
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "mvr-bench-")
+	bin, remove, err := buildDaemon(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "mvrefresher")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/mvrefresher").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/mvrefresher (run the benchmark from the repository root): %w: %s", err, out)
-	}
+	defer remove()
 
 	if err := w.primary.CreateDatabase(ctx, wpDB); err != nil {
 		return nil, err
