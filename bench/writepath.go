@@ -152,7 +152,7 @@ func runWritepath(ctx context.Context, w writepath, runs int) ([]writepathRun, e
 	if err != nil {
 		return nil, err
 	}
-	defer standby.Stop(context.Background()) //nolint:errcheck // best effort at exit
+	defer standby.Stop(context.Background()) // best effort at exit
 	if err := pinTree(postmasterPID(w.primary), 0); err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func (e wpEnv) run(ctx context.Context, workload, mode string, round int) (write
 	if err != nil {
 		return r, err
 	}
-	defer consumer.stop() //nolint:errcheck // stopped and checked below; this is for early returns
+	defer consumer.stop() // stopped and checked below; this is for early returns
 
 	// The same tables every round: pgbench updates pgbench_accounts, which
 	// its own vacuum leaves out, and its bloat would slow every later
