@@ -211,18 +211,16 @@ func TestDaemon_StandbyFailoverKeepsAnUnreplayedRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blocker.Close(ctx)
-	// The refresh waits for this lock, taken well within the debounce: by
-	// then the change has been decoded on the standby.
-	if _, err := blocker.Exec(ctx, "INSERT INTO app.events VALUES (5000, '2026-05-05', 1, 42)"); err != nil {
+	// The refresh of mv_totals waits for its advisory lock, held here: by
+	// then its change has been decoded on the standby.
+	if _, err := blocker.Exec(ctx, "BEGIN; SELECT pg_advisory_xact_lock(x'6d767200'::int, hashtext('app.mv_totals'))"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := blocker.Exec(ctx, "BEGIN; LOCK app.events IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
-	e.waitFor("the refresh of mv_totals to wait for the lock", 10*time.Second, func() (bool, error) {
+	e.exec("INSERT INTO app.events VALUES (5000, '2026-05-05', 1, 42)")
+	e.waitFor("the refresh of mv_totals to wait for its lock", 10*time.Second, func() (bool, error) {
 		var waiting int
 		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = 'mvrefresher' AND wait_event_type = 'Lock' AND query LIKE 'REFRESH%'`).Scan(&waiting)
+			WHERE application_name = 'mvrefresher' AND wait_event = 'advisory'`).Scan(&waiting)
 		return waiting > 0, err
 	})
 	if _, err := e.standbyPool.Exec(ctx, "ALTER SYSTEM SET primary_conninfo = ''"); err != nil {
@@ -231,10 +229,20 @@ func TestDaemon_StandbyFailoverKeepsAnUnreplayedRefresh(t *testing.T) {
 	if _, err := e.standbyPool.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 		t.Fatal(err)
 	}
+	// The reload reaches the standby's startup process a moment later; a
+	// walreceiver cut off waits wal_retrieve_retry_interval (5 s) before it
+	// connects again, by which time it has no primary_conninfo.
+	if _, err := e.pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'standby1'"); err != nil {
+		t.Fatal(err)
+	}
+	standbyStreams := func() (bool, error) {
+		var streaming int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1'").Scan(&streaming)
+		return streaming > 0, err
+	}
 	e.waitFor("the standby to stop receiving WAL", 10*time.Second, func() (bool, error) {
-		var receiving int
-		err := e.standbyPool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_wal_receiver").Scan(&receiving)
-		return receiving == 0, err
+		streams, err := standbyStreams()
+		return !streams, err
 	})
 	if _, err := blocker.Exec(ctx, "COMMIT"); err != nil {
 		t.Fatal(err)
@@ -254,6 +262,9 @@ func TestDaemon_StandbyFailoverKeepsAnUnreplayedRefresh(t *testing.T) {
 		err := e.standbyPool.QueryRow(ctx, `SELECT max(reply_time) FROM pg_stat_replication WHERE application_name = 'mvrefresher'`).Scan(&replied)
 		return replied != nil && replied.After(afterRefresh), err
 	})
+	if streams, err := standbyStreams(); err != nil || streams {
+		t.Fatalf("the standby streams from the primary again (%v): the test cannot tell what it has", err)
+	}
 	if confirmed, _, err := e.confirmedLSN(); err != nil || confirmed >= inserted {
 		t.Fatalf("the standby's slot confirmed %s (%v), past the change at %s whose refresh the standby does not have", confirmed, err, inserted)
 	}

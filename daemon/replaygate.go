@@ -41,6 +41,29 @@ func (g *replayGate) offer(lsn pglogrepl.LSN) {
 	}
 }
 
+// inserted is the end of the last record inserted into the primary's WAL,
+// as a standby's replay position would state it. pg_current_wal_insert_lsn
+// is past the next page's header when that record ended a page; a standby
+// that replayed it is at the page's start until more WAL comes, which an
+// idle primary may not write for a long time.
+func (g *replayGate) inserted(ctx context.Context) (pglogrepl.LSN, error) {
+	var lsn pglogrepl.LSN
+	var blockSize, segmentSize uint64
+	err := g.primary.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn(),
+		current_setting('wal_block_size')::bigint, pg_size_bytes(current_setting('wal_segment_size'))`).Scan(&lsn, &blockSize, &segmentSize)
+	if err != nil {
+		return 0, err
+	}
+	const shortHeader, longHeader = 24, 40 // SizeOfXLogShortPHD, SizeOfXLogLongPHD
+	switch offset := uint64(lsn) % blockSize; {
+	case uint64(lsn)%segmentSize == longHeader:
+		lsn -= longHeader
+	case offset == shortHeader:
+		lsn -= shortHeader
+	}
+	return lsn, nil
+}
+
 // errStandbyPromoted means the standby the stream decodes on was promoted.
 // Its WAL from then on is its own, on a new timeline: a position there says
 // nothing about what it has of the old primary's. The attempt ends, and the
@@ -67,12 +90,11 @@ func (g *replayGate) run(ctx context.Context) error {
 		if offered <= confirmed {
 			continue
 		}
-		// Read after the offer: at or past every commit the work up to
-		// offered made, since a commit returns once it is flushed. The
-		// flush position ends a record, as the replay position does (the
-		// insert position may be past the next page's header).
-		var written pglogrepl.LSN
-		if err := g.primary.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()").Scan(&written); err != nil {
+		// Read after the offer: past every commit the work up to offered
+		// made, flushed or not (synchronous_commit = off returns before
+		// the flush).
+		written, err := g.inserted(ctx)
+		if err != nil {
 			g.logger.Debug("read the primary's WAL position", "error", err)
 			continue
 		}
@@ -86,6 +108,7 @@ func (g *replayGate) run(ctx context.Context) error {
 			case !inRecovery:
 				return errStandbyPromoted
 			case replayed != nil && *replayed >= written:
+				g.logger.Debug("the standby has replayed the primary's WAL", "offered", offered.String(), "primary_inserted", written.String(), "standby_replayed", replayed.String())
 				g.confirm(offered)
 				confirmed = offered
 			}

@@ -149,10 +149,11 @@ func supportedVersion(num int) error {
 // of it, from which the daemon resumes after a failover instead of
 // refreshing every view. It costs nothing until the primary names that
 // standby in synchronized_standby_slots (then its logical walsenders send
-// only what the standby has confirmed).
+// only what the standby has confirmed). A slot on a standby is not one.
 func (s *Stream) createSlot(ctx context.Context) (pglogrepl.CreateReplicationSlotResult, error) {
 	options := "SNAPSHOT 'nothing'"
-	if s.serverMajor >= 17 {
+	// A standby refuses failover slots of its own (0A000).
+	if s.serverMajor >= 17 && s.primary == nil {
 		options += ", FAILOVER true"
 	}
 	if s.primary != nil {
