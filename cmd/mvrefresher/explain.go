@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/daemon"
+)
+
+// runExplain is the dry run: what a change to a table, or a refresh of a
+// view, refreshes, in which order.
+func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: mvrefresher explain [flags] SCHEMA.TABLE_OR_VIEW")
+		fs.PrintDefaults()
+	}
+	flags := config.BindFlags(fs)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// Flags may also follow the name.
+	var names []string
+	for fs.NArg() > 0 {
+		names = append(names, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return err
+		}
+	}
+	if len(names) != 1 {
+		fs.Usage()
+		return fmt.Errorf("explain: name one table or materialized view (got %d)", len(names))
+	}
+	cfg, err := flags.Load()
+	if err != nil {
+		return err
+	}
+	rep, err := daemon.Explain(ctx, cfg, names[0])
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printExplain(stdout, rep)
+	return nil
+}
+
+func printExplain(w io.Writer, rep daemon.ExplainReport) {
+	what := "a change to " + rep.Kind + " " + rep.Name
+	if rep.Kind == "view" {
+		what = "a refresh of " + rep.Name
+	}
+	switch {
+	case rep.Problem != "":
+		fmt.Fprintf(w, "%s is not managed: %s\n", rep.Name, rep.Problem)
+		return
+	case len(rep.Waves) == 0:
+		fmt.Fprintf(w, "%s refreshes nothing: no managed view reads it\n", what)
+		return
+	}
+	n := 0
+	for _, wave := range rep.Waves {
+		n += len(wave)
+	}
+	fmt.Fprintf(w, "%s refreshes %d view(s) in %d wave(s):\n", what, n, len(rep.Waves))
+	for i, wave := range rep.Waves {
+		fmt.Fprintf(w, "wave %d\n", i+1)
+		for _, v := range wave {
+			last := "never refreshed"
+			if v.LastDurationMS != nil {
+				last = fmt.Sprintf("last refresh %.0f ms", *v.LastDurationMS)
+			}
+			fmt.Fprintf(w, "  %s: debounce %s, max_wait %s, min_interval %s, concurrently %s; %s\n",
+				v.View, v.Debounce, v.MaxWait, v.MinInterval, v.Concurrently, last)
+			if len(v.After) > 0 {
+				fmt.Fprintf(w, "    after %s\n", strings.Join(v.After, ", "))
+			}
+		}
+	}
+}

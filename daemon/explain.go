@@ -1,0 +1,118 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/config"
+)
+
+// ExplainReport is what `mvrefresher explain` shows: which views a change
+// to a table, or a refresh of a view, sets off, and in which order.
+type ExplainReport struct {
+	// Name is the relation asked about, as format('%I.%I') writes it.
+	Name string `json:"name"`
+	// Kind is "table" (a source of managed views), "view" (a managed
+	// materialized view), "unmanaged view" or "relation" (anything else).
+	Kind string `json:"kind"`
+	// Problem says why an unmanaged view is not managed.
+	Problem string `json:"problem,omitempty"`
+	// Waves are the views refreshed, in order: a view starts once the
+	// views of the waves before it that it is built on are done.
+	Waves [][]ExplainedView `json:"waves"`
+}
+
+// ExplainedView is one view a change refreshes.
+type ExplainedView struct {
+	View string `json:"view"`
+	// After are the views of earlier waves it waits for.
+	After        []string `json:"after"`
+	Debounce     string   `json:"debounce"`
+	MaxWait      string   `json:"max_wait"`
+	MinInterval  string   `json:"min_interval"`
+	Concurrently string   `json:"concurrently"`
+	// LastDurationMS is its last refresh's duration; null when never
+	// refreshed by mvrefresher.
+	LastDurationMS *float64 `json:"last_duration_ms"`
+}
+
+// Explain says what a change to the table name (or a refresh of the view
+// name) refreshes, as the daemon would route it: a dry run that reads the
+// catalog and the refresh log and changes nothing.
+func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport, error) {
+	schema, relname, err := config.ParseQualifiedName(name)
+	if err != nil {
+		return ExplainReport{}, fmt.Errorf("%q: %w", name, err)
+	}
+	log, err := refreshLog(cfg)
+	if err != nil {
+		return ExplainReport{}, err
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return ExplainReport{}, fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
+	if err != nil {
+		return ExplainReport{}, err
+	}
+	rep := ExplainReport{Waves: [][]ExplainedView{}}
+	if err := pool.QueryRow(ctx, "SELECT format('%I.%I', $1::text, $2::text)", schema, relname).Scan(&rep.Name); err != nil {
+		return rep, fmt.Errorf("quote %q: %w", name, err)
+	}
+	var start []string
+	switch view, table := cat.Lookup(schema, relname); {
+	case view != nil:
+		rep.Kind, start = "view", []string{view.Name}
+	case table != nil:
+		rep.Kind = "table"
+		start, _, _ = cat.Route(table.OID)
+	default:
+		if i := slices.IndexFunc(cat.Excluded, func(p catalog.Problem) bool { return p.View == rep.Name }); i >= 0 {
+			rep.Kind, rep.Problem = "unmanaged view", cat.Excluded[i].Code+": "+cat.Excluded[i].Message
+			return rep, nil
+		}
+		var exists bool
+		if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)",
+			schema, relname).Scan(&exists); err != nil {
+			return rep, fmt.Errorf("look up %s: %w", rep.Name, err)
+		}
+		if !exists {
+			return rep, fmt.Errorf("%s: no such table or view", rep.Name)
+		}
+		rep.Kind = "relation" // no managed view reads it
+	}
+	waves := cat.Waves(start)
+	rows, err := log.Rows(ctx, pool, slices.Concat(waves...))
+	if err != nil {
+		return rep, err
+	}
+	earlier := map[string]bool{}
+	for _, wave := range waves {
+		var out []ExplainedView
+		for _, v := range wave {
+			s := cfg.ViewSettings(v)
+			e := ExplainedView{View: v, After: []string{}, Debounce: s.Debounce.String(), MaxWait: s.MaxWait.String(),
+				MinInterval: s.MinInterval.String(), Concurrently: string(s.Concurrently)}
+			for _, b := range cat.TransitiveBases(v) {
+				if earlier[b] {
+					e.After = append(e.After, b)
+				}
+			}
+			if r, ok := rows[v]; ok {
+				e.LastDurationMS = r.DurationMS
+			}
+			out = append(out, e)
+		}
+		for _, v := range wave {
+			earlier[v] = true
+		}
+		rep.Waves = append(rep.Waves, out)
+	}
+	return rep, nil
+}
