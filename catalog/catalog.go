@@ -114,6 +114,7 @@ type Catalog struct {
 	ancestors  map[uint32][]uint32 // partition OID -> its ancestors, itself first
 	dependents map[string][]string // view -> managed views reading it
 	byRelname  map[[2]string]any   // {schema, relname} -> *View or *Table, for Lookup
+	edges      map[string][]Edge   // relation -> what it reads directly (discovery only)
 }
 
 // New makes a catalog of views known without reading a server: each view's

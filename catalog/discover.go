@@ -198,6 +198,9 @@ type builder struct {
 	ancestors map[uint32][]uint32
 	tables    map[uint32]*Table
 	opts      DiscoverOptions
+	// edges are what each relation walked reads directly: the graph of
+	// `mvrefresher graph`, plain views in between included.
+	edges map[string][]Edge
 }
 
 func (b *builder) managedCandidate(r *relation) bool {
@@ -297,6 +300,9 @@ func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
 			if r == nil {
 				continue
 			}
+			if from := b.rels[o]; from != nil {
+				b.addEdge(r, from)
+			}
 			switch r.kind {
 			case KindView:
 				walk(ref)
@@ -309,6 +315,13 @@ func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
 	}
 	walk(oid)
 	return tables, matviews
+}
+
+func (b *builder) addEdge(from, to *relation) {
+	if b.edges == nil {
+		b.edges = map[string][]Edge{}
+	}
+	b.edges[to.name] = append(b.edges[to.name], Edge{From: from.name, FromKind: from.kind, To: to.name, ToKind: to.kind})
 }
 
 func (b *builder) build() *Catalog {
@@ -378,6 +391,7 @@ func (b *builder) build() *Catalog {
 		slices.Sort(v.Bases)
 	}
 	c.tables = b.tables
+	c.edges = b.edges
 	for oid, anc := range b.ancestors {
 		for _, a := range anc {
 			if _, read := c.readers[a]; read {

@@ -116,3 +116,22 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 	}
 	return rep, nil
 }
+
+// Graph reads the catalog as the daemon sees it and returns the dependency
+// graph of the managed views.
+func Graph(ctx context.Context, cfg config.Config) (catalog.Graph, error) {
+	log, err := refreshLog(cfg)
+	if err != nil {
+		return catalog.Graph{}, err
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return catalog.Graph{}, fmt.Errorf("connect to database: %w", err)
+	}
+	defer pool.Close()
+	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
+	if err != nil {
+		return catalog.Graph{}, err
+	}
+	return cat.Graph(), nil
+}

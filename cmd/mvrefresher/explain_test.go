@@ -24,7 +24,9 @@ func TestExplain(t *testing.T) {
 		CREATE MATERIALIZED VIEW analytics.by_name AS SELECT name, count(*) AS n FROM core.named_events GROUP BY 1;
 		CREATE UNIQUE INDEX ON analytics.by_name (name);
 		CREATE MATERIALIZED VIEW analytics.top AS SELECT account_id FROM analytics.daily ORDER BY amount DESC LIMIT 10;
-		CREATE MATERIALIZED VIEW analytics.report AS SELECT d.account_id, t.account_id IS NOT NULL AS top FROM analytics.daily d LEFT JOIN analytics.top t USING (account_id);`)
+		CREATE MATERIALIZED VIEW analytics.report AS SELECT d.account_id, t.account_id IS NOT NULL AS top FROM analytics.daily d LEFT JOIN analytics.top t USING (account_id);
+		CREATE TABLE core.nokey (x int);
+		CREATE MATERIALIZED VIEW analytics.nokey AS SELECT count(*) AS n FROM core.nokey;`)
 	explain := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
 		err := run(ctx, append([]string{"explain", "--database-url", cluster.URL("postgres"), "--schemas", "analytics"}, args...), &out, &errOut)
@@ -75,5 +77,69 @@ func TestExplain(t *testing.T) {
 	}
 	if out, err := explain("core.nosuch"); err == nil || !strings.Contains(err.Error(), `core.nosuch: no such table or view`) {
 		t.Errorf("explain core.nosuch: %v\n%s", err, out)
+	}
+
+	out, err = explain("analytics.nokey")
+	if err != nil || !strings.Contains(out, "analytics.nokey is not managed: no-replica-identity") {
+		t.Errorf("explain analytics.nokey: %v\n%s", err, out)
+	}
+}
+
+// graph draws what discovery walked: sources, the plain views in between,
+// managed views and their bases, and the views not managed with why.
+func TestGraph(t *testing.T) {
+	ctx := context.Background()
+	cluster, _ := startCluster(t, `CREATE SCHEMA core; CREATE SCHEMA analytics;
+		CREATE TABLE core.events (id bigint PRIMARY KEY, account_id int, amount int);
+		CREATE TABLE core.accounts (id int PRIMARY KEY, name text);
+		CREATE TABLE core.nokey (x int);
+		CREATE VIEW core.named_events AS SELECT e.*, a.name FROM core.events e JOIN core.accounts a ON a.id = e.account_id;
+		CREATE MATERIALIZED VIEW analytics.daily AS SELECT account_id, sum(amount) AS amount FROM core.events GROUP BY 1;
+		CREATE MATERIALIZED VIEW analytics.by_name AS SELECT name, count(*) AS n FROM core.named_events GROUP BY 1;
+		CREATE MATERIALIZED VIEW analytics.top AS SELECT account_id FROM analytics.daily ORDER BY amount DESC LIMIT 10;
+		CREATE MATERIALIZED VIEW analytics.nokey AS SELECT count(*) AS n FROM core.nokey;`)
+	graph := func(format string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(ctx, []string{"graph", "--database-url", cluster.URL("postgres"), "--schemas", "analytics", "--format", format}, &out, &errOut); err != nil {
+			t.Fatalf("graph --format %s: %v\n%s", format, err, errOut.String())
+		}
+		return out.String()
+	}
+	var g struct {
+		Nodes []struct{ Name, Kind, Problem string }
+		Edges [][2]string
+	}
+	if err := json.Unmarshal([]byte(graph("json")), &g); err != nil {
+		t.Fatal(err)
+	}
+	wantEdges := [][2]string{
+		{"analytics.daily", "analytics.top"},
+		{"core.accounts", "core.named_events"},
+		{"core.events", "analytics.daily"},
+		{"core.events", "core.named_events"},
+		{"core.named_events", "analytics.by_name"},
+		{"core.nokey", "analytics.nokey"},
+	}
+	if !reflect.DeepEqual(g.Edges, wantEdges) {
+		t.Errorf("edges %q, want %q", g.Edges, wantEdges)
+	}
+	kinds := map[string]string{}
+	for _, n := range g.Nodes {
+		kinds[n.Name] = n.Kind
+		if n.Name == "analytics.nokey" && n.Problem != "no-replica-identity" {
+			t.Errorf("analytics.nokey's problem: %q", n.Problem)
+		}
+	}
+	want := map[string]string{"core.events": "table", "core.accounts": "table", "core.nokey": "table", "core.named_events": "view",
+		"analytics.daily": "managed", "analytics.by_name": "managed", "analytics.top": "managed", "analytics.nokey": "unmanaged"}
+	if !reflect.DeepEqual(kinds, want) {
+		t.Errorf("nodes %v, want %v", kinds, want)
+	}
+	if dot := graph("dot"); !strings.Contains(dot, `"core.named_events" -> "analytics.by_name";`) {
+		t.Errorf("dot output lacks the plain view's edge:\n%s", dot)
+	}
+	if m := graph("mermaid"); !strings.HasPrefix(m, "flowchart LR\n") || strings.Count(m, " --> ") != len(wantEdges) {
+		t.Errorf("mermaid output:\n%s", m)
 	}
 }

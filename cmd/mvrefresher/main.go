@@ -50,6 +50,7 @@ Commands:
   check     lint the managed views (non-deterministic columns, missing unique index, ...); exit 1 on errors
   status    the views, their sources and last refresh, and the replication slot (--json)
   explain   dry run: which views a change to a table (or a view's refresh) refreshes, in which order (--json)
+  graph     the dependency graph of the managed views (--format dot, mermaid or json)
   watch     print refresh events as they arrive (--json, --view, --schema)
   teardown  drop the slot and publication (not the log table or the views); --force if a daemon still runs
   demo      everything local: a throwaway PostgreSQL and NATS, the seed's views, synthetic traffic
@@ -74,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, rest, stdout, stderr)
 	case "explain":
 		return runExplain(ctx, rest, stdout, stderr)
+	case "graph":
+		return runGraph(ctx, rest, stdout, stderr)
 	case "watch":
 		return runWatch(ctx, rest, stdout, stderr)
 	case "teardown":
