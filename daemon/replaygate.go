@@ -54,14 +54,21 @@ func (g *replayGate) inserted(ctx context.Context) (pglogrepl.LSN, error) {
 	if err != nil {
 		return 0, err
 	}
-	const shortHeader, longHeader = 24, 40 // SizeOfXLogShortPHD, SizeOfXLogLongPHD
-	switch offset := uint64(lsn) % blockSize; {
-	case uint64(lsn)%segmentSize == longHeader:
-		lsn -= longHeader
-	case offset == shortHeader:
-		lsn -= shortHeader
+	return recordEnd(lsn, blockSize, segmentSize), nil
+}
+
+// recordEnd moves an insert position just past a page header (nothing
+// written on the page yet) back to the page's start, where the last record
+// ended. No record ends inside a header.
+func recordEnd(insert pglogrepl.LSN, blockSize, segmentSize uint64) pglogrepl.LSN {
+	const shortHeader, longHeader = 24, 40 // SizeOfXLogShortPHD, SizeOfXLogLongPHD (a segment's first page)
+	switch {
+	case uint64(insert)%segmentSize == longHeader:
+		return insert - longHeader
+	case uint64(insert)%blockSize == shortHeader:
+		return insert - shortHeader
 	}
-	return lsn, nil
+	return insert
 }
 
 // errStandbyPromoted means the standby the stream decodes on was promoted.
