@@ -9,6 +9,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
 // ExplainReport is what `mvrefresher explain` shows: which views a change
@@ -48,19 +49,11 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 	if err != nil {
 		return ExplainReport{}, fmt.Errorf("%q: %w", name, err)
 	}
-	log, err := refreshLog(cfg)
+	pool, log, cat, err := readCatalog(ctx, cfg)
 	if err != nil {
 		return ExplainReport{}, err
-	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return ExplainReport{}, fmt.Errorf("connect to database: %w", err)
 	}
 	defer pool.Close()
-	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
-	if err != nil {
-		return ExplainReport{}, err
-	}
 	rep := ExplainReport{Waves: [][]ExplainedView{}}
 	if err := pool.QueryRow(ctx, "SELECT format('%I.%I', $1::text, $2::text)", schema, relname).Scan(&rep.Name); err != nil {
 		return rep, fmt.Errorf("quote %q: %w", name, err)
@@ -120,18 +113,29 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 // Graph reads the catalog as the daemon sees it and returns the dependency
 // graph of the managed views.
 func Graph(ctx context.Context, cfg config.Config) (catalog.Graph, error) {
-	log, err := refreshLog(cfg)
+	pool, _, cat, err := readCatalog(ctx, cfg)
 	if err != nil {
 		return catalog.Graph{}, err
+	}
+	pool.Close()
+	return cat.Graph(), nil
+}
+
+// readCatalog connects to database_url and discovers the catalog as the
+// daemon would; the caller closes the pool.
+func readCatalog(ctx context.Context, cfg config.Config) (*pgxpool.Pool, refresher.Log, *catalog.Catalog, error) {
+	log, err := refreshLog(cfg)
+	if err != nil {
+		return nil, log, nil, err
 	}
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return catalog.Graph{}, fmt.Errorf("connect to database: %w", err)
+		return nil, log, nil, fmt.Errorf("connect to database: %w", err)
 	}
-	defer pool.Close()
 	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
 	if err != nil {
-		return catalog.Graph{}, err
+		pool.Close()
+		return nil, log, nil, err
 	}
-	return cat.Graph(), nil
+	return pool, log, cat, nil
 }
