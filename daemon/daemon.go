@@ -34,6 +34,8 @@ type Daemon struct {
 	stream  atomic.Pointer[replication.Stream]
 	standby atomic.Bool
 	metrics *metrics.Metrics
+	// queries reach the scheduler of the attempt streaming now.
+	queries chan viewQuery
 	// slotUndecodable: the last attempt's stream failed on WAL written
 	// while the publication was dropped; owned by Run.
 	slotUndecodable bool
@@ -41,7 +43,7 @@ type Daemon struct {
 
 // New checks nothing and connects to nothing: Run does.
 func New(cfg config.Config, logger *slog.Logger) *Daemon {
-	d := &Daemon{cfg: cfg, logger: logger}
+	d := &Daemon{cfg: cfg, logger: logger, queries: make(chan viewQuery)}
 	d.metrics = metrics.New(d.Ready, d.Standby)
 	return d
 }
@@ -111,10 +113,11 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	confirm := stream.Confirm
 	var gate *replayGate
 	if src.Standby {
-		gate = newReplayGate(pool, slotPool, stream.Confirm, d.logger.With("component", "replay_gate"))
+		gate = newReplayGate(pool, slotPool, start.wal, stream.Confirm, d.logger.With("component", "replay_gate"))
 		confirm = gate.offer
 	}
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
+	sched.queries, sched.wal = d.queries, start.wal
 	sched.startup(start.startup)
 	d.stream.Store(stream)
 	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, sink); err != nil {
@@ -164,12 +167,17 @@ type startState struct {
 	slot     replication.SlotState
 	// startup lists the views owing a refresh the WAL will not bring.
 	startup []string
+	wal     walGeometry
 }
 
 // prepare creates what is missing (the log table, the publication, the
 // slot) and reads what streaming starts from.
 func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src replication.Source, stream *replication.Stream) (startState, error) {
 	if err := d.log.Ensure(ctx, pool); err != nil {
+		return startState{}, err
+	}
+	wal, err := readWALGeometry(ctx, pool)
+	if err != nil {
 		return startState{}, err
 	}
 	cat, _, err := d.discover(ctx, pool, nil)
@@ -208,7 +216,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
-	return startState{catalog: cat, findings: findings, slot: slot, startup: startup}, nil
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, wal: wal}, nil
 }
 
 // ensureSlot finds or creates the slot, and recreates one the server

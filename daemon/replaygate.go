@@ -22,12 +22,13 @@ type replayGate struct {
 	primary, standby *pgxpool.Pool
 	confirm          func(pglogrepl.LSN)
 	interval         time.Duration
+	wal              walGeometry
 	logger           *slog.Logger
 	offered          atomic.Uint64
 }
 
-func newReplayGate(primary, standby *pgxpool.Pool, confirm func(pglogrepl.LSN), logger *slog.Logger) *replayGate {
-	return &replayGate{primary: primary, standby: standby, confirm: confirm, interval: replication.DefaultStatusInterval, logger: logger}
+func newReplayGate(primary, standby *pgxpool.Pool, wal walGeometry, confirm func(pglogrepl.LSN), logger *slog.Logger) *replayGate {
+	return &replayGate{primary: primary, standby: standby, wal: wal, confirm: confirm, interval: replication.DefaultStatusInterval, logger: logger}
 }
 
 // offer is the scheduler's confirm: every refresh covering the changes up to
@@ -48,27 +49,10 @@ func (g *replayGate) offer(lsn pglogrepl.LSN) {
 // idle primary may not write for a long time.
 func (g *replayGate) inserted(ctx context.Context) (pglogrepl.LSN, error) {
 	var lsn pglogrepl.LSN
-	var blockSize, segmentSize uint64
-	err := g.primary.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn(),
-		current_setting('wal_block_size')::bigint, pg_size_bytes(current_setting('wal_segment_size'))`).Scan(&lsn, &blockSize, &segmentSize)
-	if err != nil {
+	if err := g.primary.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&lsn); err != nil {
 		return 0, err
 	}
-	return recordEnd(lsn, blockSize, segmentSize), nil
-}
-
-// recordEnd moves an insert position just past a page header (nothing
-// written on the page yet) back to the page's start, where the last record
-// ended. No record ends inside a header.
-func recordEnd(insert pglogrepl.LSN, blockSize, segmentSize uint64) pglogrepl.LSN {
-	const shortHeader, longHeader = 24, 40 // SizeOfXLogShortPHD, SizeOfXLogLongPHD (a segment's first page)
-	switch {
-	case uint64(insert)%segmentSize == longHeader:
-		return insert - longHeader
-	case uint64(insert)%blockSize == shortHeader:
-		return insert - shortHeader
-	}
-	return insert
+	return g.wal.recordEnd(lsn), nil
 }
 
 // errStandbyPromoted means the standby the stream decodes on was promoted.

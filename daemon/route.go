@@ -64,6 +64,7 @@ func (s *scheduler) readers(ctx context.Context, c replication.RelationChange) (
 func (s *scheduler) change(view string, tx *replication.Transaction, rows int, source string, reason events.Reason) {
 	w := s.pendingWork(view)
 	w.holdAt(s.watermark, tx.CommitLSN)
+	w.owe(tx.EndLSN)
 	w.addTxn(tx)
 	w.raise(reason)
 	w.changes += rows
@@ -108,6 +109,7 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 			}
 			s.debouncer.Remove(name)
 			s.metrics.ViewStaleness.DeleteLabelValues(name)
+			delete(s.lastRefresh, name)
 			if w := s.pending[name]; w != nil {
 				w.release(s.watermark)
 				delete(s.pending, name)
@@ -139,6 +141,7 @@ func (s *scheduler) applyCatalog(u catalogUpdate) {
 		}
 		w := s.pendingWork(view)
 		w.holdAt(s.watermark, s.watermark.SeenLSN())
+		w.owesAll = true
 		w.raise(events.ReasonChange)
 		w.unconditional = true
 		w.noteChange(s.now)
@@ -162,6 +165,7 @@ func (s *scheduler) startup(views []string) {
 		s.startupTotal++
 		w := s.pendingWork(name)
 		w.holdAt(s.watermark, s.watermark.SeenLSN())
+		w.owesAll = true
 		w.raise(events.ReasonStartup)
 		w.unconditional = true
 		for _, src := range v.SourceNames() {

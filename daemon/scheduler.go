@@ -76,6 +76,11 @@ type scheduler struct {
 	catalogs chan catalogUpdate
 	jobs     chan refresher.Request
 	results  chan result
+	// queries come from the HTTP endpoints; waiters are the queries
+	// waiting for a view to be fresh through a position.
+	queries <-chan viewQuery
+	waiters []viewQuery
+	wal     walGeometry
 
 	catalog   *catalog.Catalog
 	debouncer *debounce.Debouncer
@@ -90,6 +95,8 @@ type scheduler struct {
 	walChanges map[string]prometheus.Counter
 	warnedPlan map[string]bool
 	churn      *churn
+	// lastRefresh is each view's last refresh event, for the endpoints.
+	lastRefresh map[string]*events.Refresh
 	// startupTotal and startupDone count the startup refreshes, for the
 	// progress the log shows.
 	startupTotal, startupDone int
@@ -128,9 +135,10 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		free:       cfg.Workers,
 		ancestors:  ancestors,
 		walChanges: map[string]prometheus.Counter{},
-		warnedPlan: map[string]bool{},
-		churn:      newChurn(findings),
-		now:        time.Now(),
+		warnedPlan:  map[string]bool{},
+		churn:       newChurn(findings),
+		lastRefresh: map[string]*events.Refresh{},
+		now:         time.Now(),
 	}
 	s.debouncer = debounce.New(func() time.Time { return s.now })
 	s.setCatalog(cat)
@@ -166,11 +174,13 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 	done := ctx.Done()
 	var grace <-chan time.Time
 	stopping := false
+	defer s.dropWaiters()
 	for {
 		s.now = time.Now()
 		if !stopping {
 			s.dispatch()
 		}
+		s.answerWaiters()
 		s.confirm(s.watermark.Confirmable())
 		s.metrics.PendingViews.Set(float64(len(s.pending)))
 		s.pendingViews.Store(int64(len(s.pending)))
@@ -213,6 +223,8 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 		case r := <-s.results:
 			s.now = time.Now()
 			s.finish(r)
+		case q := <-s.queries:
+			s.answer(q)
 		case <-gauges.C:
 			s.updateGauges()
 		case <-wake:
@@ -344,7 +356,9 @@ func (s *scheduler) finish(r result) {
 		s.awaitVisibility(r.view, w)
 		return
 	}
-	s.report(r.view, view, w, out)
+	// Reported once the outcome is applied: the event carries the view's
+	// fresh-through position after it.
+	defer s.report(r.view, view, w, out)
 	switch {
 	case out.Err == nil:
 		if len(out.Unseen) > 0 && view != nil {
@@ -353,6 +367,7 @@ func (s *scheduler) finish(r result) {
 			unseen := &work{reason: events.ReasonChange, firstChangeAt: w.firstChangeAt,
 				lsn: w.lsn, txns: out.Unseen, unseenSince: w.unseenSince, unseenTries: w.unseenTries}
 			unseen.holdAt(s.watermark, out.LSN) // the oldest unseen commit
+			unseen.owe(out.LSN)
 			s.awaitVisibility(r.view, unseen)
 			w.lsn = out.LSN
 		}
@@ -451,6 +466,7 @@ func (s *scheduler) cascade(dep, base string, w *work) {
 	d.noteChange(w.firstChangeAt)
 	d.lsn = max(d.lsn, w.lsn)
 	d.addSource(base)
+	d.oweFrom(w)
 	d.unconditional = true
 	if w.hold != 0 {
 		d.holdAt(s.watermark, w.holdLSN)
@@ -478,6 +494,9 @@ func (s *scheduler) report(name string, view *catalog.View, w *work, out refresh
 	}
 	if e.Sources == nil {
 		e.Sources = []string{}
+	}
+	if through, ok := s.freshThrough(name); ok && view != nil {
+		e.FreshThrough = through.String()
 	}
 	if !w.firstChangeAt.IsZero() {
 		e.StalenessMS = ms(out.FinishedAt.Sub(w.firstChangeAt))
@@ -515,6 +534,7 @@ func (s *scheduler) report(name string, view *catalog.View, w *work, out refresh
 		}
 	}
 	if view != nil {
+		s.lastRefresh[name] = &e
 		s.events.publish(view.Schema, view.Relname, e)
 	}
 }

@@ -25,7 +25,15 @@ type work struct {
 	// recorded. Zero when the work covers no transaction (startup).
 	hold    replication.Hold
 	holdLSN pglogrepl.LSN
-	attempt int
+	// owedFrom is the end of the oldest transaction covered, or where the
+	// oldest unseen commit starts: until the work is refreshed, the view is
+	// fresh through no position at or past it. It stays when a recorded
+	// failure releases the hold. owesAll: the work covers changes the
+	// stream did not bring (startup, a new partition), so the view is fresh
+	// through nothing the daemon can vouch for.
+	owedFrom pglogrepl.LSN
+	owesAll  bool
+	attempt  int
 	// txns are the transactions covered, to check that the refresh's
 	// snapshot sees them. unconditional: the work covers more than txns (a
 	// startup, a cascade, a partition change), so the refresh runs even if
@@ -76,6 +84,21 @@ func (w *work) noteChange(at time.Time) {
 	}
 }
 
+// owe notes that the view is not fresh through lsn until the work is done.
+func (w *work) owe(lsn pglogrepl.LSN) {
+	if w.owedFrom == 0 || lsn < w.owedFrom {
+		w.owedFrom = lsn
+	}
+}
+
+// oweFrom merges other's debt into w.
+func (w *work) oweFrom(other *work) {
+	if other.owedFrom != 0 {
+		w.owe(other.owedFrom)
+	}
+	w.owesAll = w.owesAll || other.owesAll
+}
+
 // holdAt makes the work hold the slot at commitLSN unless it already holds
 // an older position.
 func (w *work) holdAt(wm *replication.Watermark, commitLSN pglogrepl.LSN) {
@@ -107,6 +130,7 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 		w.holdAt(wm, other.holdLSN)
 		other.release(wm)
 	}
+	w.oweFrom(other)
 	w.attempt = max(w.attempt, other.attempt)
 	w.txns = append(w.txns, other.txns...)
 	w.unconditional = w.unconditional || other.unconditional

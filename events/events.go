@@ -1,6 +1,7 @@
-// Package events defines what mvrefresher publishes on NATS: the payloads of
-// refresh and slot events and the subjects they are published on. Go
-// subscribers import it to decode events; the daemon encodes them with it.
+// Package events defines what mvrefresher publishes: the payloads of refresh
+// and slot events and the NATS subjects they are published on, and the view
+// freshness its HTTP endpoints serve. Go subscribers import it to decode
+// them; the daemon encodes them with it.
 package events
 
 import (
@@ -43,8 +44,12 @@ type Refresh struct {
 	FinishedAt   time.Time `json:"finished_at"`
 	DurationMS   float64   `json:"duration_ms"`
 	LSN          string    `json:"lsn"`
-	Sources      []string  `json:"sources"`
-	Changes      int       `json:"changes"`
+	// FreshThrough is the view's fresh-through position once the attempt
+	// is over (see ViewState.FreshThrough): a reader of the view sees every
+	// commit at or before it. Absent when the daemon can vouch for none.
+	FreshThrough string   `json:"fresh_through,omitempty"`
+	Sources      []string `json:"sources"`
+	Changes      int      `json:"changes"`
 	// FirstChangeAt and StalenessMS are absent when no change is behind
 	// the refresh (a startup refresh, or a cascade from one).
 	FirstChangeAt time.Time `json:"first_change_at,omitzero"`

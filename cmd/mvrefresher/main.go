@@ -52,6 +52,7 @@ Commands:
   explain   dry run: which views a change to a table (or a view's refresh) refreshes, in which order (--json)
   graph     the dependency graph of the managed views (--format dot, mermaid or json)
   watch     print refresh events as they arrive (--json, --view, --schema)
+  wait      wait until a view includes every commit up to a WAL position (--view, --lsn, --timeout); exit 1 on timeout
   teardown  drop the slot and publication (not the log table or the views); --force if a daemon still runs
   demo      everything local: a throwaway PostgreSQL and NATS, the seed's views, synthetic traffic
   health    ask a running daemon's /healthz (for container health checks)
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, rest, stdout, stderr)
 	case "health":
 		return runHealth(ctx, rest, stdout, stderr)
+	case "wait":
+		return runWait(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "mvrefresher", version())
 		return nil

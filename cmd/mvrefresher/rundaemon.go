@@ -49,7 +49,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	srv := &http.Server{Handler: healthHandler(d), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("serving health endpoints", "listen", ln.Addr().String())
+	logger.Info("serving HTTP: /metrics, /healthz, /readyz, /views", "listen", ln.Addr().String())
 
 	runErr := d.Run(ctx)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -84,6 +84,7 @@ func healthHandler(d *daemon.Daemon) http.Handler {
 		}
 		fmt.Fprintln(w, "streaming")
 	})
+	handleViews(mux, d)
 	return mux
 }
 

@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
+)
+
+// ErrUnknownView means a name is not a view the daemon manages.
+var ErrUnknownView = errors.New("not a managed view")
+
+// ErrNotStreaming means the daemon streams from no slot now (it is starting,
+// reconnecting or standing by), so it cannot tell how fresh a view is.
+var ErrNotStreaming = errors.New("not streaming from the replication slot")
+
+// viewQuery asks the scheduler for the state of one view (view set) or of
+// every view; with wait, it is answered once the view is fresh through lsn,
+// or never if ctx ends first.
+type viewQuery struct {
+	ctx   context.Context
+	view  string
+	wait  bool
+	lsn   pglogrepl.LSN
+	reply chan viewAnswer // buffered: the scheduler never blocks on it
+}
+
+type viewAnswer struct {
+	views []events.ViewState
+	err   error
+}
+
+// answer handles a query at once, or keeps it among the waiters.
+func (s *scheduler) answer(q viewQuery) {
+	if q.view == "" {
+		views := make([]events.ViewState, 0, len(s.catalog.Views))
+		for _, name := range s.catalog.Names() {
+			views = append(views, s.viewState(name))
+		}
+		q.reply <- viewAnswer{views: views}
+		return
+	}
+	name, ok := s.lookupView(q.view)
+	if !ok {
+		q.reply <- viewAnswer{err: fmt.Errorf("%s: %w", q.view, ErrUnknownView)}
+		return
+	}
+	q.view = name
+	if q.wait {
+		q.lsn = s.wal.recordEnd(q.lsn)
+		if through, ok := s.freshThrough(name); !ok || through < q.lsn {
+			s.waiters = append(s.waiters, q)
+			return
+		}
+	}
+	q.reply <- viewAnswer{views: []events.ViewState{s.viewState(name)}}
+}
+
+// answerWaiters answers the waiters whose view is fresh enough now (or gone),
+// and forgets those that stopped waiting.
+func (s *scheduler) answerWaiters() {
+	s.waiters = slices.DeleteFunc(s.waiters, func(q viewQuery) bool {
+		if q.ctx.Err() != nil {
+			return true
+		}
+		if s.catalog.Views[q.view] == nil {
+			q.reply <- viewAnswer{err: fmt.Errorf("%s: %w", q.view, ErrUnknownView)}
+			return true
+		}
+		if through, ok := s.freshThrough(q.view); !ok || through < q.lsn {
+			return false
+		}
+		q.reply <- viewAnswer{views: []events.ViewState{s.viewState(q.view)}}
+		return true
+	})
+}
+
+// dropWaiters tells the waiters this scheduler is done: they ask the next
+// one.
+func (s *scheduler) dropWaiters() {
+	for _, q := range s.waiters {
+		q.reply <- viewAnswer{err: ErrNotStreaming}
+	}
+	s.waiters = nil
+}
+
+// lookupView finds a managed view by its qualified name, quoted or not.
+func (s *scheduler) lookupView(name string) (string, bool) {
+	if s.catalog.Views[name] != nil {
+		return name, true
+	}
+	schema, rel, err := config.ParseQualifiedName(name)
+	if err != nil {
+		return "", false
+	}
+	if v, _ := s.catalog.Lookup(schema, rel); v != nil {
+		return v.Name, true
+	}
+	return "", false
+}
+
+// freshThrough is the position the view is fresh through: just before the
+// oldest change that waits for a refresh of the view or of a view it is
+// built on, else everything received. ok is false while the daemon can
+// vouch for no position.
+func (s *scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
+	through = s.watermark.SeenLSN()
+	for _, n := range append(s.catalog.TransitiveBases(name), name) {
+		for _, w := range []*work{s.pending[n], s.running[n]} {
+			switch {
+			case w == nil:
+			case w.owesAll:
+				return 0, false
+			case w.owedFrom != 0:
+				through = min(through, w.owedFrom-1)
+			}
+		}
+	}
+	return through, true
+}
+
+// viewState is what the HTTP endpoints show of a view.
+func (s *scheduler) viewState(name string) events.ViewState {
+	st := events.ViewState{View: name, ReceivedLSN: s.watermark.SeenLSN().String(),
+		DependsOn: nonNil(s.catalog.Views[name].Bases), LastRefresh: s.lastRefresh[name]}
+	if through, ok := s.freshThrough(name); ok {
+		st.FreshThrough = through.String()
+	}
+	st.Pending = st.FreshThrough != st.ReceivedLSN
+	for _, w := range []*work{s.pending[name], s.running[name]} {
+		if w != nil {
+			st.PendingChanges += w.changes
+			if !w.firstChangeAt.IsZero() && (st.PendingSince.IsZero() || w.firstChangeAt.Before(st.PendingSince)) {
+				st.PendingSince = w.firstChangeAt.UTC()
+			}
+		}
+	}
+	st.Refreshing = s.running[name] != nil
+	return st
+}
