@@ -23,9 +23,6 @@ var (
 	ErrTimeout = errors.New("timed out")
 	// ErrUnknownView: the daemon does not manage the view.
 	ErrUnknownView = errors.New("not a managed view")
-	// ErrNotStreaming: the daemon streams from no slot now (starting,
-	// reconnecting, standing by).
-	ErrNotStreaming = errors.New("the daemon is not streaming")
 )
 
 // maxWait is the longest wait the daemon accepts in one request.
@@ -73,24 +70,6 @@ func (c *Client) Wait(ctx context.Context, view string, lsn pglogrepl.LSN, timeo
 	}
 }
 
-// View returns the view's state.
-func (c *Client) View(ctx context.Context, view string) (events.ViewState, error) {
-	var st events.ViewState
-	if err := c.get(ctx, "/views/"+url.PathEscape(view), &st); err != nil {
-		return st, fmt.Errorf("read the state of %s: %w", view, err)
-	}
-	return st, nil
-}
-
-// Views returns the state of every managed view.
-func (c *Client) Views(ctx context.Context) ([]events.ViewState, error) {
-	var views []events.ViewState
-	if err := c.get(ctx, "/views", &views); err != nil {
-		return nil, fmt.Errorf("read the views' state: %w", err)
-	}
-	return views, nil
-}
-
 // get decodes the answer to GET path into out; a 504's state too.
 func (c *Client) get(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
@@ -118,8 +97,6 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 	switch resp.StatusCode {
 	case http.StatusNotFound:
 		return fmt.Errorf("%w: %s", ErrUnknownView, body.Error)
-	case http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: %s", ErrNotStreaming, body.Error)
 	}
 	return fmt.Errorf("%s answered %s: %s", c.base, resp.Status, body.Error)
 }

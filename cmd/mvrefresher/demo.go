@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/daemon"
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localnats"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
@@ -33,6 +35,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
+	listen := fs.String("listen", "127.0.0.1:9188", `serve /metrics, /healthz, /readyz and /views here ("" for none)`)
 	databaseURL := fs.String("database-url", "", "use this PostgreSQL (wal_level=logical) instead of a throwaway local one; the demo creates schemas core and analytics there and drops them afterwards")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -104,7 +107,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.Schemas = []string{"analytics"}
 	cfg.RefreshLogTable = "analytics.mv_refresh_log"
 	cfg.Debounce, cfg.MaxWait = time.Second, 5*time.Second
-	cfg.Listen = ""
+	cfg.Listen = *listen
 	cfg.NATS.URL, cfg.NATS.SubjectPrefix = ns.URL(), demoName
 	// The slot's health every few seconds: it follows the WAL when idle.
 	cfg.SlotCheckInterval = 5 * time.Second
@@ -112,6 +115,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: %w", err)
 	}
 
+	d := daemon.New(cfg, logger)
+	runDaemon := func(ctx context.Context) error { return d.Run(ctx) }
+	if *listen != "" {
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			return fmt.Errorf("demo: listen on %s (another mvrefresher? pass --listen 127.0.0.1:0, or --listen '' for none): %w", *listen, err)
+		}
+		addr := "http://" + ln.Addr().String()
+		runDaemon = func(ctx context.Context) error { return serveOn(ctx, d, ln, logger) }
+		say("serving %s/metrics (Prometheus) and %s/views (each view's freshness); read your writes with:", addr, addr)
+		say("  mvrefresher wait --url %s --database-url '%s' --view analytics.mv_revenue_summary", addr, dbURL)
+	}
 	say("starting mvrefresher (debounce 1s, max wait 5s); events arrive on NATS subject %s.>", demoName)
 	say("first start: every view is refreshed once (reason startup), then only what changes")
 	say("%-12s  %-6s  %-34s  %-7s  %9s  %-13s  %s", "time", "status", "view", "reason", "duration", "rows +/-", "changes, staleness")
@@ -120,7 +135,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer stopRun()
 	var wg sync.WaitGroup
 	daemonErr := make(chan error, 1)
-	wg.Go(func() { daemonErr <- serve(runCtx, cfg, logger) })
+	wg.Go(func() { daemonErr <- runDaemon(runCtx) })
 	wg.Go(func() {
 		if err := demoTraffic(runCtx, pool, say); err != nil && runCtx.Err() == nil {
 			logger.Error("demo traffic", "error", err)

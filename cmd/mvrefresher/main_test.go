@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,11 +125,33 @@ func waitReady(t *testing.T, url string, exited <-chan error, logs *bytes.Buffer
 // a burst refreshes the views, the view over a view follows its base, and it
 // exits 0 leaving nothing running.
 func TestDemo(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), []string{"demo", "--duration", "12s"}, &stdout, &stderr); err != nil {
+	var stdout syncBuffer
+	var stderr bytes.Buffer
+	demoErr := make(chan error, 1)
+	go func() {
+		demoErr <- run(context.Background(), []string{"demo", "--duration", "12s", "--listen", "127.0.0.1:0"}, &stdout, &stderr)
+	}()
+	// While it runs, its address serves the views' freshness.
+	addr := regexp.MustCompile(`serving (http://127\.0\.0\.1:\d+)/metrics`)
+	var views []map[string]any
+	err := wait.Until("the demo's /views to list its five views", 30*time.Second, func() (bool, error) {
+		m := addr.FindStringSubmatch(stdout.String())
+		if m == nil {
+			return false, nil
+		}
+		code, err := getJSON(m[1]+"/views", &views)
+		return err == nil && code == http.StatusOK && len(views) == 5, nil
+	})
+	if err != nil {
+		t.Errorf("%v (last answer %v)\n%s", err, views, stdout.String())
+	}
+	if err := <-demoErr; err != nil {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
+	if !strings.Contains(out, "mvrefresher wait --url http://127.0.0.1:") {
+		t.Errorf("demo output does not show how to wait for a view:\n%s", out)
+	}
 	for _, want := range []string{
 		"analytics.mv_conversion_funnels     startup",
 		"analytics.mv_retention_cohorts      startup",

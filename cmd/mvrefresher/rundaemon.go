@@ -46,6 +46,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	return serveOn(ctx, d, ln, logger)
+}
+
+// serveOn runs d and its HTTP endpoints on ln until ctx ends.
+func serveOn(ctx context.Context, d *daemon.Daemon, ln net.Listener, logger *slog.Logger) error {
 	srv := &http.Server{Handler: healthHandler(d), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

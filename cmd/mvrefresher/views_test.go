@@ -32,7 +32,9 @@ func TestViewsEndpointsAndWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
 	stopped := make(chan error, 1)
-	go func() { stopped <- run(ctx, append([]string{"run", "--listen", addr, "--log-format", "json"}, flags...), &logs, &logs) }()
+	go func() {
+		stopped <- run(ctx, append([]string{"run", "--listen", addr, "--log-format", "json"}, flags...), &logs, &logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-stopped; err != nil {
