@@ -53,7 +53,7 @@ var keyDefs = []keyDef{
 		func(c *Config) any { return &c.StatementTimeout }},
 	{"refresh_log_table", "table recording the last refresh of every view (created if missing)",
 		func(c *Config) any { return &c.RefreshLogTable }},
-	{"listen", `HTTP address for /metrics, /healthz and /readyz; "" disables`,
+	{"listen", `HTTP address for /metrics, /healthz, /readyz and /views; "" disables`,
 		func(c *Config) any { return &c.Listen }},
 	{"log_level", "debug, info, warn or error",
 		func(c *Config) any { return &c.LogLevel }},
