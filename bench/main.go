@@ -60,6 +60,7 @@ func run(ctx context.Context) error {
 	vsCompress := fs.Float64("compress", 20, "versus: simulated time runs this many times faster than real time (traffic, timer period, debounce and max_wait)")
 	vsTimer := fs.Duration("versus-period", 5*time.Minute, "versus: the timer's period, in simulated time")
 	vsMaxWait := fs.Duration("versus-max-wait", config.Default().MaxWait, "versus: mvrefresher's max_wait, in simulated time")
+	vsMaxStaleness := fs.Duration("versus-max-staleness", 0, "versus: mvrefresher's max_staleness, in simulated time (0: none)")
 	vsStrategies := fs.String("versus-strategies", "timer,per-commit,mvrefresher", "versus: strategies to run, comma-separated")
 	scViews := fs.Int("scale-views", 1000, "scale: managed materialized views")
 	scTables := fs.Int("scale-tables", 200, "scale: source tables")
@@ -125,7 +126,7 @@ func run(ctx context.Context) error {
 		raw, err = runLatency(ctx, latency{cluster: cluster, commits: *latCommits, rate: *latRate, logger: logger}, *runs)
 	case "versus":
 		raw, err = runVersus(ctx, versus{cluster: cluster, rows: *vsRows, minutes: *vsMinutes, compress: *vsCompress,
-			period: *vsTimer, maxWait: *vsMaxWait, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
+			period: *vsTimer, maxWait: *vsMaxWait, maxStaleness: *vsMaxStaleness, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
 	case "scale":
 		raw, err = runScale(ctx, scale{cluster: cluster, views: *scViews, tables: *scTables, changes: *scChanges, logFile: *scLog}, *runs)
 	case "writepath":

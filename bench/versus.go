@@ -30,6 +30,7 @@ type versus struct {
 	minutes, compress float64
 	period            time.Duration
 	maxWait           time.Duration // the daemon's max_wait, simulated
+	maxStaleness      time.Duration // the daemon's max_staleness, simulated; 0 = none
 	strategies        []string
 	logger            *slog.Logger
 }
@@ -149,8 +150,10 @@ type versusRun struct {
 	Strategy string `json:"strategy"`
 	// MaxWait is mvrefresher's max_wait, in simulated time.
 	MaxWait string `json:"max_wait,omitempty"`
-	Commits int    `json:"commits"`
-	Rows    int    `json:"rows_written"`
+	// MaxStaleness is mvrefresher's max_staleness, in simulated time.
+	MaxStaleness string `json:"max_staleness,omitempty"`
+	Commits      int    `json:"commits"`
+	Rows         int    `json:"rows_written"`
 	// Refreshes ran within the observed window (the traffic's duration, or
 	// longer until every commit reached every view).
 	Refreshes  int     `json:"refreshes"`
@@ -306,6 +309,7 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 		// The daemon's defaults (max_wait unless -versus-max-wait says
 		// otherwise), on the simulated clock.
 		cfg.Debounce, cfg.MaxWait = v.real(cfg.Debounce), v.real(v.maxWait)
+		cfg.MaxStaleness = v.real(v.maxStaleness)
 		stopDaemon = startDaemon(ctx, cfg, v.logger)
 		defer func() { _ = stopDaemon() }()
 		// Its first start refreshes every view once (reason startup):
@@ -464,6 +468,9 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 	r := versusRun{Run: run, Strategy: strategy, Commits: len(pattern), Rows: rowsWritten, Refreshes: len(recs), Owed: owed, WallSec: since(start)}
 	if strategy == "mvrefresher" {
 		r.MaxWait = v.maxWait.String()
+		if v.maxStaleness > 0 {
+			r.MaxStaleness = v.maxStaleness.String()
+		}
 	}
 	r.RefreshCPUSec, r.WalsenderCPUSec = cpu.total(false), cpu.total(true)
 	for _, rec := range recs {
@@ -555,8 +562,8 @@ func refreshCounted(ctx context.Context, conn *pgx.Conn, view string) (refreshRe
 }
 
 func printVersus(rs []versusRun, v versus) {
-	fmt.Printf("versus: %d commits (%d rows) over %.0f simulated minutes, replayed %.0fx faster (%.0f s); timer every %s simulated (%s real); mvrefresher's max_wait %s simulated; staleness in real seconds (median of the runs, min-max)\n\n",
-		rs[0].Commits, rs[0].Rows, v.minutes, v.compress, v.minutes*60/v.compress, v.period, v.real(v.period), v.maxWait)
+	fmt.Printf("versus: %d commits (%d rows) over %.0f simulated minutes, replayed %.0fx faster (%.0f s); timer every %s simulated (%s real); mvrefresher's max_wait %s, max_staleness %s simulated; staleness in real seconds (median of the runs, min-max)\n\n",
+		rs[0].Commits, rs[0].Rows, v.minutes, v.compress, v.minutes*60/v.compress, v.period, v.real(v.period), v.maxWait, v.maxStaleness)
 	fmt.Println("| strategy | runs | refreshes | refreshes owed at the end | refresh s in PostgreSQL | refresh backends' CPU s | walsender CPU s | rows rewritten | staleness p50 s | staleness p95 s | staleness max s |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	by := map[string][]versusRun{}

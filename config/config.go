@@ -41,6 +41,7 @@ type View struct {
 	Debounce     *time.Duration
 	MaxWait      *time.Duration
 	MinInterval  *time.Duration
+	MaxStaleness *time.Duration
 	Concurrently Concurrently // "" after load is normalised to auto
 	Enabled      *bool
 }
@@ -65,10 +66,14 @@ type Config struct {
 	Publication    string
 	// Schemas are exact catalog names (pg_namespace.nspname), not SQL
 	// identifiers: they are not case-folded. Empty = all non-system schemas.
-	Schemas           []string
-	Debounce          time.Duration
-	MaxWait           time.Duration // 0 = no upper bound
-	MinInterval       time.Duration
+	Schemas     []string
+	Debounce    time.Duration
+	MaxWait     time.Duration // 0 = no upper bound
+	MinInterval time.Duration
+	// MaxStaleness is a freshness target: the longest time from a commit
+	// until a refresh including it has finished. 0 = none (debounce and
+	// max_wait decide).
+	MaxStaleness      time.Duration
 	Workers           int
 	LockTimeout       time.Duration // 0 = none
 	StatementTimeout  time.Duration // 0 = none
@@ -124,9 +129,9 @@ func (c Config) StreamURL() string {
 
 // ViewSettings are the effective settings of one view.
 type ViewSettings struct {
-	Debounce, MaxWait, MinInterval time.Duration
-	Concurrently                   Concurrently
-	Enabled                        bool
+	Debounce, MaxWait, MinInterval, MaxStaleness time.Duration
+	Concurrently                                 Concurrently
+	Enabled                                      bool
 }
 
 // ViewSettings resolves the effective settings for a view (overrides
@@ -139,6 +144,7 @@ func (c Config) ViewSettings(qualifiedName string) ViewSettings {
 		Debounce:     c.Debounce,
 		MaxWait:      c.MaxWait,
 		MinInterval:  c.MinInterval,
+		MaxStaleness: c.MaxStaleness,
 		Concurrently: ConcurrentlyAuto,
 		Enabled:      true,
 	}
@@ -158,6 +164,9 @@ func (v View) apply(s ViewSettings) ViewSettings {
 	}
 	if v.MinInterval != nil {
 		s.MinInterval = *v.MinInterval
+	}
+	if v.MaxStaleness != nil {
+		s.MaxStaleness = *v.MaxStaleness
 	}
 	if v.Concurrently != "" {
 		s.Concurrently = v.Concurrently

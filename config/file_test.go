@@ -68,6 +68,10 @@ func TestLoad_FileValues(t *testing.T) {
 		{"empty file", "", func(c Config) bool { return c.Workers == 2 }},
 		{"comments only", "# nothing\n", func(c Config) bool { return c.Workers == 2 }},
 		{"duration zero as integer", "debounce: 0\nmax_wait: 0", func(c Config) bool { return c.Debounce == 0 && c.MaxWait == 0 }},
+		{"staleness targets", "max_staleness: 1m\nviews:\n  analytics.mv_x:\n    max_staleness: 20s", func(c Config) bool {
+			return c.MaxStaleness == time.Minute && c.ViewSettings("analytics.mv_x").MaxStaleness == 20*time.Second &&
+				c.ViewSettings("analytics.other").MaxStaleness == time.Minute
+		}},
 		{"schemas block list", "schemas:\n  - a\n  - B\n", func(c Config) bool { return reflect.DeepEqual(c.Schemas, []string{"a", "B"}) }},
 		{"schemas null", "schemas:\n", func(c Config) bool { return len(c.Schemas) == 0 }},
 		{"schemas scalar", "schemas: a, b", func(c Config) bool { return reflect.DeepEqual(c.Schemas, []string{"a", "b"}) }},

@@ -45,6 +45,8 @@ var keyDefs = []keyDef{
 		func(c *Config) any { return &c.MaxWait }},
 	{"min_interval", "least time between two refreshes of one view",
 		func(c *Config) any { return &c.MinInterval }},
+	{"max_staleness", "freshness target: longest time from a commit until a refresh including it has finished (replaces debounce and max_wait); 0 = none",
+		func(c *Config) any { return &c.MaxStaleness }},
 	{"workers", "refreshes at once (1-64)",
 		func(c *Config) any { return &c.Workers }},
 	{"lock_timeout", "lock_timeout for the REFRESH statement; 0 = none",

@@ -66,6 +66,7 @@ func (c Config) problems() []problem {
 		{"debounce", c.Debounce},
 		{"max_wait", c.MaxWait},
 		{"min_interval", c.MinInterval},
+		{"max_staleness", c.MaxStaleness},
 		{"lock_timeout", c.LockTimeout},
 		{"statement_timeout", c.StatementTimeout},
 		{"shutdown_timeout", c.ShutdownTimeout},
@@ -146,7 +147,7 @@ func (c Config) viewProblems() []problem {
 		for _, d := range []struct {
 			field string
 			v     *time.Duration
-		}{{"debounce", v.Debounce}, {"max_wait", v.MaxWait}, {"min_interval", v.MinInterval}} {
+		}{{"debounce", v.Debounce}, {"max_wait", v.MaxWait}, {"min_interval", v.MinInterval}, {"max_staleness", v.MaxStaleness}} {
 			if d.v != nil && *d.v < 0 {
 				add(path+"."+d.field, "%s.%s: must not be negative (got %s)", path, d.field, *d.v)
 			}

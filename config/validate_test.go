@@ -36,6 +36,7 @@ func TestValidate(t *testing.T) {
 		{"publication empty", func(c *Config) { c.Publication = "" }, "publication: invalid name"},
 		{"schema empty", func(c *Config) { c.Schemas = []string{"a", ""} }, "schemas: entry 2 is empty"},
 		{"negative debounce", func(c *Config) { c.Debounce = -time.Second }, "debounce: must not be negative (got -1s)"},
+		{"negative max_staleness", func(c *Config) { c.MaxStaleness = -time.Second }, "max_staleness: must not be negative (got -1s)"},
 		{"negative shutdown", func(c *Config) { c.ShutdownTimeout = -1 }, "shutdown_timeout: must not be negative"},
 		{"zero discovery", func(c *Config) { c.DiscoveryInterval = 0 }, "discovery_interval: must be positive (got 0s)"},
 		{"max_wait < debounce", func(c *Config) { c.Debounce, c.MaxWait = 10*time.Second, 5*time.Second },

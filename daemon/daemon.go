@@ -118,6 +118,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	}
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
 	sched.queries, sched.wal = d.queries, start.wal
+	sched.seedDurations(start.durations)
 	sched.startup(start.startup)
 	d.stream.Store(stream)
 	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, sink); err != nil {
@@ -168,6 +169,8 @@ type startState struct {
 	// startup lists the views owing a refresh the WAL will not bring.
 	startup []string
 	wal     walGeometry
+	// durations are the views' last refresh durations in the log.
+	durations map[string]time.Duration
 }
 
 // prepare creates what is missing (the log table, the publication, the
@@ -204,6 +207,16 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
+	rows, err := d.log.Rows(ctx, pool, cat.Names())
+	if err != nil {
+		return startState{}, err
+	}
+	durations := map[string]time.Duration{}
+	for name, r := range rows {
+		if r.DurationMS != nil && r.Status == "ok" {
+			durations[name] = time.Duration(*r.DurationMS * float64(time.Millisecond))
+		}
+	}
 	errs, warns := 0, 0
 	for _, f := range findings {
 		if f.Severity == catalog.SeverityError {
@@ -216,7 +229,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
-	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, wal: wal}, nil
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, wal: wal, durations: durations}, nil
 }
 
 // ensureSlot finds or creates the slot, and recreates one the server

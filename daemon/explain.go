@@ -39,6 +39,10 @@ type ExplainedView struct {
 	// LastDurationMS is its last refresh's duration; null when never
 	// refreshed by mvrefresher.
 	LastDurationMS *float64 `json:"last_duration_ms"`
+	// MaxStaleness is its effective staleness target (absent without one)
+	// and MaxStalenessFrom the view whose max_staleness sets it.
+	MaxStaleness     string `json:"max_staleness,omitempty"`
+	MaxStalenessFrom string `json:"max_staleness_from,omitempty"`
 }
 
 // Explain says what a change to the table name (or a refresh of the view
@@ -81,10 +85,11 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 		rep.Kind = "relation" // no managed view reads it
 	}
 	waves := cat.Waves(start)
-	rows, err := log.Rows(ctx, pool, slices.Concat(waves...))
+	rows, err := log.Rows(ctx, pool, cat.Names()) // targets depend on every view's
 	if err != nil {
 		return rep, err
 	}
+	targets := targetsFromLog(cfg, cat, rows)
 	earlier := map[string]bool{}
 	for _, wave := range waves {
 		var out []ExplainedView
@@ -99,6 +104,9 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 			}
 			if r, ok := rows[v]; ok {
 				e.LastDurationMS = r.DurationMS
+			}
+			if t, ok := targets[v]; ok {
+				e.MaxStaleness, e.MaxStalenessFrom = t.MaxStaleness.String(), t.From
 			}
 			out = append(out, e)
 		}

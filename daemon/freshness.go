@@ -141,5 +141,8 @@ func (s *scheduler) viewState(name string) events.ViewState {
 		}
 	}
 	st.Refreshing = s.running[name] != nil
+	if t, ok := s.targets[name]; ok {
+		st.MaxStalenessMS, st.MaxStalenessFrom = ms(t.MaxStaleness), t.From
+	}
 	return st
 }

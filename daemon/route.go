@@ -6,7 +6,6 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
@@ -110,6 +109,8 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 			s.debouncer.Remove(name)
 			s.metrics.ViewStaleness.DeleteLabelValues(name)
 			delete(s.lastRefresh, name)
+			delete(s.durations, name)
+			s.metrics.TargetMissed.DeleteLabelValues(name)
 			if w := s.pending[name]; w != nil {
 				w.release(s.watermark)
 				delete(s.pending, name)
@@ -121,9 +122,9 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 	// Relations the old catalog did not know may be known now, or belong
 	// elsewhere (a partition detached and attached to another table).
 	s.ancestors.Purge()
+	s.planTargets()
 	for _, name := range cat.Names() {
-		vs := s.cfg.ViewSettings(name)
-		s.debouncer.Set(name, debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}, cat.TransitiveBases(name))
+		s.debouncer.Set(name, s.debounceSettings(name), cat.TransitiveBases(name))
 		if s.running[name] != nil && !s.debouncer.Running(name) {
 			// Dropped and created again while its refresh ran: one refresh
 			// of a view at a time, and finish must find its work.

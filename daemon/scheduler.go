@@ -97,6 +97,15 @@ type scheduler struct {
 	churn      *churn
 	// lastRefresh is each view's last refresh event, for the endpoints.
 	lastRefresh map[string]*events.Refresh
+	// targets are the views' effective staleness targets, planned from
+	// their refreshes' durations; hasTargets: any view has one.
+	durations  durations
+	targets    map[string]target
+	hasTargets bool
+	// lag is how long commits took to arrive lately; planLag is what the
+	// plans assume.
+	lag     lagWindow
+	planLag time.Duration
 	// startupTotal and startupDone count the startup refreshes, for the
 	// progress the log shows.
 	startupTotal, startupDone int
@@ -138,6 +147,7 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		warnedPlan:  map[string]bool{},
 		churn:       newChurn(findings),
 		lastRefresh: map[string]*events.Refresh{},
+		durations:   durations{},
 		now:         time.Now(),
 	}
 	s.debouncer = debounce.New(func() time.Time { return s.now })
@@ -227,6 +237,7 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 			s.answer(q)
 		case <-gauges.C:
 			s.updateGauges()
+			s.replanForLag()
 		case <-wake:
 			s.now = time.Now()
 			if s.behind && time.Since(s.lastReceived) >= catchUpIdle {
@@ -255,7 +266,11 @@ func (s *scheduler) receive(ctx context.Context, item streamed) {
 	if tx := item.tx; tx != nil {
 		s.route(ctx, tx)
 		s.watermark.Seen(tx.EndLSN)
-		s.setBehind(s.lastReceived.Sub(tx.CommitTime) > catchUpLag)
+		lag := s.lastReceived.Sub(tx.CommitTime)
+		s.setBehind(lag > catchUpLag)
+		if !s.behind && !tx.CommitTime.IsZero() {
+			s.lag.observe(max(lag, 0), s.lastReceived)
+		}
 		return
 	}
 	s.watermark.Seen(item.progress)
@@ -287,14 +302,23 @@ func (s *scheduler) setBehind(behind bool) {
 
 // dispatch starts every due view a free worker can take.
 func (s *scheduler) dispatch() {
-	if s.free == 0 {
+	if s.free == 0 && !s.hasTargets {
 		return
 	}
-	for _, name := range s.debouncer.Due() {
+	due := s.debouncer.Due()
+	for i, name := range due {
 		if s.free == 0 {
+			for _, n := range due[i:] {
+				if w := s.pending[n]; w != nil {
+					w.waitedForWorker = true
+				}
+			}
 			return
 		}
 		if !s.debouncer.Startable(name) {
+			if w := s.pending[name]; w != nil {
+				w.waitedForRelated = true
+			}
 			continue // a view started just now rules it out (its base, or a dependent)
 		}
 		w, view := s.pending[name], s.catalog.Views[name]
@@ -314,6 +338,7 @@ func (s *scheduler) dispatch() {
 		s.running[name] = w
 		s.free--
 		w.attempt++
+		w.planned = s.durations.estimate(name)
 		if w.lsn == 0 {
 			w.lsn = s.watermark.SeenLSN()
 		}
@@ -361,6 +386,7 @@ func (s *scheduler) finish(r result) {
 	defer s.report(r.view, view, w, out)
 	switch {
 	case out.Err == nil:
+		s.observeDuration(r.view, out.FinishedAt.Sub(out.StartedAt))
 		if len(out.Unseen) > 0 && view != nil {
 			// What the snapshot did not see is owed again; the cascade
 			// carries only what it saw.
@@ -467,6 +493,7 @@ func (s *scheduler) cascade(dep, base string, w *work) {
 	d.lsn = max(d.lsn, w.lsn)
 	d.addSource(base)
 	d.oweFrom(w)
+	d.baseAttempts = max(d.baseAttempts, w.attempt, w.baseAttempts)
 	d.unconditional = true
 	if w.hold != 0 {
 		d.holdAt(s.watermark, w.holdLSN)
@@ -521,6 +548,7 @@ func (s *scheduler) report(name string, view *catalog.View, w *work, out refresh
 	}
 	s.metrics.Refreshes.WithLabelValues(name, string(e.Status)).Inc()
 	if out.Err == nil {
+		s.checkTarget(name, w, out)
 		s.metrics.RefreshDuration.WithLabelValues(name).Observe(out.FinishedAt.Sub(out.StartedAt).Seconds())
 		if out.RowsInserted != nil {
 			s.metrics.RowsChanged.WithLabelValues(name, "inserted").Add(float64(*out.RowsInserted))

@@ -55,6 +55,11 @@ type ViewStatus struct {
 	RowsInserted *int64     `json:"rows_inserted"`
 	RowsDeleted  *int64     `json:"rows_deleted"`
 	LSN          *string    `json:"lsn"`
+	// MaxStaleness is its effective staleness target, planned from the
+	// last durations (absent without one); MaxStalenessFrom names the view
+	// whose max_staleness sets it.
+	MaxStaleness     string `json:"max_staleness,omitempty"`
+	MaxStalenessFrom string `json:"max_staleness_from,omitempty"`
 }
 
 // StreamStatus is where the replication stream decodes.
@@ -112,8 +117,12 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	targets := targetsFromLog(cfg, cat, rows)
 	for i := range rep.Views {
 		v := &rep.Views[i]
+		if t, ok := targets[v.View]; ok {
+			v.MaxStaleness, v.MaxStalenessFrom = t.MaxStaleness.String(), t.From
+		}
 		r, ok := rows[v.View]
 		if !ok {
 			continue // never attempted

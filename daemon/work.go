@@ -34,6 +34,14 @@ type work struct {
 	owedFrom pglogrepl.LSN
 	owesAll  bool
 	attempt  int
+	// Why a refresh may have missed its staleness target: baseAttempts is
+	// the most attempts a base's refresh cascading into this one took;
+	// waitedForWorker and waitedForRelated are set when the view was due but
+	// no worker was free, or a base or dependent of it ran.
+	baseAttempts     int
+	planned          time.Duration // the duration estimate when it started
+	waitedForWorker  bool
+	waitedForRelated bool
 	// txns are the transactions covered, to check that the refresh's
 	// snapshot sees them. unconditional: the work covers more than txns (a
 	// startup, a cascade, a partition change), so the refresh runs even if
@@ -132,6 +140,9 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 	}
 	w.oweFrom(other)
 	w.attempt = max(w.attempt, other.attempt)
+	w.baseAttempts = max(w.baseAttempts, other.baseAttempts)
+	w.waitedForWorker = w.waitedForWorker || other.waitedForWorker
+	w.waitedForRelated = w.waitedForRelated || other.waitedForRelated
 	w.txns = append(w.txns, other.txns...)
 	w.unconditional = w.unconditional || other.unconditional
 	if !other.unseenSince.IsZero() && (w.unseenSince.IsZero() || other.unseenSince.Before(w.unseenSince)) {

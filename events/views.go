@@ -24,6 +24,12 @@ type ViewState struct {
 	PendingSince   time.Time `json:"pending_since,omitzero"`
 	// Refreshing: a refresh of the view runs now.
 	Refreshing bool `json:"refreshing"`
+	// MaxStalenessMS is the view's effective staleness target (absent
+	// without one): the tightest of its own max_staleness and what the
+	// views built on it impose, so that their cascades finish in time.
+	// MaxStalenessFrom names the view whose max_staleness it comes from.
+	MaxStalenessMS   float64 `json:"max_staleness_ms,omitzero"`
+	MaxStalenessFrom string  `json:"max_staleness_from,omitempty"`
 	// DependsOn lists the managed views it is built on.
 	DependsOn []string `json:"depends_on"`
 	// LastRefresh is the event of the view's last refresh attempt since the

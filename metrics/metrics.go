@@ -24,6 +24,7 @@ type Metrics struct {
 	SlotRetainedBytes *prometheus.GaugeVec     // slot
 	SlotActive        *prometheus.GaugeVec     // slot
 	VisibilityWaits   *prometheus.CounterVec   // view
+	TargetMissed      *prometheus.CounterVec   // view
 	PendingViews      prometheus.Gauge
 	EventsDropped     prometheus.Counter
 }
@@ -64,6 +65,9 @@ func New(connected, standby func() bool) *Metrics {
 		VisibilityWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mvrefresher_visibility_waits_total", Help: "Refreshes put off or repeated because a commit they were for was not yet visible to their snapshot (a synchronous standby not confirming yet).",
 		}, []string{"view"}),
+		TargetMissed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mvrefresher_staleness_target_missed_total", Help: "Refreshes that finished later after their oldest change's commit than the view's effective max_staleness.",
+		}, []string{"view"}),
 		PendingViews: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mvrefresher_pending_views", Help: "Views with changes waiting for a refresh.",
 		}),
@@ -73,7 +77,7 @@ func New(connected, standby func() bool) *Metrics {
 	}
 	m.Registry.MustRegister(
 		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.ChurnRatio, m.WALChanges,
-		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.VisibilityWaits, m.PendingViews, m.EventsDropped,
+		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.VisibilityWaits, m.TargetMissed, m.PendingViews, m.EventsDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mvrefresher_replication_connected", Help: "1 while this instance streams from its slot.",
 		}, boolGauge(connected)),

@@ -80,11 +80,24 @@ func printExplain(w io.Writer, rep daemon.ExplainReport) {
 			if v.LastDurationMS != nil {
 				last = fmt.Sprintf("last refresh %.0f ms", *v.LastDurationMS)
 			}
-			fmt.Fprintf(w, "  %s: debounce %s, max_wait %s, min_interval %s, concurrently %s; %s\n",
-				v.View, v.Debounce, v.MaxWait, v.MinInterval, v.Concurrently, last)
+			timing := fmt.Sprintf("debounce %s, max_wait %s", v.Debounce, v.MaxWait)
+			if v.MaxStaleness != "" {
+				timing = "max_staleness " + v.MaxStaleness + targetSource(v.View, v.MaxStalenessFrom)
+			}
+			fmt.Fprintf(w, "  %s: %s, min_interval %s, concurrently %s; %s\n",
+				v.View, timing, v.MinInterval, v.Concurrently, last)
 			if len(v.After) > 0 {
 				fmt.Fprintf(w, "    after %s\n", strings.Join(v.After, ", "))
 			}
 		}
 	}
+}
+
+// targetSource says where an effective target comes from, when not from the
+// view itself.
+func targetSource(view, from string) string {
+	if from == view {
+		return ""
+	}
+	return " (so that " + from + " meets its own)"
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -73,6 +75,21 @@ func TestExplain(t *testing.T) {
 	for _, want := range []string{"refreshes 4 view(s) in 3 wave(s)", "wave 3", "analytics.report: debounce 2s, max_wait 30s", "after analytics.daily, analytics.top", "never refreshed"} {
 		if err != nil || !strings.Contains(out, want) {
 			t.Errorf("explain core.events lacks %q (%v):\n%s", want, err, out)
+		}
+	}
+	// A target on the last view of the cascade is its bases' too.
+	conf := filepath.Join(t.TempDir(), "mvrefresher.yaml")
+	if err := os.WriteFile(conf, []byte("views:\n  analytics.report:\n    max_staleness: 30s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = explain("--config", conf, "core.events")
+	for _, want := range []string{
+		"analytics.report: max_staleness 30s, min_interval",
+		"analytics.daily: max_staleness 30s (so that analytics.report meets its own)",
+		"analytics.by_name: debounce 2s, max_wait 30s",
+	} {
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("explain with a target on analytics.report lacks %q (%v):\n%s", want, err, out)
 		}
 	}
 	if out, err := explain("core.nosuch"); err == nil || !strings.Contains(err.Error(), `core.nosuch: no such table or view`) {

@@ -66,7 +66,7 @@ func printStatus(w io.Writer, rep daemon.StatusReport, now time.Time) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "VIEW\tSTATUS\tLAST REFRESH\tREFRESHES\tCONCURRENTLY\tSOURCES\tDEPENDS ON")
+	fmt.Fprintln(tw, "VIEW\tSTATUS\tLAST REFRESH\tREFRESHES\tCONCURRENTLY\tMAX STALENESS\tSOURCES\tDEPENDS ON")
 	for _, v := range rep.Views {
 		status, last, conc := "never refreshed", "-", "-"
 		if v.Status != nil {
@@ -81,7 +81,14 @@ func printStatus(w io.Writer, rep daemon.StatusReport, now time.Time) {
 		if v.Concurrently != nil {
 			conc = map[bool]string{true: "yes", false: "no"}[*v.Concurrently]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.View, status, last, v.RefreshCount, conc, join(v.Sources), join(v.DependsOn))
+		target := "-"
+		if v.MaxStaleness != "" {
+			target = v.MaxStaleness
+			if v.MaxStalenessFrom != v.View {
+				target += " (for " + v.MaxStalenessFrom + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", v.View, status, last, v.RefreshCount, conc, target, join(v.Sources), join(v.DependsOn))
 	}
 	tw.Flush()
 	for _, v := range rep.Views {
