@@ -213,8 +213,8 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	}
 	durations := map[string]time.Duration{}
 	for name, r := range rows {
-		if r.DurationMS != nil && r.Status == "ok" {
-			durations[name] = time.Duration(*r.DurationMS * float64(time.Millisecond))
+		if d := loggedDuration(r); d > 0 && r.Status == "ok" {
+			durations[name] = d
 		}
 	}
 	errs, warns := 0, 0

@@ -84,12 +84,16 @@ func effectiveTargets(cat *catalog.Catalog, own func(view string) time.Duration,
 // refresh log's last durations: what status and explain show.
 func targetsFromLog(cfg config.Config, cat *catalog.Catalog, rows map[string]refresher.LogRow) map[string]target {
 	return effectiveTargets(cat, func(v string) time.Duration { return cfg.ViewSettings(v).MaxStaleness },
-		func(v string) time.Duration {
-			if r, ok := rows[v]; ok && r.DurationMS != nil {
-				return time.Duration(*r.DurationMS * float64(time.Millisecond))
-			}
-			return 0
-		})
+		func(v string) time.Duration { return loggedDuration(rows[v]) })
+}
+
+// loggedDuration is the duration of a view's last refresh attempt in the
+// log; 0 when there is none.
+func loggedDuration(r refresher.LogRow) time.Duration {
+	if r.DurationMS == nil {
+		return 0
+	}
+	return time.Duration(*r.DurationMS * float64(time.Millisecond))
 }
 
 // lagWindow is the longest time commits took to reach the scheduler over
