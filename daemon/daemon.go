@@ -390,15 +390,17 @@ func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *catal
 	})
 }
 
-// newViews lists the views of cat that prev did not manage, or managed as
-// another view (see catalog.View.Same); none without prev.
+// newViews lists the views of cat that prev did not manage, managed as
+// another view (see catalog.View.Same), or saw populated when they are not
+// now (REFRESH ... WITH NO DATA); none without prev.
 func newViews(cat, prev *catalog.Catalog) []string {
 	if prev == nil {
 		return nil
 	}
 	var out []string
 	for _, name := range cat.Names() {
-		if old := prev.Views[name]; old == nil || !old.Same(cat.Views[name]) {
+		v := cat.Views[name]
+		if old := prev.Views[name]; old == nil || !old.Same(v) || old.Populated && !v.Populated {
 			out = append(out, name)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
 )
 
 // logColumns are the refresh log's columns after the seed's two (mv_name,
@@ -24,6 +26,9 @@ var logColumns = []struct{ name, def string }{
 	{"status", "text NOT NULL DEFAULT 'ok'"},
 	{"error", "text"},
 	{"attempted_at", "timestamptz NOT NULL DEFAULT now()"},
+	// view_oid is the view the last successful refresh was of: a view
+	// dropped and created again under its name is another view.
+	{"view_oid", "oid"},
 }
 
 // Querier runs queries: a pool, a connection or a transaction.
@@ -98,13 +103,18 @@ func (l Log) Ensure(ctx context.Context, pool *pgxpool.Pool) error {
 
 // Owed lists the views among names that owe a refresh the WAL will not
 // bring: no successful refresh by mvrefresher in the log, a mark by
-// Log.MarkOwed (lsn NULL), or a last attempt that failed (its retry lived in
-// memory only). They get a startup refresh; a crash before it leaves them in
-// this list for the next start.
+// Log.MarkOwed (lsn NULL), a last attempt that failed (its retry lived in
+// memory only), a log row written for another view of that name (dropped
+// and created again while the daemon was stopped), or a view that is not
+// populated (created or refreshed WITH NO DATA). They get a startup
+// refresh; a crash before it leaves them in this list for the next start.
 func (l Log) Owed(ctx context.Context, q Querier, names []string) ([]string, error) {
 	ident := l.ident
+	// Rows from before view_oid was recorded are taken to be of the view.
 	rows, err := q.Query(ctx, `SELECT n FROM unnest($1::text[]) n
-		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL AND l.status = 'ok')
+		WHERE NOT EXISTS (SELECT 1 FROM `+ident+` l WHERE l.mv_name = n AND l.lsn IS NOT NULL AND l.status = 'ok'
+		                  AND coalesce(l.view_oid = to_regclass(n), true))
+		   OR NOT coalesce((SELECT c.relispopulated FROM pg_class c WHERE c.oid = to_regclass(n)), true)
 		ORDER BY n`, names)
 	if err != nil {
 		return nil, fmt.Errorf("read refresh log %s: %w", ident, err)
@@ -177,19 +187,20 @@ func lockViews(ctx context.Context, tx pgx.Tx, views []string, locked *bool) err
 
 // recordSuccess writes a successful refresh of view in the refresh's own
 // transaction and returns the view's refresh count.
-func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view string, out *Outcome, duration time.Duration, concurrently bool) (int64, error) {
+func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view *catalog.View, out *Outcome, duration time.Duration, concurrently bool) (int64, error) {
 	var count int64
 	err := tx.QueryRow(ctx, `
 		INSERT INTO `+l.ident+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
-			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at)
-		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7)
+			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at, view_oid)
+		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7, $8)
 		ON CONFLICT (mv_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
 			duration_ms = EXCLUDED.duration_ms, lsn = EXCLUDED.lsn, "concurrently" = EXCLUDED."concurrently",
 			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
-			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at
+			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at,
+			view_oid = EXCLUDED.view_oid
 		RETURNING refresh_count`,
-		view, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
-		out.RowsInserted, out.RowsDeleted, out.StartedAt).Scan(&count)
+		view.Name, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
+		out.RowsInserted, out.RowsDeleted, out.StartedAt, view.OID).Scan(&count)
 	if err != nil {
 		return 0, fmt.Errorf("write refresh log %s: %w", l.ident, err)
 	}

@@ -227,7 +227,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	if err := r.log.passOnDebt(ctx, tx, req.View.Name, req.Dependents); err != nil {
 		return err
 	}
-	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View.Name, out, time.Since(out.StartedAt), concurrently); err != nil {
+	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View, out, time.Since(out.StartedAt), concurrently); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
