@@ -119,7 +119,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
 	sched.queries, sched.wal = d.queries, start.wal
 	sched.seedDurations(start.durations)
-	sched.startup(start.startup)
+	sched.startup(start.startup, start.barrier)
 	d.stream.Store(stream)
 	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, sink); err != nil {
 		return err
@@ -166,8 +166,12 @@ type startState struct {
 	catalog  *catalog.Catalog
 	findings []catalog.Finding
 	slot     replication.SlotState
-	// startup lists the views owing a refresh the WAL will not bring.
+	// startup lists the views owing a refresh the WAL will not bring, and
+	// barrier the transactions their refreshes wait for: a crash may have
+	// come between a table joining the publication and its readers'
+	// refreshes, so every start waits for what runs when it reads the debts.
 	startup []string
+	barrier []uint64
 	wal     walGeometry
 	// durations are the views' last refresh durations in the log.
 	durations map[string]time.Duration
@@ -207,6 +211,10 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
+	barrier, err := refresher.Running(ctx, pool)
+	if err != nil {
+		return startState{}, err
+	}
 	rows, err := d.log.Rows(ctx, pool, cat.Names())
 	if err != nil {
 		return startState{}, err
@@ -229,7 +237,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
-	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, wal: wal, durations: durations}, nil
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, wal: wal, durations: durations}, nil
 }
 
 // ensureSlot finds or creates the slot, and recreates one the server

@@ -16,8 +16,9 @@ import (
 
 // discoverLoop re-reads the catalog every discovery_interval so that new and
 // dropped views and new source tables are picked up without a restart. The
-// publication is synced before the scheduler hears of a new source, so the
-// startup refresh it triggers cannot miss a change.
+// publication is synced before the scheduler hears of a new source, and the
+// startup refresh it triggers waits for the transactions running then, so
+// it cannot miss a change.
 func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *catalog.Catalog) {
 	ticker := time.NewTicker(d.cfg.DiscoveryInterval)
 	defer ticker.Stop()
@@ -53,6 +54,21 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 				startup = append(startup, v)
 			}
 		}
+		var barrier []uint64
+		if len(added) > 0 {
+			// After the commit that published them: what runs now may have
+			// written to them before, unstreamed. The next discovery would
+			// not see them added again, so no giving up here.
+			for {
+				if barrier, err = refresher.Running(ctx, pool); err == nil {
+					break
+				}
+				d.logger.Warn("rediscover views: tables joined the publication", "error", err)
+				if !wait.For(ctx, time.Second) {
+					return
+				}
+			}
+		}
 		repartitioned := d.repartitioned(ctx, pool, cat, prev)
 		if err := d.markRepartitioned(ctx, pool, cat, repartitioned); err != nil {
 			// The scheduler still refreshes them; only a crash before that
@@ -60,7 +76,7 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			d.logger.Warn("record owed refreshes after partition changes", "error", err)
 		}
 		select {
-		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, repartitioned: repartitioned}:
+		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, barrier: barrier, repartitioned: repartitioned}:
 			prev = cat
 		case <-ctx.Done():
 			return

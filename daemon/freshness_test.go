@@ -94,7 +94,7 @@ func TestFreshThrough_UnseenCommitIsNotIncluded(t *testing.T) {
 
 func TestFreshThrough_StartupVouchesForNothing(t *testing.T) {
 	s := newTestScheduler(t)
-	s.startup([]string{"app.base"})
+	s.startup([]string{"app.base"}, nil)
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0, "app.dep": 0})
 	st := s.viewState("app.dep")
 	if st.FreshThrough != "" || !st.Pending {

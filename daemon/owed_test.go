@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/mvrefresher/mvrefresher/events"
 )
 
 // holdAdvisoryLock takes the advisory lock every refresh of view takes,
@@ -85,6 +87,13 @@ func TestDaemon_StartupDebtSurvivesACrash(t *testing.T) {
 	release := e.holdAdvisoryLock("app.mv_totals")
 	e.start()
 	e.waitFor("the startup refresh of mv_totals to wait for its lock", 30*time.Second, e.waiting("SELECT pg_advisory_xact_lock%"))
+	// The other views' startup refreshes are done (they wait for the
+	// transactions running at the start, such as an autovacuum's ANALYZE).
+	for _, v := range []string{"app.mv_big", quotedView} {
+		e.waitEvent("the startup refresh of "+v, func(ev events.Refresh) bool {
+			return ev.View == v && ev.Status == events.StatusOK
+		})
+	}
 	for _, v := range []string{"app.mv_totals", "app.mv_grand"} {
 		if r := e.logRow(v); r.lsn != nil {
 			t.Fatalf("%s: lsn %s in the log while its startup refresh is outstanding, want NULL (owed)", v, r.lsn)

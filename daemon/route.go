@@ -135,7 +135,7 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 
 func (s *scheduler) applyCatalog(u catalogUpdate) {
 	s.setCatalog(u.catalog)
-	s.startup(u.startup)
+	s.startup(u.startup, u.barrier)
 	for view, sources := range u.repartitioned {
 		if s.catalog.Views[view] == nil {
 			continue
@@ -154,10 +154,11 @@ func (s *scheduler) applyCatalog(u catalogUpdate) {
 }
 
 // startup asks for a refresh of views whose earlier changes were never
-// streamed. The work holds the slot where the stream is now, so that the
-// confirmed position passing a point means all work queued before it is
-// done, startup refreshes included.
-func (s *scheduler) startup(views []string) {
+// streamed, once the transactions of barrier have ended. The work holds the
+// slot where the stream is now, so that the confirmed position passing a
+// point means all work queued before it is done, startup refreshes
+// included.
+func (s *scheduler) startup(views []string, barrier []uint64) {
 	for _, name := range views {
 		v := s.catalog.Views[name]
 		if v == nil {
@@ -169,6 +170,7 @@ func (s *scheduler) startup(views []string) {
 		w.owesAll = true
 		w.raise(events.ReasonStartup)
 		w.unconditional = true
+		w.barrier.merge(txnBarrier{xids: barrier})
 		for _, src := range v.SourceNames() {
 			w.addSource(src)
 		}

@@ -46,6 +46,9 @@ const catchUpIdle = time.Second
 type catalogUpdate struct {
 	catalog *catalog.Catalog
 	startup []string
+	// barrier: the startup refreshes wait for these transactions (see
+	// refresher.Running).
+	barrier []uint64
 	// repartitioned: views whose partitioned sources gained or lost
 	// partitions, with those sources.
 	repartitioned map[string][]string
@@ -343,7 +346,7 @@ func (s *scheduler) dispatch() {
 			w.lsn = s.watermark.SeenLSN()
 		}
 		s.jobs <- refresher.Request{View: view, Mode: refreshMode(s.cfg, name), LSN: w.lsn,
-			Dependents: withDependents(s.catalog, []string{name})[1:], Txns: w.txns, Deferrable: !w.unconditional}
+			Dependents: withDependents(s.catalog, []string{name})[1:], Txns: w.txns, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
 	}
 }
 
@@ -378,6 +381,10 @@ func (s *scheduler) finish(r result) {
 			return
 		}
 		w.attempt-- // nothing ran
+		if out.WaitsFor != 0 {
+			s.awaitBarrier(r.view, w, out.WaitsFor)
+			return
+		}
 		s.awaitVisibility(r.view, w)
 		return
 	}

@@ -54,6 +54,8 @@ type work struct {
 	unseenTries  int
 	unseenNoted  bool
 	unseenWarned bool
+	// barrier: the refresh waits for transactions the stream cannot carry.
+	barrier txnBarrier
 }
 
 // reasonRank orders reasons when work merges: the event names the most
@@ -151,4 +153,5 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 	w.unseenTries = max(w.unseenTries, other.unseenTries)
 	w.unseenNoted = w.unseenNoted || other.unseenNoted
 	w.unseenWarned = w.unseenWarned || other.unseenWarned
+	w.barrier.merge(other.barrier)
 }

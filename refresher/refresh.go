@@ -66,6 +66,11 @@ type Request struct {
 	// Deferrable: nothing but Txns asks for this refresh, so when its
 	// snapshot sees none of them it does not run (Outcome.Deferred).
 	Deferrable bool
+	// Barrier lists transactions (full ids, see Running) that were running
+	// when the view came to owe a refresh the stream cannot carry: the
+	// refresh does not run (Outcome.Deferred, Outcome.WaitsFor) until its
+	// snapshot sees them all ended.
+	Barrier []uint64
 	// Dependents are the views built on View, directly or not. When View
 	// owed a refresh the WAL will not bring (see Owed), its refresh passes
 	// the debt on to them in the log, in its own transaction: their
@@ -89,7 +94,10 @@ type Outcome struct {
 	Unseen []Txn
 	// Deferred: the snapshot saw none of a deferrable request's
 	// transactions, so nothing ran and nothing was recorded.
-	Deferred     bool
+	Deferred bool
+	// WaitsFor is the oldest transaction of Request.Barrier still running,
+	// when that deferred the refresh.
+	WaitsFor     uint64
 	Concurrently bool
 	StartedAt    time.Time
 	FinishedAt   time.Time
@@ -179,6 +187,10 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	}
 	// After the lock, whose wait can be long, and before the REFRESH, whose
 	// snapshot sees at least what this one does.
+	if out.WaitsFor, err = stillRunning(ctx, tx, req.Barrier); err != nil || out.WaitsFor != 0 {
+		out.Deferred = out.WaitsFor != 0
+		return err
+	}
 	unseen, err := unseenTxns(ctx, tx, req.Txns)
 	if err != nil {
 		return err
