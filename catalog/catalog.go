@@ -67,6 +67,14 @@ type View struct {
 	Unmanaged []string
 }
 
+// ChangesOutsideTheStream reports whether the view's sources can change
+// without a row change in the WAL: a partitioned source gains rows when a
+// filled table is attached and loses them when a partition is detached or
+// dropped, which only discovery notices.
+func (v *View) ChangesOutsideTheStream() bool {
+	return slices.ContainsFunc(v.Sources, func(t *Table) bool { return t.Kind == KindPartitioned })
+}
+
 // SourceNames lists the names of the view's sources.
 func (v *View) SourceNames() []string {
 	names := make([]string, len(v.Sources))

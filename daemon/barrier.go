@@ -7,7 +7,7 @@ import (
 
 // txnBarrier is a debt the stream cannot carry: the transactions that were
 // running when a view's source joined the publication (see
-// refresher.Running). The view's refresh waits until they have ended.
+// refresher.Writers). The view's refresh waits until they have ended.
 type txnBarrier struct {
 	xids []uint64
 	// since is when a refresh was first put off for them, tries how many

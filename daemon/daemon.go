@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -117,11 +118,18 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 		confirm = gate.offer
 	}
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
-	sched.queries, sched.wal = d.queries, start.wal
+	sched.queries, sched.wal, sched.discovered = d.queries, start.wal, start.discovered
+	discoverNow := make(chan struct{}, 1)
+	sched.rediscover = func() {
+		select {
+		case discoverNow <- struct{}{}:
+		default: // one is asked for already
+		}
+	}
 	sched.seedDurations(start.durations)
 	sched.startup(start.startup, start.barrier)
 	d.stream.Store(stream)
-	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, sink); err != nil {
+	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, discoverNow, sink); err != nil {
 		return err
 	}
 	d.logger.Info("stopped")
@@ -169,10 +177,13 @@ type startState struct {
 	// startup lists the views owing a refresh the WAL will not bring, and
 	// barrier the transactions their refreshes wait for: a crash may have
 	// come between a table joining the publication and its readers'
-	// refreshes, so every start waits for what runs when it reads the debts.
+	// refreshes, so every start waits for the transactions writing to a
+	// source when it reads the debts.
 	startup []string
 	barrier []uint64
-	wal     walGeometry
+	// discovered: the catalog shows every partition change before it.
+	discovered pglogrepl.LSN
+	wal        walGeometry
 	// durations are the views' last refresh durations in the log.
 	durations map[string]time.Duration
 }
@@ -187,7 +198,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
-	cat, _, err := d.discover(ctx, pool, nil)
+	cat, _, discovered, err := d.discover(ctx, pool, nil)
 	if err != nil {
 		return startState{}, err
 	}
@@ -211,7 +222,11 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
-	barrier, err := refresher.Running(ctx, pool)
+	var sources []uint32
+	for _, t := range cat.PublishedTables() {
+		sources = append(sources, t.OID)
+	}
+	barrier, err := refresher.Writers(ctx, pool, sources)
 	if err != nil {
 		return startState{}, err
 	}
@@ -237,7 +252,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
-	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, wal: wal, durations: durations}, nil
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, discovered: discovered, wal: wal, durations: durations}, nil
 }
 
 // ensureSlot finds or creates the slot, and recreates one the server
@@ -266,7 +281,7 @@ func (d *Daemon) ensureSlot(ctx context.Context, pool, slotPool *pgxpool.Pool, s
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replayGate, sched *scheduler, cat *catalog.Catalog, sink eventSink) error {
+func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replayGate, sched *scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// Running refreshes outlive gctx by up to the shutdown timeout.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -274,7 +289,7 @@ func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, st
 	refr := refresher.New(pool, d.log, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
 	g.Go(func() error { return stream.Run(gctx, sched) })
-	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat); return nil })
+	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat, discoverNow); return nil })
 	g.Go(func() error { d.monitorSlot(gctx, slotPool, sched, sink); return nil })
 	if gate != nil {
 		g.Go(func() error { return gate.run(gctx) })
@@ -349,10 +364,16 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 // transaction that adds tables to the publication (or repairs it), the
 // views reading them, the views new since prev (nil at start) and all their
 // dependents are marked in the refresh log as owing a refresh.
-func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog.Catalog) (*catalog.Catalog, []replication.Table, error) {
-	cat, err := catalog.Discover(ctx, pool, discoverOptions(d.cfg, d.log))
+//
+// through is the WAL position read before the catalog: the catalog shows
+// every partition attached, detached or dropped before it.
+func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog.Catalog) (cat *catalog.Catalog, added []replication.Table, through pglogrepl.LSN, err error) {
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&through); err != nil {
+		return nil, nil, 0, fmt.Errorf("discover views: read the WAL position: %w", err)
+	}
+	cat, err = catalog.Discover(ctx, pool, discoverOptions(d.cfg, d.log))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	var tables []replication.Table
 	for _, t := range cat.PublishedTables() {
@@ -360,9 +381,10 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog
 	}
 	var changed []replication.Table
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// The views' advisory locks are held from the mark to the commit:
-		// an ALTER waiting for a busy table would make their refreshes
-		// time out. Better to give up and try again at the next discovery.
+		// The marked log rows are locked from the mark to the commit: an
+		// ALTER waiting for a busy table would hold up those views'
+		// refreshes as they record themselves. Better to give up and try
+		// again at the next discovery.
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
 			return fmt.Errorf("sync publication: %w", err)
 		}
@@ -378,23 +400,21 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return cat, changed, nil
+	return cat, changed, through, nil
 }
 
 func (d *Daemon) markOwed(ctx context.Context, tx pgx.Tx, views []string) error {
-	return d.log.MarkOwed(ctx, tx, views, true)
+	return d.log.MarkOwed(ctx, tx, views)
 }
 
 // markAllOwed notes in the refresh log that every managed view owes a
 // refresh: the slot is about to be created, and nothing before it will be
-// streamed. No refresh of this daemon runs yet, and no other instance
-// streams without a slot, so the views need no locks (thousands of them
-// could fill the server's lock table).
+// streamed.
 func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return d.log.MarkOwed(ctx, tx, cat.Names(), false)
+		return d.log.MarkOwed(ctx, tx, cat.Names())
 	})
 }
 

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
@@ -19,32 +18,28 @@ import (
 // publication is synced before the scheduler hears of a new source, and the
 // startup refresh it triggers waits for the transactions running then, so
 // it cannot miss a change.
-func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *catalog.Catalog) {
+//
+// A wait for a view whose sources change outside the stream asks for a
+// discovery through now: the view is fresh through nothing past the last
+// one.
+func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *catalog.Catalog, now <-chan struct{}) {
 	ticker := time.NewTicker(d.cfg.DiscoveryInterval)
 	defer ticker.Stop()
-	busy := 0 // discoveries in a row that found views to mark being refreshed
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+		case <-now:
 		}
-		cat, added, err := d.discover(ctx, pool, prev)
+		cat, added, through, err := d.discover(ctx, pool, prev)
 		switch {
 		case ctx.Err() != nil:
 			return
-		case errors.Is(err, refresher.ErrRefreshRunning):
-			// Usually gone at the next discovery; say so if it is not.
-			if busy++; busy%6 == 0 {
-				d.logger.Warn("rediscover views: refreshes of views to mark as owing a refresh keep running; new views, new sources and publication repairs wait",
-					"attempts", busy)
-			}
-			continue
 		case err != nil:
 			d.logger.Warn("rediscover views", "error", err)
 			continue
 		}
-		busy = 0
 		startup := newViews(cat, prev)
 		for _, name := range startup {
 			d.logger.Info("new view", "view", name, "sources", cat.Views[name].SourceNames())
@@ -56,11 +51,15 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 		}
 		var barrier []uint64
 		if len(added) > 0 {
-			// After the commit that published them: what runs now may have
-			// written to them before, unstreamed. The next discovery would
+			// After the commit that published them: what writes to them now
+			// may have written before, unstreamed. The next discovery would
 			// not see them added again, so no giving up here.
+			oids := make([]uint32, len(added))
+			for i, t := range added {
+				oids[i] = t.OID
+			}
 			for {
-				if barrier, err = refresher.Running(ctx, pool); err == nil {
+				if barrier, err = refresher.Writers(ctx, pool, oids); err == nil {
 					break
 				}
 				d.logger.Warn("rediscover views: tables joined the publication", "error", err)
@@ -76,7 +75,7 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			d.logger.Warn("record owed refreshes after partition changes", "error", err)
 		}
 		select {
-		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, barrier: barrier, repartitioned: repartitioned}:
+		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, barrier: barrier, repartitioned: repartitioned, discovered: through}:
 			prev = cat
 		case <-ctx.Done():
 			return
@@ -124,14 +123,5 @@ func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat 
 		views = append(views, v)
 	}
 	views = withDependents(cat, views)
-	// A refresh of one of them running now is soon done; wait for it, within
-	// reason.
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, views) })
-		if !errors.Is(err, refresher.ErrRefreshRunning) || !wait.For(ctx, 100*time.Millisecond) {
-			return err
-		}
-	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, views) })
 }

@@ -55,6 +55,9 @@ func (s *scheduler) answer(q viewQuery) {
 		q.lsn = s.wal.recordEnd(q.lsn)
 		if through, ok := s.freshThrough(name); !ok || through < q.lsn {
 			s.waiters = append(s.waiters, q)
+			if s.discovered < q.lsn && s.changesOutsideTheStream(name) {
+				s.rediscover()
+			}
 			return
 		}
 	}
@@ -106,10 +109,14 @@ func (s *scheduler) lookupView(name string) (string, bool) {
 
 // freshThrough is the position the view is fresh through: just before the
 // oldest change that waits for a refresh of the view or of a view it is
-// built on, else everything received. ok is false while the daemon can
-// vouch for no position.
+// built on, else everything received, but no further than the last
+// discovery for a view whose sources change outside the stream. ok is
+// false while the daemon can vouch for no position.
 func (s *scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
 	through = s.watermark.SeenLSN()
+	if s.changesOutsideTheStream(name) {
+		through = min(through, s.discovered)
+	}
 	for _, n := range append(s.catalog.TransitiveBases(name), name) {
 		for _, w := range []*work{s.pending[n], s.running[n]} {
 			switch {
@@ -122,6 +129,17 @@ func (s *scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
 		}
 	}
 	return through, true
+}
+
+// changesOutsideTheStream reports whether the view or a view it is built
+// on reads a source that can change without a row change in the WAL.
+func (s *scheduler) changesOutsideTheStream(name string) bool {
+	for _, n := range append(s.catalog.TransitiveBases(name), name) {
+		if v := s.catalog.Views[n]; v != nil && v.ChangesOutsideTheStream() {
+			return true
+		}
+	}
+	return false
 }
 
 // viewState is what the HTTP endpoints show of a view.

@@ -12,12 +12,19 @@ import (
 // without a transaction, until the returned function is called.
 func (e *env) holdAdvisoryLock(view string) (release func()) {
 	e.t.Helper()
+	return e.holdSessionLock("SELECT pg_advisory_lock(x'6d767200'::int, hashtext($1))", view)
+}
+
+// holdSessionLock runs a statement taking session-level advisory locks,
+// and keeps them until the returned function is called.
+func (e *env) holdSessionLock(sql string, args ...any) (release func()) {
+	e.t.Helper()
 	ctx := context.Background()
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(x'6d767200'::int, hashtext($1))", view); err != nil {
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		e.t.Fatal(err)
 	}
 	released := false

@@ -167,3 +167,29 @@ func TestDaemon_RestartNeverVouchesForAnUnrefreshedChange(t *testing.T) {
 		t.Fatalf("app.mv_copy has n = %d, want 0", n)
 	}
 }
+
+// Detaching or attaching a filled partition changes a view without a row
+// change in the WAL: a wait for a position after it is answered only once
+// a discovery has seen it and the view is refreshed. The wait asks for
+// that discovery instead of waiting for discovery_interval.
+func TestDaemon_WaitCoversPartitionChanges(t *testing.T) {
+	e := newEnv(t, schemaSQL+`
+		CREATE TABLE app.events_2027 (LIKE app.events INCLUDING ALL);
+		INSERT INTO app.events_2027 VALUES (70, '2027-03-01', 1, 1000);`)
+	e.cfg.DiscoveryInterval = time.Hour
+	e.start()
+	e.settle()
+
+	for _, ddl := range []string{
+		"ALTER TABLE app.events DETACH PARTITION app.events_2025",
+		"ALTER TABLE app.events ATTACH PARTITION app.events_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')",
+	} {
+		e.exec(ddl)
+		for _, view := range []string{"app.mv_totals", "app.mv_grand"} {
+			if st, err := e.waitFresh(view, e.walLSN(), 20*time.Second); err != nil {
+				t.Fatalf("after %s: %s: %+v, %v", ddl, view, st, err)
+			}
+			e.assertFresh(view)
+		}
+	}
+}

@@ -135,6 +135,7 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 
 func (s *scheduler) applyCatalog(u catalogUpdate) {
 	s.setCatalog(u.catalog)
+	s.discovered = max(s.discovered, u.discovered)
 	s.startup(u.startup, u.barrier)
 	for view, sources := range u.repartitioned {
 		if s.catalog.Views[view] == nil {

@@ -47,11 +47,13 @@ type catalogUpdate struct {
 	catalog *catalog.Catalog
 	startup []string
 	// barrier: the startup refreshes wait for these transactions (see
-	// refresher.Running).
+	// refresher.Writers).
 	barrier []uint64
 	// repartitioned: views whose partitioned sources gained or lost
 	// partitions, with those sources.
 	repartitioned map[string][]string
+	// discovered: the catalog shows every partition change before it.
+	discovered pglogrepl.LSN
 }
 
 type result struct {
@@ -84,6 +86,11 @@ type scheduler struct {
 	queries <-chan viewQuery
 	waiters []viewQuery
 	wal     walGeometry
+	// discovered is where the last discovery applied read the WAL: views
+	// whose sources change outside the stream are fresh through nothing
+	// past it. rediscover asks for a discovery now, for a waiter held by it.
+	discovered pglogrepl.LSN
+	rediscover func()
 
 	catalog   *catalog.Catalog
 	debouncer *debounce.Debouncer
@@ -153,6 +160,7 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		durations:   durations{},
 		now:         time.Now(),
 	}
+	s.rediscover = func() {}
 	s.debouncer = debounce.New(func() time.Time { return s.now })
 	s.setCatalog(cat)
 	return s

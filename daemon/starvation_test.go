@@ -1,6 +1,8 @@
 package daemon_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -63,4 +65,55 @@ func TestDaemon_SustainedWritesDoNotStarveADependent(t *testing.T) {
 	}
 	e.settle()
 	e.assertFresh("app.mv_base", "app.mv_dep")
+}
+
+// Discovery goes through while refreshes run, however many views it must
+// mark owed: here a migration makes a plain view under 70 materialized
+// views read a new table while another view's refresh never ends. The new
+// table is published and the 70 views refreshed with its rows.
+func TestDaemon_DiscoveryIsNotStarvedByRunningRefreshes(t *testing.T) {
+	const views = 70
+	schema := `
+		CREATE TABLE app.hot (id serial PRIMARY KEY);
+		CREATE TABLE app.old_src (id int PRIMARY KEY);
+		CREATE TABLE app.new_src (id int PRIMARY KEY);
+		CREATE VIEW app.v AS SELECT id FROM app.old_src;
+		-- Its refresh waits for an advisory lock the test holds.
+		CREATE MATERIALIZED VIEW app.mv_stuck AS
+			SELECT count(*)::int AS n FROM app.hot, LATERAL (SELECT pg_advisory_xact_lock_shared(42)) l;
+		CREATE UNIQUE INDEX ON app.mv_stuck (n);`
+	for i := range views {
+		schema += fmt.Sprintf(`
+		CREATE MATERIALIZED VIEW app.mv_%d AS SELECT count(*)::int AS n FROM app.v;
+		CREATE UNIQUE INDEX ON app.mv_%d (n);`, i, i)
+	}
+	e := newEnv(t, schema)
+	e.cfg.LockTimeout = 0
+	e.start()
+	e.settle()
+
+	release := e.holdSessionLock("SELECT pg_advisory_lock(42)")
+	e.exec("INSERT INTO app.hot DEFAULT VALUES")
+	e.waitFor("the refresh of mv_stuck to wait", 10*time.Second, e.waiting("REFRESH MATERIALIZED VIEW%"))
+
+	e.exec(`CREATE OR REPLACE VIEW app.v AS SELECT id FROM app.old_src UNION ALL SELECT id FROM app.new_src;
+		INSERT INTO app.new_src VALUES (1), (2), (3);`)
+	// A few discovery intervals.
+	e.waitFor("app.new_src in the publication", 5*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_publication_tables
+			WHERE pubname = $1 AND schemaname = 'app' AND tablename = 'new_src'`, e.cfg.Publication).Scan(&n)
+		return n == 1, err
+	})
+	lsn := e.walLSN()
+	for i := range views {
+		view := fmt.Sprintf("app.mv_%d", i)
+		if st, err := e.waitFresh(view, lsn, 20*time.Second); err != nil {
+			t.Fatalf("%s: %+v, %v", view, st, err)
+		}
+	}
+	e.assertFresh("app.mv_0", fmt.Sprintf("app.mv_%d", views-1))
+	release()
+	e.settle()
+	e.assertFresh("app.mv_stuck")
 }

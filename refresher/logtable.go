@@ -2,7 +2,6 @@ package refresher
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -29,6 +28,9 @@ var logColumns = []struct{ name, def string }{
 	// view_oid is the view the last successful refresh was of: a view
 	// dropped and created again under its name is another view.
 	{"view_oid", "oid"},
+	// owed_xid is the transaction that marked the view owed (MarkOwed): a
+	// refresh whose snapshot does not see it cannot settle the debt.
+	{"owed_xid", "xid8"},
 }
 
 // Querier runs queries: a pool, a connection or a transaction.
@@ -126,81 +128,54 @@ func (l Log) Owed(ctx context.Context, q Querier, names []string) ([]string, err
 	return out, nil
 }
 
-// ErrRefreshRunning means MarkOwed found a refresh of one of its views
-// running: roll back and try again later.
-var ErrRefreshRunning = errors.New("a refresh of a view to mark is running")
-
 // MarkOwed records in the log, by clearing their lsn, that the views owe a
 // refresh the WAL will not bring: the slot is about to be created, a source
 // joins the publication, a partition was detached, a base view caught up on
 // a debt of its own. Owed then lists them until each has refreshed, so a
-// crash before that refresh cannot lose it. Views with no log row are owed
-// already.
+// crash before that refresh cannot lose it. Call it in the transaction that
+// makes the reason happen, where there is one.
 //
-// While refreshes may run (lock), the mark first takes each view's
-// advisory lock (the one every refresh holds), or for more than
-// lockEachUpTo views the one lock every refresh holds shared, so that no
-// refresh running now clears it with a snapshot older than the reason, and
-// refreshes starting later wait for tx to commit. It does not wait for a running
-// refresh, which would keep the other locks and make later refreshes time
-// out: it fails with ErrRefreshRunning instead. Call it in the transaction
-// that makes the reason happen, where there is one.
-func (l Log) MarkOwed(ctx context.Context, tx pgx.Tx, views []string, lock bool) error {
+// The mark notes its transaction (owed_xid), and a refresh settles the debt
+// only if its snapshot sees that transaction committed: a refresh running
+// now, with a snapshot older than the reason, leaves the mark in place. So
+// the mark takes no lock and never waits for refreshes, however many views
+// it marks and however busy they are. A view with no row yet gets one
+// (refresh_count 0, no refreshed_at), for the same reason: its first
+// refresh may be running.
+func (l Log) MarkOwed(ctx context.Context, tx pgx.Tx, views []string) error {
 	if len(views) == 0 {
 		return nil
 	}
-	ident := l.ident
-	locked := true
-	if lock {
-		if err := lockViews(ctx, tx, views, &locked); err != nil {
-			return err
-		}
-	}
-	if !locked {
-		return ErrRefreshRunning
-	}
-	if _, err := tx.Exec(ctx, "UPDATE "+ident+" SET lsn = NULL WHERE mv_name = ANY($1) AND lsn IS NOT NULL", views); err != nil {
-		return fmt.Errorf("mark %d views as owing a refresh in %s: %w", len(views), ident, err)
-	}
-	return nil
-}
-
-// lockEachUpTo is the most views MarkOwed locks one by one. Each lock takes
-// a slot in the server's lock table (max_locks_per_transaction per
-// connection, shared), and thousands would fill it (53200).
-const lockEachUpTo = 64
-
-func lockViews(ctx context.Context, tx pgx.Tx, views []string, locked *bool) error {
-	if len(views) > lockEachUpTo {
-		if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock($1, 0)", allViewsLockClass).Scan(locked); err != nil {
-			return fmt.Errorf("lock %d views against refreshes: %w", len(views), err)
-		}
-		return nil
-	}
-	if err := tx.QueryRow(ctx, `SELECT coalesce(bool_and(pg_try_advisory_xact_lock($1, k)), true)
-		FROM (SELECT DISTINCT hashtext(v) AS k FROM unnest($2::text[]) v) keys`,
-		advisoryLockClass, views).Scan(locked); err != nil {
-		return fmt.Errorf("lock %d views against refreshes: %w", len(views), err)
+	_, err := tx.Exec(ctx, `INSERT INTO `+l.ident+` AS l (mv_name, lsn, owed_xid, refresh_count, status, attempted_at)
+		SELECT v, NULL, pg_current_xact_id(), 0, 'ok', now() FROM unnest($1::text[]) v
+		ON CONFLICT (mv_name) DO UPDATE SET lsn = NULL, owed_xid = EXCLUDED.owed_xid`, views)
+	if err != nil {
+		return fmt.Errorf("mark %d views as owing a refresh in %s: %w", len(views), l.ident, err)
 	}
 	return nil
 }
 
 // recordSuccess writes a successful refresh of view in the refresh's own
 // transaction and returns the view's refresh count.
-func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view *catalog.View, out *Outcome, duration time.Duration, concurrently bool) (int64, error) {
+// A debt marked by a transaction the refresh's snapshot (taken before its
+// REFRESH, whose own snapshot sees at least as much) does not see stays.
+func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view *catalog.View, out *Outcome, duration time.Duration, concurrently bool, snapshot string) (int64, error) {
 	var count int64
 	err := tx.QueryRow(ctx, `
 		INSERT INTO `+l.ident+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
 			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at, view_oid)
 		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7, $8)
 		ON CONFLICT (mv_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
-			duration_ms = EXCLUDED.duration_ms, lsn = EXCLUDED.lsn, "concurrently" = EXCLUDED."concurrently",
+			duration_ms = EXCLUDED.duration_ms,
+			lsn = CASE WHEN l.lsn IS NULL AND NOT coalesce(pg_visible_in_snapshot(l.owed_xid, $9::pg_snapshot), true)
+			           THEN NULL ELSE EXCLUDED.lsn END,
+			"concurrently" = EXCLUDED."concurrently",
 			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
 			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at,
 			view_oid = EXCLUDED.view_oid
 		RETURNING refresh_count`,
 		view.Name, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
-		out.RowsInserted, out.RowsDeleted, out.StartedAt, view.OID).Scan(&count)
+		out.RowsInserted, out.RowsDeleted, out.StartedAt, view.OID, snapshot).Scan(&count)
 	if err != nil {
 		return 0, fmt.Errorf("write refresh log %s: %w", l.ident, err)
 	}
@@ -222,14 +197,14 @@ func (l Log) recordFailure(ctx context.Context, pool *pgxpool.Pool, view string,
 }
 
 // passOnDebt marks dependents owed when view itself was, in view's refresh
-// transaction. No advisory locks: the scheduler never runs a view while a
-// view built on it runs, so no dependent's refresh can clear the mark with
-// an older snapshot, and this transaction holds its view's lock already.
+// transaction (see MarkOwed). Dependents without a row are owed already,
+// and none of them is being refreshed: the scheduler never runs a view
+// while a view built on it runs.
 func (l Log) passOnDebt(ctx context.Context, tx pgx.Tx, view string, dependents []string) error {
 	if len(dependents) == 0 {
 		return nil
 	}
-	_, err := tx.Exec(ctx, `UPDATE `+l.ident+` SET lsn = NULL
+	_, err := tx.Exec(ctx, `UPDATE `+l.ident+` SET lsn = NULL, owed_xid = pg_current_xact_id()
 		WHERE mv_name = ANY($2) AND lsn IS NOT NULL
 		  AND NOT EXISTS (SELECT 1 FROM `+l.ident+` o WHERE o.mv_name = $1 AND o.lsn IS NOT NULL AND o.status = 'ok')`,
 		view, dependents)

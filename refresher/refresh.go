@@ -66,7 +66,7 @@ type Request struct {
 	// Deferrable: nothing but Txns asks for this refresh, so when its
 	// snapshot sees none of them it does not run (Outcome.Deferred).
 	Deferrable bool
-	// Barrier lists transactions (full ids, see Running) that were running
+	// Barrier lists transactions (full ids, see Writers) that were running
 	// when the view came to owe a refresh the stream cannot carry: the
 	// refresh does not run (Outcome.Deferred, Outcome.WaitsFor) until its
 	// snapshot sees them all ended.
@@ -122,12 +122,6 @@ type Outcome struct {
 // single-key locks.
 const advisoryLockClass int32 = 0x6d767200
 
-// allViewsLockClass is the first key of the lock every refresh holds
-// shared ("mvr\x01", 0): one lock that MarkOwed can take exclusively for
-// many views at once, where a lock per view would fill the server's lock
-// table.
-const allViewsLockClass int32 = 0x6d767201
-
 // ErrViewBusy means another session holds the view's advisory lock past
 // lock_timeout: another instance refreshing it during a takeover. The
 // failure is not recorded, so that the work keeps its hold on the slot, and
@@ -177,8 +171,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	// Two instances overlapping during a takeover never refresh one view at
 	// once: the second waits here (within lock_timeout), then refreshes
 	// again, which is harmless.
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock_shared($3, 0), pg_advisory_xact_lock($1, hashtext($2))",
-		advisoryLockClass, req.View.Name, allViewsLockClass); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", advisoryLockClass, req.View.Name); err != nil {
 		switch SQLState(err) {
 		case pgerrcode.LockNotAvailable, pgerrcode.QueryCanceled: // lock_timeout, statement_timeout
 			return fmt.Errorf("take the view's advisory lock: %w: %w", ErrViewBusy, err)
@@ -187,6 +180,10 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	}
 	// After the lock, whose wait can be long, and before the REFRESH, whose
 	// snapshot sees at least what this one does.
+	var snapshot string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snapshot); err != nil {
+		return fmt.Errorf("read the refresh's snapshot: %w", err)
+	}
 	if out.WaitsFor, err = stillRunning(ctx, tx, req.Barrier); err != nil || out.WaitsFor != 0 {
 		out.Deferred = out.WaitsFor != 0
 		return err
@@ -239,7 +236,7 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	if err := r.log.passOnDebt(ctx, tx, req.View.Name, req.Dependents); err != nil {
 		return err
 	}
-	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View, out, time.Since(out.StartedAt), concurrently); err != nil {
+	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View, out, time.Since(out.StartedAt), concurrently, snapshot); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -279,7 +276,7 @@ func unseenTxns(ctx context.Context, tx pgx.Tx, txns []Txn) ([]Txn, error) {
 // seenBy reports whether a snapshot with xmax and running transactions
 // sees the committed transaction xid.
 func seenBy(xid uint32, xmax int64, running map[int64]bool) bool {
-	full := xmax + int64(int32(xid-uint32(xmax)))
+	full := fullXid(xid, xmax)
 	return full < xmax && !running[full]
 }
 
