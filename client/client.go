@@ -45,7 +45,8 @@ func New(baseURL string, httpClient *http.Client) *Client {
 
 // Wait returns once the view (schema.view) is fresh through lsn: every
 // transaction that committed at or before lsn is in the view. Read lsn with
-// SELECT pg_current_wal_lsn() after the commit. It fails with ErrTimeout
+// SELECT pg_current_wal_insert_lsn() after the commit (pg_current_wal_lsn()
+// can be short of an asynchronous commit). It fails with ErrTimeout
 // (and the view's state) when timeout passes first.
 func (c *Client) Wait(ctx context.Context, view string, lsn pglogrepl.LSN, timeout time.Duration) (events.ViewState, error) {
 	if timeout <= 0 {

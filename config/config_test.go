@@ -67,6 +67,19 @@ func TestLoad_DefaultsNeedDatabaseURL(t *testing.T) {
 	}
 }
 
+// A command that can do without the database (wait with --lsn) loads a
+// configuration with no database_url, but not a malformed one.
+func TestLoadDatabaseOptional(t *testing.T) {
+	cfg, err := LoadDatabaseOptional("", nil, nil)
+	if err != nil || cfg.DatabaseURL != "" || cfg.Listen != "127.0.0.1:9188" {
+		t.Errorf("without database_url: %+v, %v; want the defaults and no error", cfg, err)
+	}
+	_, err = LoadDatabaseOptional(writeFile(t, "database_url: mysql://u@db/app\n"), nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `database_url: unsupported scheme "mysql"`) {
+		t.Errorf("with a malformed database_url: %v", err)
+	}
+}
+
 func TestLoad_Precedence(t *testing.T) {
 	file := writeFile(t, "database_url: postgres://file/db\nmax_wait: 40s\nnats:\n  url: nats://file:4222\n")
 	tests := []struct {

@@ -43,6 +43,12 @@ func (f *Flags) Load() (Config, error) {
 	return Load(f.ConfigPath(), os.LookupEnv, f)
 }
 
+// LoadDatabaseOptional is LoadDatabaseOptional(f.ConfigPath(),
+// os.LookupEnv, f), for the commands that may do without the database.
+func (f *Flags) LoadDatabaseOptional() (Config, error) {
+	return LoadDatabaseOptional(f.ConfigPath(), os.LookupEnv, f)
+}
+
 // flagValue keeps the text of a flag rather than a parsed value: Load applies
 // it with the same code as the environment, and only when it was given, so an
 // unset flag never hides the file or the environment.
@@ -82,6 +88,17 @@ func (v *flagValue) IsBoolFlag() bool { return v.def != nil && v.def.isBool() }
 // once, joined with errors.Join, each naming the key and where its value came
 // from; the Config is only meaningful when the error is nil.
 func Load(path string, lookupEnv func(string) (string, bool), f *Flags) (Config, error) {
+	return load(path, lookupEnv, f, true)
+}
+
+// LoadDatabaseOptional is Load for a command that needs no database when
+// given what it would read there (wait with --lsn): a missing database_url
+// is no error, and DatabaseURL is then "". A malformed one still is.
+func LoadDatabaseOptional(path string, lookupEnv func(string) (string, bool), f *Flags) (Config, error) {
+	return load(path, lookupEnv, f, false)
+}
+
+func load(path string, lookupEnv func(string) (string, bool), f *Flags, requireDatabase bool) (Config, error) {
 	l := &loader{
 		cfg:     Default(),
 		sources: map[string]string{},
@@ -106,7 +123,7 @@ func Load(path string, lookupEnv func(string) (string, bool), f *Flags) (Config,
 		}
 	}
 	errs := l.errs
-	for _, p := range l.cfg.problems() {
+	for _, p := range l.cfg.problems(requireDatabase) {
 		if err := l.locate(p); err != nil {
 			errs = append(errs, err)
 		}

@@ -22,7 +22,7 @@ type problem struct {
 // errors.Join, each naming the key and what is allowed. No message contains
 // the database password.
 func (c Config) Validate() error {
-	ps := c.problems()
+	ps := c.problems(true)
 	errs := make([]error, len(ps))
 	for i, p := range ps {
 		errs[i] = p.err
@@ -30,14 +30,18 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (c Config) problems() []problem {
+// problems lists what is wrong; a missing database_url only when
+// requireDatabase.
+func (c Config) problems(requireDatabase bool) []problem {
 	var ps []problem
 	add := func(key, format string, args ...any) {
 		ps = append(ps, problem{[]string{key}, fmt.Errorf(format, args...)})
 	}
 
 	if c.DatabaseURL == "" {
-		add("database_url", "database_url is required (set it in the config file, MVREFRESHER_DATABASE_URL, DATABASE_URL or --database-url)")
+		if requireDatabase {
+			add("database_url", "database_url is required (set it in the config file, MVREFRESHER_DATABASE_URL, DATABASE_URL or --database-url)")
+		}
 	} else if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 		add("database_url", "database_url: %w", err)
 	}

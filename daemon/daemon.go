@@ -318,9 +318,10 @@ func (d *Daemon) connectNATS() (*nats.Conn, error) {
 	nc, err := nats.Connect(d.cfg.NATS.URL,
 		nats.Name("mvrefresher"),
 		// Start even while NATS is down: refreshes never wait for it, and
-		// nats.go buffers events until it connects.
+		// the publisher keeps the events until it connects.
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) { logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				logger.Warn("disconnected from NATS", "error", err)
@@ -330,6 +331,9 @@ func (d *Daemon) connectNATS() (*nats.Conn, error) {
 	)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s: %w", config.RedactURL(d.cfg.NATS.URL), err)
+	}
+	if !nc.IsConnected() {
+		logger.Warn("NATS is not reachable yet: events wait in memory until it is", "url", config.RedactURL(d.cfg.NATS.URL))
 	}
 	return nc, nil
 }

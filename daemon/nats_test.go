@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"github.com/jackc/pgerrcode"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,39 +26,16 @@ import (
 // and reach the stream (created by the daemon) once NATS is up.
 func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 	e := newEnv(t, schemaSQL)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	e.cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	e.cfg.NATS.JetStream, e.cfg.NATS.Stream = true, "S_"+e.name
 	e.start()
 
-	refreshCount := func(view string, want int64) func() (bool, error) {
-		return func() (bool, error) {
-			var n int64
-			err := e.pool.QueryRow(context.Background(), `SELECT coalesce(max(refresh_count), 0) FROM public.mv_refresh_log WHERE mv_name = $1`, view).Scan(&n)
-			if refresher.SQLState(err) == pgerrcode.UndefinedTable {
-				return false, nil // the daemon has not created the log yet
-			}
-			return n >= want, err
-		}
-	}
-	e.waitFor("the startup refreshes without NATS", 30*time.Second, refreshCount("app.mv_grand", 1))
+	e.waitFor("the startup refreshes without NATS", 30*time.Second, e.refreshCountReaches("app.mv_grand", 1))
 	e.exec("INSERT INTO app.events VALUES (50, '2026-01-01', 1, 1)")
-	e.waitFor("the change refreshed without NATS", 30*time.Second, refreshCount("app.mv_grand", 2))
+	e.waitFor("the change refreshed without NATS", 30*time.Second, e.refreshCountReaches("app.mv_grand", 2))
 
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
+	ns := startNATSOn(t, port, t.TempDir(), nil)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -107,6 +86,115 @@ func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 	})
 }
 
+// TestDaemon_NATSDownAtStartKeepsEvents: NATS is not running when the
+// daemon starts. The refresh event of a change made meanwhile waits in
+// memory and arrives once NATS is started on the configured port, and the
+// log says when the daemon connected.
+func TestDaemon_NATSDownAtStartKeepsEvents(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	port := freePort(t)
+	e.cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	e.start()
+
+	e.waitFor("the startup refreshes without NATS", 30*time.Second, e.refreshCountReaches("app.mv_totals", 1))
+	before := e.currentLSN()
+	e.exec("INSERT INTO app.events VALUES (51, '2026-01-01', 1, 1)")
+	e.waitFor("the change refreshed without NATS", 30*time.Second, e.refreshCountReaches("app.mv_totals", 2))
+
+	// Core NATS keeps nothing for a subscriber that is not there yet: the
+	// daemon is let in only once the test's subscription is.
+	subscribed := make(chan struct{})
+	ns := startNATSOn(t, port, t.TempDir(), admitAfter{name: "mvrefresher", ready: subscribed})
+	nc, err := nats.Connect(ns.ClientURL(), nats.Name("test-subscriber"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if _, err := nc.Subscribe(e.cfg.NATS.SubjectPrefix+".>", e.receive); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	close(subscribed)
+
+	e.waitEvent("the change's refresh event, published while NATS was down", func(ev events.Refresh) bool {
+		lsn, err := pglogrepl.ParseLSN(ev.LSN)
+		return err == nil && ev.View == "app.mv_totals" && ev.Reason == "change" && lsn > before
+	})
+	if !strings.Contains(e.logs.String(), `msg="connected to NATS"`) {
+		t.Errorf("no log line says the daemon connected to NATS; the log:\n%s", e.logs.String())
+	}
+}
+
+// TestDaemon_JetStreamOutageLongerThanRetries: NATS goes away after the
+// daemon connected, for longer than its 5 JetStream publish attempts take.
+// The event of a change made meanwhile is not given up: once NATS is back
+// the stream acknowledges it, the latest-event bucket holds it, and no
+// event is counted as dropped.
+func TestDaemon_JetStreamOutageLongerThanRetries(t *testing.T) {
+	e := newEnv(t, schemaSQL)
+	port, store := freePort(t), t.TempDir()
+	ns := startNATSOn(t, port, store, nil)
+	e.cfg.NATS.URL = ns.ClientURL()
+	e.cfg.NATS.JetStream, e.cfg.NATS.Stream = true, "S_"+e.name
+	e.start()
+	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// latestTotalsAfter: the bucket holds an event of app.mv_totals at or
+	// after lsn.
+	latestTotalsAfter := func(lsn pglogrepl.LSN) func() (bool, error) {
+		return func() (bool, error) {
+			kv, err := js.KeyValue(context.Background(), events.LatestBucket(e.cfg.NATS.Stream))
+			if err != nil {
+				return false, nil // not created yet, or NATS still reconnecting
+			}
+			entry, err := kv.Get(context.Background(), events.LatestKey("app", "mv_totals"))
+			if err != nil {
+				return false, nil
+			}
+			var ev events.Refresh
+			if err := json.Unmarshal(entry.Value(), &ev); err != nil {
+				return false, err
+			}
+			got, err := pglogrepl.ParseLSN(ev.LSN)
+			return err == nil && got >= lsn, nil
+		}
+	}
+	e.waitFor("the startup events of the 5 views in the bucket", 30*time.Second, func() (bool, error) {
+		kv, err := js.KeyValue(context.Background(), events.LatestBucket(e.cfg.NATS.Stream))
+		if err != nil {
+			return false, nil // not created yet
+		}
+		keys, err := kv.Keys(context.Background())
+		return err == nil && len(keys) == 5, nil
+	})
+
+	ns.Shutdown()
+	before := e.currentLSN()
+	e.exec("INSERT INTO app.events VALUES (52, '2026-01-01', 1, 1)")
+	e.waitFor("the change refreshed without NATS", 30*time.Second, e.refreshCountReaches("app.mv_totals", 2))
+	// Each attempt waits 5 s for the acknowledgement and the attempts are
+	// 0.5 s to 2 s apart: the 5 attempts take 30 s. No condition marks the
+	// end of the outage: its length is the test's input.
+	time.Sleep(40 * time.Second)
+
+	startNATSOn(t, port, store, nil)
+	e.waitFor("the change's event of app.mv_totals in the bucket", 30*time.Second, latestTotalsAfter(before))
+	rec := httptest.NewRecorder()
+	e.daemon.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body, _ := io.ReadAll(rec.Body); !strings.Contains(string(body), "\nmvrefresher_events_dropped_total 0\n") {
+		t.Errorf("events were counted as dropped:\n%s", body)
+	}
+}
+
 func TestDaemon_Metrics(t *testing.T) {
 	e := newEnv(t, schemaSQL)
 	e.start()
@@ -136,4 +224,58 @@ func TestDaemon_Metrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("metrics:\n%s", body)
 	}
+}
+
+// refreshCountReaches is a waitFor condition: the view has been refreshed
+// at least want times.
+func (e *env) refreshCountReaches(view string, want int64) func() (bool, error) {
+	return func() (bool, error) {
+		var n int64
+		err := e.pool.QueryRow(context.Background(), `SELECT coalesce(max(refresh_count), 0) FROM public.mv_refresh_log WHERE mv_name = $1`, view).Scan(&n)
+		if refresher.SQLState(err) == pgerrcode.UndefinedTable {
+			return false, nil // the daemon has not created the log yet
+		}
+		return n >= want, err
+	}
+}
+
+// freePort returns a local TCP port nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// startNATSOn starts a NATS server with JetStream stored in store on port,
+// stopped when the test ends; auth, if not nil, admits its clients.
+func startNATSOn(t *testing.T, port int, store string, auth server.Authentication) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true, CustomClientAuthentication: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	return ns
+}
+
+// admitAfter holds the connection of the client called name until ready is
+// closed, and admits every other client at once.
+type admitAfter struct {
+	name  string
+	ready <-chan struct{}
+}
+
+func (a admitAfter) Check(c server.ClientAuthentication) bool {
+	if c.GetOpts().Name == a.name {
+		<-a.ready
+	}
+	return true
 }

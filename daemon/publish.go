@@ -17,8 +17,11 @@ import (
 	"github.com/mvrefresher/mvrefresher/metrics"
 )
 
-// Publishing bounds: events wait in memory while NATS is away, up to
-// publishQueueSize; a JetStream publish is retried up to jsAttempts times.
+// Publishing bounds: events wait in the queue, up to publishQueueSize, while
+// NATS has not been reached yet, while a JetStream publish waits for NATS to
+// be back, and while nats.go's reconnect buffer (nats.DefaultReconnectBufSize)
+// is full. A JetStream publish that NATS, connected all along, did not
+// acknowledge is retried up to jsAttempts times.
 const (
 	publishQueueSize = 10_000
 	jsAttempts       = 5
@@ -29,13 +32,15 @@ const (
 // publisher sends refresh events from its own goroutine so that refreshes,
 // the refresh log and the slot never wait for NATS. Events keep their order.
 type publisher struct {
-	conn    *nats.Conn
-	js      jetstream.JetStream // nil: core NATS
-	latest  jetstream.KeyValue  // with js: the latest event of every view
-	cfg     config.NATS
-	queue   chan outgoing
-	logger  *slog.Logger
-	metrics *metrics.Metrics
+	conn *nats.Conn
+	// connStatus receives the connection's status changes, to wait for NATS.
+	connStatus chan nats.Status
+	js         jetstream.JetStream // nil: core NATS
+	latest     jetstream.KeyValue  // with js: the latest event of every view
+	cfg        config.NATS
+	queue      chan outgoing
+	logger     *slog.Logger
+	metrics    *metrics.Metrics
 }
 
 // eventSink takes the events the daemon publishes: the NATS publisher, or
@@ -60,6 +65,7 @@ func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *
 		}
 		p.js = js
 	}
+	p.connStatus = conn.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	return p, nil
 }
 
@@ -101,6 +107,14 @@ func (p *publisher) enqueue(subject string, payload any, msgID, latestKey string
 
 // run sends queued events until ctx ends, then for a short while more.
 func (p *publisher) run(ctx context.Context) {
+	defer p.conn.RemoveStatusListener(p.connStatus)
+	// Until nats.go has met a server, it refuses every message with a header
+	// (it cannot know yet that the server takes them), so the events wait in
+	// the queue for the first connection.
+	if !p.awaitConnection(ctx) {
+		p.drain()
+		return
+	}
 	if p.js != nil {
 		p.ensureStream(ctx)
 	}
@@ -115,33 +129,81 @@ func (p *publisher) run(ctx context.Context) {
 	}
 }
 
+// drain sends what is queued at stop, giving NATS publishDrainTime to take
+// it; what is left then, or all of it while NATS is away, is dropped: the
+// stop does not wait for NATS to come back.
 func (p *publisher) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), publishDrainTime)
 	defer cancel()
-	for {
-		select {
-		case out := <-p.queue:
-			p.send(ctx, out)
-		default:
-			if err := p.conn.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-				p.logger.Warn("flush events at stop", "error", err)
-			}
-			return
+	if p.conn.IsConnected() {
+		for len(p.queue) > 0 && ctx.Err() == nil {
+			p.send(ctx, <-p.queue)
 		}
+		if err := p.conn.FlushWithContext(ctx); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			p.logger.Warn("flush events at stop", "error", err)
+		}
+	}
+	if left := len(p.queue); left > 0 {
+		p.metrics.EventsDropped.Add(float64(left))
+		p.logger.Warn("events dropped at stop: NATS did not take them in time", "events", left, "waited", publishDrainTime)
 	}
 }
 
+// awaitConnection waits until the connection to NATS is up, and reports
+// false when ctx ends first or the connection is closed.
+func (p *publisher) awaitConnection(ctx context.Context) bool {
+	for !p.conn.IsConnected() {
+		if p.conn.IsClosed() {
+			return false
+		}
+		select {
+		case <-p.connStatus:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
 func (p *publisher) send(ctx context.Context, out outgoing) {
-	msg := out.msg
 	if p.js == nil {
-		// nats.go buffers while reconnecting, up to its reconnect buffer.
-		if err := p.conn.PublishMsg(msg); err != nil {
+		p.sendCore(ctx, out.msg)
+		return
+	}
+	p.sendJetStream(ctx, out)
+}
+
+// sendCore hands msg to nats.go, which keeps it in its reconnect buffer
+// while it reconnects; once that buffer is full, msg waits here for the
+// connection to be back, and later events wait in the queue.
+func (p *publisher) sendCore(ctx context.Context, msg *nats.Msg) {
+	for {
+		err := p.conn.PublishMsg(msg)
+		if errors.Is(err, nats.ErrReconnectBufExceeded) && p.awaitConnection(ctx) {
+			continue
+		}
+		if err != nil {
 			p.metrics.EventsDropped.Inc()
 			p.logger.Warn("event dropped", "subject", msg.Subject, "error", err)
 		}
 		return
 	}
-	for attempt := 1; ; attempt++ {
+}
+
+// sendJetStream publishes out until the stream acknowledges it. A lost
+// connection is waited out without counting as an attempt: only the
+// attempts made while connected all along count towards jsAttempts. The
+// Nats-Msg-Id makes a retry of an event the stream did store a duplicate
+// that it drops.
+func (p *publisher) sendJetStream(ctx context.Context, out outgoing) {
+	msg := out.msg
+	for attempt := 0; ; {
+		if !p.awaitConnection(ctx) {
+			p.metrics.EventsDropped.Inc()
+			p.logger.Warn("event dropped: NATS was not back in time", "subject", msg.Subject)
+			return
+		}
+		reconnects := p.conn.Stats().Reconnects
 		_, err := p.js.PublishMsg(ctx, msg)
 		if err == nil {
 			if out.latestKey != "" && p.latest != nil {
@@ -150,6 +212,9 @@ func (p *publisher) send(ctx context.Context, out outgoing) {
 				}
 			}
 			return
+		}
+		if p.conn.IsConnected() && p.conn.Stats().Reconnects == reconnects {
+			attempt++
 		}
 		if attempt == jsAttempts || ctx.Err() != nil {
 			p.metrics.EventsDropped.Inc()
@@ -160,6 +225,8 @@ func (p *publisher) send(ctx context.Context, out outgoing) {
 			p.ensureStream(ctx)
 		}
 		if !wait.For(ctx, jsRetryWait*time.Duration(attempt)) {
+			p.metrics.EventsDropped.Inc()
+			p.logger.Warn("event dropped: stopped before JetStream acknowledged it", "subject", msg.Subject, "error", err)
 			return
 		}
 	}

@@ -52,7 +52,7 @@ const readYourWritesSchema = `
 	CREATE MATERIALIZED VIEW app.mv_audit AS SELECT count(*)::int AS n FROM app.audit;
 	CREATE UNIQUE INDEX ON app.mv_audit (n);`
 
-// A commit, then a wait for pg_current_wal_lsn(): the view and the view built
+// A commit, then a wait for pg_current_wal_insert_lsn(): the view and the view built
 // on it hold the row when the wait returns, and the refresh events carry the
 // position.
 func TestDaemon_ReadYourWrites(t *testing.T) {

@@ -69,7 +69,7 @@ func handleViews(mux *http.ServeMux, d *daemon.Daemon) {
 func waitParams(r *http.Request) (pglogrepl.LSN, time.Duration, error) {
 	q := r.URL.Query()
 	if q.Get("lsn") == "" {
-		return 0, 0, errors.New("lsn is missing (a WAL position such as 0/16B3748, from pg_current_wal_lsn() after the write's commit)")
+		return 0, 0, errors.New("lsn is missing (a WAL position such as 0/16B3748, from pg_current_wal_insert_lsn() after the write's commit)")
 	}
 	lsn, err := pglogrepl.ParseLSN(q.Get("lsn"))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -23,7 +24,7 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	flags := config.BindFlags(fs)
 	view := fs.String("view", "", "the view to wait for (schema.name); required")
-	lsnText := fs.String("lsn", "", "the WAL position it must be fresh through (default: pg_current_wal_lsn() on database_url, now)")
+	lsnText := fs.String("lsn", "", "the WAL position it must be fresh through: pg_current_wal_insert_lsn() read after the write's commit (default: read now on database_url)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
 	daemonURL := fs.String("url", "", "the daemon's HTTP address (default: from listen)")
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +42,8 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case *timeout <= 0:
 		return fail(fmt.Errorf("--timeout %s: want more than 0", *timeout))
 	}
-	cfg, err := flags.Load()
+	// With --lsn, the database is not needed.
+	cfg, err := flags.LoadDatabaseOptional()
 	if err != nil {
 		return fail(err)
 	}
@@ -56,6 +58,8 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if lsn, err = pglogrepl.ParseLSN(*lsnText); err != nil {
 			return fail(fmt.Errorf("--lsn %q: not a WAL position such as 0/16B3748", *lsnText))
 		}
+	} else if cfg.DatabaseURL == "" {
+		return fail(errors.New("--lsn or database_url is required: without --lsn, wait reads pg_current_wal_insert_lsn() on database_url (set it in the config file, MVREFRESHER_DATABASE_URL, DATABASE_URL or --database-url)"))
 	} else if lsn, err = currentLSN(ctx, cfg.DatabaseURL); err != nil {
 		return fail(err)
 	}
@@ -67,6 +71,10 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		fmt.Fprintf(stderr, "mvrefresher wait: %s is not fresh through %s after %s (fresh through %s, pending %t)\n", *view, lsn, *timeout, through, st.Pending)
 		return exitError{1}
+	}
+	var unreachable *url.Error
+	if *daemonURL == "" && errors.As(err, &unreachable) {
+		err = fmt.Errorf("%w (the daemon's address %s comes from listen; pass --url to name another)", err, base)
 	}
 	if err != nil {
 		return fail(err)
