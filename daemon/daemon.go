@@ -288,7 +288,13 @@ func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, st
 	defer cancelWork()
 	refr := refresher.New(pool, d.log, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
-	g.Go(func() error { return stream.Run(gctx, sched) })
+	g.Go(func() error {
+		err := stream.Run(gctx, sched)
+		if ctx.Err() == nil {
+			d.letGo(ctx, stream)
+		}
+		return err
+	})
 	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat, discoverNow); return nil })
 	g.Go(func() error { d.monitorSlot(gctx, slotPool, sched, sink); return nil })
 	if gate != nil {
@@ -309,6 +315,21 @@ func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, st
 		return nil // the caller stopped us: a graceful stop, whatever the stages said
 	}
 	return err
+}
+
+// letGo closes the stream of an attempt that ends for any reason but a
+// graceful stop: the server ended the stream or is shutting down, the
+// connection failed, or another stage did. The rest of the attempt waits up
+// to shutdown_timeout for the running refreshes, which on a standby's
+// healthy primary can take that long, and a server shutting down waits for
+// its walsender until the stream lets go. What those refreshes finish is
+// not confirmed: the next attempt streams it again from the slot, and
+// refreshes it once more at most. A graceful stop keeps the stream until
+// they are done, so that the slot confirms them.
+func (d *Daemon) letGo(ctx context.Context, stream *replication.Stream) {
+	if err := stream.Close(context.WithoutCancel(ctx)); err != nil {
+		d.logger.Debug("close replication connection", "error", err)
+	}
 }
 
 // connectNATS connects without waiting for the server: publishing never

@@ -279,3 +279,62 @@ func TestDaemon_StandbyFailoverKeepsAnUnreplayedRefresh(t *testing.T) {
 	e.settle()
 	e.assertFresh(allViews...)
 }
+
+// A fast shutdown of the standby the daemon decodes on is not held up by a
+// refresh running on the primary: the stream lets go of the standby at
+// once, however long the refresh would have it wait (shutdown_timeout),
+// and the change that refresh was for stays in the slot, to be refreshed
+// once the standby is back.
+func TestDaemon_StandbyFastShutdownIsNotHeldUpByARefresh(t *testing.T) {
+	if serverMajor(t) < 16 {
+		t.Run("PostgreSQL 15 refuses", testStandbyDecodingRefusedOn15)
+		return
+	}
+	primary, standby := startPair(t, nil, fastFeedback)
+	e := newEnvOn(t, primary, schemaSQL)
+	e.decodeOn(standby)
+	e.cfg.ShutdownTimeout = 15 * time.Second
+	e.start()
+	e.settle()
+
+	ctx := context.Background()
+	blocker, err := pgx.Connect(ctx, primary.URL(e.name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Close(ctx)
+	// The refresh of mv_totals waits for its advisory lock, held here.
+	if _, err := blocker.Exec(ctx, "BEGIN; SELECT pg_advisory_xact_lock(x'6d767200'::int, hashtext('app.mv_totals'))"); err != nil {
+		t.Fatal(err)
+	}
+	e.exec("INSERT INTO app.events VALUES (5001, '2026-05-05', 1, 42)")
+	e.waitFor("the refresh of mv_totals to wait for its lock", 10*time.Second, func() (bool, error) {
+		var waiting int
+		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'mvrefresher' AND wait_event = 'advisory'`).Scan(&waiting)
+		return waiting > 0, err
+	})
+
+	began := time.Now()
+	if err := standby.Halt(ctx, "fast"); err != nil {
+		t.Fatalf("fast shutdown of the standby with a refresh running on the primary: %v", err)
+	}
+	// An idle standby stops in well under a second; the refresh would hold
+	// it up for the whole shutdown_timeout.
+	took := time.Since(began)
+	if took >= e.cfg.ShutdownTimeout/5 {
+		t.Errorf("fast shutdown of the standby took %v with a refresh running on the primary (shutdown_timeout %v)", took.Round(time.Millisecond), e.cfg.ShutdownTimeout)
+	}
+	t.Logf("fast shutdown of the standby with a refresh running on the primary: %v", took.Round(time.Millisecond))
+	if err := standby.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.standbyPool.Reset() // its connections died with the server
+	if _, err := blocker.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	// The slot confirms the change only after a refresh that includes it,
+	// which the stream it was sent to could no longer confirm.
+	e.settle()
+	e.assertFresh(allViews...)
+}

@@ -4,10 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
 func TestDaemon_ReconnectsWhenTheConnectionDrops(t *testing.T) {
@@ -109,4 +113,54 @@ func TestDaemon_FastShutdownIsNotHeldUp(t *testing.T) {
 	e.pool.Reset()
 	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
 	e.assertFresh(allViews...)
+}
+
+// A short wal_sender_timeout makes the walsender ask for a sign of life
+// every few hundred milliseconds, sooner than three times a second: those
+// pings are not a shutdown's. The daemon streams on without letting go
+// while a change waits out its debounce, and refreshes it.
+func TestDaemon_ShortWalSenderTimeoutIsNotAShutdown(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pg, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"wal_sender_timeout": "600ms"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pg.Stop(context.Background()); err != nil {
+			t.Errorf("stop postgres: %v", err)
+		}
+	})
+	e := newEnvOn(t, pg, schemaSQL)
+	e.cfg.Debounce, e.cfg.MaxWait = 2*time.Second, 10*time.Second
+	e.start()
+	e.settle()
+	walsender := e.walsenderPID()
+
+	e.exec("INSERT INTO app.events VALUES (44, '2026-01-01', 1, 1)")
+	e.waitFor("the change's refresh after its debounce", e.cfg.Debounce+10*time.Second, func() (bool, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return slices.ContainsFunc(e.events, func(ev events.Refresh) bool {
+			return ev.View == "app.mv_totals" && ev.Reason == events.ReasonChange && ev.Status == events.StatusOK
+		}), nil
+	})
+	e.expectEvents(e.settle(), "app.mv_totals change ok", "app.mv_big change ok", "app.mv_grand cascade ok")
+	e.assertFresh(allViews...)
+	if now := e.walsenderPID(); now != walsender || strings.Contains(e.logs.String(), "reconnecting") {
+		t.Errorf("the daemon let go of the stream (walsender %d, then %d):\n%s", walsender, now, e.logs.String())
+	}
+}
+
+// walsenderPID is the pid of the walsender streaming the daemon's slot.
+func (e *env) walsenderPID() int32 {
+	e.t.Helper()
+	var pid *int32
+	if err := e.slotServer().QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", e.cfg.Slot).Scan(&pid); err != nil {
+		e.t.Fatal(err)
+	}
+	if pid == nil {
+		e.t.Fatal("nothing streams from the slot")
+	}
+	return *pid
 }

@@ -28,16 +28,6 @@ var ErrStreamEnded = errors.New("the server ended the replication stream")
 // lets go instead, and what it held back stays in the slot.
 var ErrServerStopping = errors.New("the server is shutting down and waits for the stream to confirm what it holds back: letting go")
 
-// stoppingPings is how many reply-requested keepalives in a row, with no
-// data in between and within stoppingWindow, mean the server is shutting
-// down. A walsender asks for a reply by itself only every half
-// wal_sender_timeout; one shutting down asks again as soon as each reply
-// arrives, until it has all been confirmed.
-const (
-	stoppingPings  = 3
-	stoppingWindow = time.Second
-)
-
 // Read batching (see batchConn): how long a read waits for more of a
 // stream that is flowing. Waiting costs a change up to that much latency and
 // saves a wake-up, with its system calls and scheduling, per message the
@@ -85,11 +75,8 @@ type Stream struct {
 	// message, so nothing more may be sent. Owned by Run, then Close.
 	writeFailed bool
 	streaming   atomic.Bool
-	// pings counts the reply-requested keepalives in a row at pingsEnd
-	// since pingsFrom, to tell a server shutting down; owned by Run.
-	pings     int
-	pingsEnd  pglogrepl.LSN
-	pingsFrom time.Time
+	// stopping tells a server shutting down by its keepalives; owned by Run.
+	stopping stopDetector
 }
 
 // Connect opens a replication connection to the database of databaseURL.
@@ -117,6 +104,11 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 		_ = conn.Close(ctx)
 		return nil, fmt.Errorf("open replication connection: server_version %q: %w", conn.ParameterStatus("server_version"), err)
 	}
+	senderTimeout, err := readSenderTimeout(ctx, conn)
+	if err != nil {
+		_ = conn.Close(ctx)
+		return nil, fmt.Errorf("open replication connection: %w", err)
+	}
 	return &Stream{
 		serverMajor:    major,
 		conn:           conn,
@@ -125,6 +117,7 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 		statusInterval: DefaultStatusInterval,
 		batchDelay:     MinBatchDelay,
 		logger:         logger,
+		stopping:       stopDetector{senderTimeout: senderTimeout},
 	}, nil
 }
 
@@ -267,14 +260,14 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 			}
 		}
 		if ka.ReplyRequested {
-			if s.serverStopping(ka.ServerWALEnd) {
+			if s.serverStopping(ka) {
 				return fmt.Errorf("replication from slot %q: %w", s.slot, ErrServerStopping)
 			}
 			// The server drops a connection that does not answer in time.
 			return s.sendStatus(ctx, time.Now().Add(writeTimeout))
 		}
 	case pglogrepl.XLogDataByteID:
-		s.pings = 0
+		s.stopping.data()
 		xld, err := pglogrepl.ParseXLogData(data[1:])
 		if err != nil {
 			return fmt.Errorf("parse XLogData: %w", err)
@@ -291,18 +284,14 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 	return nil
 }
 
-// serverStopping notes a reply-requested keepalive at walEnd and reports
-// whether the server is shutting down while the stream holds back part of
-// what it was sent. A fast shutdown waits for a logical walsender until its
-// client has confirmed everything; with a refresh pending, which cannot run
-// while the server refuses connections, it would wait forever.
-func (s *Stream) serverStopping(walEnd pglogrepl.LSN) bool {
-	now := time.Now()
-	if s.pings == 0 || walEnd != s.pingsEnd || now.Sub(s.pingsFrom) > stoppingWindow {
-		s.pings, s.pingsEnd, s.pingsFrom = 0, walEnd, now
-	}
-	s.pings++
-	return s.pings >= stoppingPings && pglogrepl.LSN(s.confirmable.Load()) < walEnd
+// serverStopping notes a reply-requested keepalive and reports whether the
+// server is shutting down while the stream holds back part of what it was
+// sent. A fast shutdown waits for a logical walsender until its client has
+// confirmed everything; with a refresh pending, which cannot run while the
+// server refuses connections (or, decoding on a standby, cannot be
+// confirmed once the standby stops replaying), it would wait forever.
+func (s *Stream) serverStopping(ka pglogrepl.PrimaryKeepaliveMessage) bool {
+	return s.stopping.ping(ka.ServerWALEnd, ka.ServerTime) && pglogrepl.LSN(s.confirmable.Load()) < ka.ServerWALEnd
 }
 
 // sendStatus tells the server the confirmable position, giving up at
