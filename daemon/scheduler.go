@@ -79,7 +79,7 @@ type scheduler struct {
 	// queries come from the HTTP endpoints; waiters are the queries
 	// waiting for a view to be fresh through a position.
 	queries <-chan viewQuery
-	waiters []viewQuery
+	waiters waiters
 	wal     walGeometry
 
 	catalog   *catalog.Catalog
