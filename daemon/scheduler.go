@@ -369,10 +369,11 @@ func (s *scheduler) finish(r result) {
 	w := s.running[r.view]
 	delete(s.running, r.view)
 	s.free++
-	s.debouncer.Finish(r.view)
 	view := s.catalog.Views[r.view]
 	out := r.outcome
 	if out.Deferred {
+		// Nothing ran: min_interval must not put off the visibility retry.
+		s.debouncer.PutOff(r.view)
 		if view == nil {
 			w.release(s.watermark) // dropped meanwhile
 			return
@@ -381,6 +382,7 @@ func (s *scheduler) finish(r result) {
 		s.awaitVisibility(r.view, w)
 		return
 	}
+	s.debouncer.Finish(r.view)
 	// Reported once the outcome is applied: the event carries the view's
 	// fresh-through position after it.
 	defer s.report(r.view, view, w, out)
