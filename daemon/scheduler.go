@@ -102,6 +102,8 @@ type scheduler struct {
 	durations  durations
 	targets    map[string]target
 	hasTargets bool
+	// unmeetable: the views whose plan leaves no time, warned about.
+	unmeetable map[string]bool
 	// lag is how long commits took to arrive lately; planLag is what the
 	// plans assume.
 	lag     lagWindow
