@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/jackc/pglogrepl"
 
@@ -54,7 +53,7 @@ func (s *scheduler) answer(q viewQuery) {
 	if q.wait {
 		q.lsn = s.wal.recordEnd(q.lsn)
 		if through, ok := s.freshThrough(name); !ok || through < q.lsn {
-			s.waiters = append(s.waiters, q)
+			s.waiters.add(q)
 			if s.discovered < q.lsn && s.changesOutsideTheStream(name) {
 				s.rediscover()
 			}
@@ -64,32 +63,35 @@ func (s *scheduler) answer(q viewQuery) {
 	q.reply <- viewAnswer{views: []events.ViewState{s.viewState(name)}}
 }
 
-// answerWaiters answers the waiters whose view is fresh enough now (or gone),
-// and forgets those that stopped waiting.
+// answerWaiters answers the waiters whose view is fresh enough now (or
+// gone). It looks at each view with waiters once, and computes how fresh a
+// view is only when the position received reaches its earliest waiter.
 func (s *scheduler) answerWaiters() {
-	s.waiters = slices.DeleteFunc(s.waiters, func(q viewQuery) bool {
-		if q.ctx.Err() != nil {
-			return true
+	s.waiters.sweepGivenUp()
+	received := s.watermark.SeenLSN()
+	for view := range s.waiters.byView {
+		if s.catalog.Views[view] == nil {
+			s.waiters.answerView(view, viewAnswer{err: fmt.Errorf("%s: %w", view, ErrUnknownView)})
+			continue
 		}
-		if s.catalog.Views[q.view] == nil {
-			q.reply <- viewAnswer{err: fmt.Errorf("%s: %w", q.view, ErrUnknownView)}
-			return true
+		if s.waiters.earliest(view) > received {
+			continue // a view is fresh through no position not received yet
 		}
-		if through, ok := s.freshThrough(q.view); !ok || through < q.lsn {
-			return false
+		through, ok := s.freshThrough(view)
+		if !ok || s.waiters.earliest(view) > through {
+			continue
 		}
-		q.reply <- viewAnswer{views: []events.ViewState{s.viewState(q.view)}}
-		return true
-	})
+		state := s.viewState(view)
+		s.waiters.answerThrough(view, through, func() viewAnswer {
+			return viewAnswer{views: []events.ViewState{state}}
+		})
+	}
 }
 
 // dropWaiters tells the waiters this scheduler is done: they ask the next
 // one.
 func (s *scheduler) dropWaiters() {
-	for _, q := range s.waiters {
-		q.reply <- viewAnswer{err: ErrNotStreaming}
-	}
-	s.waiters = nil
+	s.waiters.answerAll(viewAnswer{err: ErrNotStreaming})
 }
 
 // lookupView finds a managed view by its qualified name, quoted or not.

@@ -15,7 +15,35 @@ func (s *scheduler) planTargets() {
 		func(v string) time.Duration { return s.cfg.ViewSettings(v).MaxStaleness },
 		s.durations.estimate)
 	s.hasTargets = len(s.targets) > 0
+	s.warnUnmeetable()
 }
+
+// warnUnmeetable warns when a view's plan comes to leave it no time to
+// wait: its refresh, the stream's delay and the margin take all of its
+// target. It then refreshes on every change, without a quiet period, and
+// may still miss the target.
+func (s *scheduler) warnUnmeetable() {
+	unmeetable := map[string]bool{}
+	for _, name := range s.catalog.Names() {
+		t, ok := s.targets[name]
+		est := s.durations.estimate(name)
+		if !ok || startWithin(t.MaxStaleness, est+s.planLag) > 0 {
+			continue
+		}
+		unmeetable[name] = true
+		if !s.unmeetable[name] {
+			s.logger.Warn("max_staleness cannot be met: the refresh takes (nearly) all of the target, so the view refreshes on every change, without waiting",
+				"view", name, "max_staleness", t.MaxStaleness.String(), "target_of", t.From,
+				"refresh_estimate", est.Round(time.Millisecond).String(), "arrival_lag", s.planLag.Round(time.Millisecond).String())
+		}
+	}
+	s.unmeetable = unmeetable
+}
+
+// asSoonAsPossible is the max wait of a view whose plan leaves no time: to
+// the debouncer a max wait of 0 means no bound, and the view would wait out
+// a whole backlog.
+const asSoonAsPossible = time.Nanosecond
 
 // debounceSettings are the debouncer's rules for a view. A view with a
 // staleness target starts as late as lets it finish within the target, so
@@ -26,7 +54,7 @@ func (s *scheduler) debounceSettings(name string) debounce.Settings {
 	st := debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}
 	if t, ok := s.targets[name]; ok {
 		within := startWithin(t.MaxStaleness, s.durations.estimate(name)+s.planLag)
-		st.Quiet, st.MaxWait = within, within
+		st.Quiet, st.MaxWait = within, max(within, asSoonAsPossible)
 	}
 	return st
 }

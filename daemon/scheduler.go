@@ -84,7 +84,7 @@ type scheduler struct {
 	// queries come from the HTTP endpoints; waiters are the queries
 	// waiting for a view to be fresh through a position.
 	queries <-chan viewQuery
-	waiters []viewQuery
+	waiters waiters
 	wal     walGeometry
 	// discovered is where the last discovery applied read the WAL: views
 	// whose sources change outside the stream are fresh through nothing
@@ -112,6 +112,8 @@ type scheduler struct {
 	durations  durations
 	targets    map[string]target
 	hasTargets bool
+	// unmeetable: the views whose plan leaves no time, warned about.
+	unmeetable map[string]bool
 	// lag is how long commits took to arrive lately; planLag is what the
 	// plans assume.
 	lag     lagWindow
@@ -380,10 +382,11 @@ func (s *scheduler) finish(r result) {
 	w := s.running[r.view]
 	delete(s.running, r.view)
 	s.free++
-	s.debouncer.Finish(r.view)
 	view := s.catalog.Views[r.view]
 	out := r.outcome
 	if out.Deferred {
+		// Nothing ran: min_interval must not put off the visibility retry.
+		s.debouncer.PutOff(r.view)
 		if view == nil {
 			w.release(s.watermark) // dropped meanwhile
 			return
@@ -396,6 +399,7 @@ func (s *scheduler) finish(r result) {
 		s.awaitVisibility(r.view, w)
 		return
 	}
+	s.debouncer.Finish(r.view)
 	// Reported once the outcome is applied: the event carries the view's
 	// fresh-through position after it.
 	defer s.report(r.view, view, w, out)

@@ -270,3 +270,19 @@ func TestRecordEnd(t *testing.T) {
 		}
 	}
 }
+
+// A try put off because its commit was not visible yet ran no refresh: the
+// visibility retry comes after its backoff, not after min_interval.
+func TestScheduler_PutOffTryDoesNotCountForMinInterval(t *testing.T) {
+	s := newTestScheduler(t)
+	s.cfg.MinInterval = time.Minute
+	s.replan()
+	s.commitForTest(7, 0x200, 0x210)
+	req := s.nextForTest(t)
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{Deferred: true, Unseen: req.Txns}})
+	s.expectIdle(t)
+	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
+	if req := s.nextForTest(t); req.View.Name != "app.base" || len(req.Txns) != 1 {
+		t.Fatalf("retry %+v, want app.base for xid 7", req)
+	}
+}

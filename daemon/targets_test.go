@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
 )
 
 func TestEffectiveTargets_DependentsImposeOnBases(t *testing.T) {
@@ -134,5 +136,34 @@ func TestLagWindow_ForgetsOldLags(t *testing.T) {
 	}
 	if got := l.longest(t0.Add(30 * time.Second)); got != 0 {
 		t.Errorf("after a long quiet: %s, want 0", got)
+	}
+}
+
+// A target the refresh takes (nearly) all of leaves the plan no time: the
+// view starts on its first change, even while the stream catches up on a
+// backlog (which otherwise holds changes back until it is done), and a
+// warning says the target cannot be met.
+func TestScheduler_TargetWithNoTimeLeftStartsAtOnce(t *testing.T) {
+	s := newTestScheduler(t)
+	var logs bytes.Buffer
+	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s.cfg.MaxStaleness = 10 * time.Second
+	s.seedDurations(map[string]time.Duration{"app.base": 9600 * time.Millisecond, "app.dep": 100 * time.Millisecond})
+	if n := strings.Count(logs.String(), "max_staleness cannot be met"); n != 1 || !strings.Contains(logs.String(), "view=app.base") {
+		t.Fatalf("want one warning, for app.base:\n%s", logs.String())
+	}
+	backlog := s.now.Add(-time.Minute)
+	s.receive(context.Background(), streamed{tx: &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: backlog,
+		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
+	if !s.behind {
+		t.Fatal("a minute-old commit did not make the stream catch up")
+	}
+	s.now = s.now.Add(time.Millisecond)
+	if req := s.nextForTest(t); req.View.Name != "app.base" {
+		t.Fatalf("refresh of %s, want app.base", req.View.Name)
+	}
+	s.replan() // the same plan: no second warning
+	if n := strings.Count(logs.String(), "max_staleness cannot be met"); n != 1 {
+		t.Fatalf("%d warnings after planning again, want 1:\n%s", n, logs.String())
 	}
 }

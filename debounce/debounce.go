@@ -16,7 +16,7 @@ import (
 type Settings struct {
 	Quiet       time.Duration // wait this long after the last change
 	MaxWait     time.Duration // but start no later than this after the first pending change (0 = no bound)
-	MinInterval time.Duration // least time between two starts of one view
+	MinInterval time.Duration // least time between two starts of one view (a start put off does not count)
 }
 
 type view struct {
@@ -34,6 +34,10 @@ type view struct {
 	running   bool
 	started   bool // lastStart is set
 	lastStart time.Time
+	// startedBefore and startBefore are started and lastStart before the
+	// running start, restored if it ran nothing (PutOff).
+	startedBefore bool
+	startBefore   time.Time
 	// startedBases are the bases counted in their runningDependents when
 	// the view started; runningDependents counts running views listing
 	// this one as a base.
@@ -186,6 +190,7 @@ func (d *Debouncer) Start(name string) {
 	v.pending, v.requested, v.retrying = false, false, false
 	v.firstChange, v.lastChange, v.requestAt = time.Time{}, time.Time{}, time.Time{}
 	v.running = true
+	v.startedBefore, v.startBefore = v.started, v.lastStart
 	v.started = true
 	v.lastStart = d.now()
 	v.startedBases = v.bases
@@ -212,6 +217,17 @@ func (d *Debouncer) Finish(name string) {
 	if v, ok := d.views[name]; ok && v.running {
 		d.uncount(v)
 		v.running = false
+	}
+}
+
+// PutOff marks the running refresh of a view done without having run
+// (the changes it was to cover were not visible yet): it does not count
+// for the minimum interval, which counts from the start before it. Unknown
+// or removed views are ignored.
+func (d *Debouncer) PutOff(name string) {
+	if v, ok := d.views[name]; ok && v.running {
+		d.Finish(name)
+		v.started, v.lastStart = v.startedBefore, v.startBefore
 	}
 }
 

@@ -814,3 +814,28 @@ func TestDebouncer_SustainedWritesDoNotStarveADependent(t *testing.T) {
 	}
 	t.Logf("base %d refreshes, dependent %d, longest dependent wait %v", baseStarts, depStarts, worst)
 }
+
+// A start that ran nothing (put off: what it was to cover was not visible
+// yet) does not count for the minimum interval: its retry comes at its
+// backoff, and the minimum interval counts from the start that ran.
+func TestDebouncer_PutOffStartDoesNotCountForMinInterval(t *testing.T) {
+	clock := newClock()
+	d := New(clock.Now)
+	d.Set("v", Settings{MinInterval: 20 * time.Second}, nil)
+	d.Change("v")
+	check(t, clock, d, []string{"v"}, 0, true)
+	d.Start("v")
+	clock.Advance(ms)
+	d.PutOff("v")
+	if d.Running("v") {
+		t.Fatal("running after PutOff")
+	}
+	d.Retry("v", clock.t.Add(10*ms))
+	check(t, clock, d, nil, 11*ms, true)
+	clock.Advance(10 * ms)
+	check(t, clock, d, []string{"v"}, 11*ms, true)
+	d.Start("v")
+	d.Finish("v")
+	d.Change("v")
+	check(t, clock, d, nil, 11*ms+20*time.Second, true)
+}
