@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/daemon"
@@ -206,23 +205,9 @@ func TestDaemon_StandbyFailoverKeepsAnUnreplayedRefresh(t *testing.T) {
 	e.settle()
 
 	ctx := context.Background()
-	blocker, err := pgx.Connect(ctx, primary.URL(e.name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Close(ctx)
-	// The refresh of mv_totals waits for its advisory lock, held here: by
-	// then its change has been decoded on the standby.
-	if _, err := blocker.Exec(ctx, "BEGIN; SELECT pg_advisory_xact_lock(x'6d767200'::int, hashtext('app.mv_totals'))"); err != nil {
-		t.Fatal(err)
-	}
-	e.exec("INSERT INTO app.events VALUES (5000, '2026-05-05', 1, 42)")
-	e.waitFor("the refresh of mv_totals to wait for its lock", 10*time.Second, func() (bool, error) {
-		var waiting int
-		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = 'mvrefresher' AND wait_event = 'advisory'`).Scan(&waiting)
-		return waiting > 0, err
-	})
+	// By the time the refresh waits, its change has been decoded on the
+	// standby.
+	release := e.holdRefreshOfTotals(5000)
 	if _, err := e.standbyPool.Exec(ctx, "ALTER SYSTEM SET primary_conninfo = ''"); err != nil {
 		t.Fatal(err)
 	}
@@ -244,9 +229,7 @@ func TestDaemon_StandbyFailoverKeepsAnUnreplayedRefresh(t *testing.T) {
 		streams, err := standbyStreams()
 		return !streams, err
 	})
-	if _, err := blocker.Exec(ctx, "COMMIT"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	refreshed := e.waitEvent("the refresh on the primary", func(ev events.Refresh) bool {
 		return ev.View == "app.mv_totals" && ev.Status == events.StatusOK
 	})
@@ -298,22 +281,7 @@ func TestDaemon_StandbyFastShutdownIsNotHeldUpByARefresh(t *testing.T) {
 	e.settle()
 
 	ctx := context.Background()
-	blocker, err := pgx.Connect(ctx, primary.URL(e.name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Close(ctx)
-	// The refresh of mv_totals waits for its advisory lock, held here.
-	if _, err := blocker.Exec(ctx, "BEGIN; SELECT pg_advisory_xact_lock(x'6d767200'::int, hashtext('app.mv_totals'))"); err != nil {
-		t.Fatal(err)
-	}
-	e.exec("INSERT INTO app.events VALUES (5001, '2026-05-05', 1, 42)")
-	e.waitFor("the refresh of mv_totals to wait for its lock", 10*time.Second, func() (bool, error) {
-		var waiting int
-		err := e.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = 'mvrefresher' AND wait_event = 'advisory'`).Scan(&waiting)
-		return waiting > 0, err
-	})
+	release := e.holdRefreshOfTotals(5001)
 
 	began := time.Now()
 	if err := standby.Halt(ctx, "fast"); err != nil {
@@ -330,11 +298,25 @@ func TestDaemon_StandbyFastShutdownIsNotHeldUpByARefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.standbyPool.Reset() // its connections died with the server
-	if _, err := blocker.Exec(ctx, "COMMIT"); err != nil {
-		t.Fatal(err)
-	}
+	release()
 	// The slot confirms the change only after a refresh that includes it,
 	// which the stream it was sent to could no longer confirm.
 	e.settle()
 	e.assertFresh(allViews...)
+}
+
+// holdRefreshOfTotals inserts the event id into app.events and holds the
+// advisory lock the refresh of app.mv_totals takes, on the primary, until
+// that refresh waits for it, and until the returned function is called.
+func (e *env) holdRefreshOfTotals(id int) (release func()) {
+	e.t.Helper()
+	release = e.holdAdvisoryLock("app.mv_totals")
+	e.exec("INSERT INTO app.events VALUES ($1, '2026-05-05', 1, 42)", id)
+	e.waitFor("the refresh of mv_totals to wait for its lock", 10*time.Second, func() (bool, error) {
+		var waiting int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'mvrefresher' AND wait_event = 'advisory'`).Scan(&waiting)
+		return waiting > 0, err
+	})
+	return release
 }

@@ -14,13 +14,11 @@ import (
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
-// Marking thousands of views owed (the first start, a publication repair)
-// must not take a lock per view: the server's lock table holds
-// max_locks_per_transaction per connection, and filling it fails the mark
-// (53200) at every try.
-func TestMarkOwed_ThousandsOfViewsFitTheLockTable(t *testing.T) {
-	ctx := context.Background()
-	c, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"max_locks_per_transaction": "10"}})
+// startServer starts a throwaway PostgreSQL for the test and connects to
+// it.
+func startServer(t *testing.T, opts localpg.Options) *pgxpool.Pool {
+	t.Helper()
+	c, err := localpg.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +27,21 @@ func TestMarkOwed_ThousandsOfViewsFitTheLockTable(t *testing.T) {
 			t.Errorf("stop PostgreSQL: %v", err)
 		}
 	})
-	pool, err := pgxpool.New(ctx, c.URL("postgres"))
+	pool, err := pgxpool.New(context.Background(), c.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// Marking thousands of views owed (the first start, a publication repair)
+// must not take a lock per view: the server's lock table holds
+// max_locks_per_transaction per connection, and filling it fails the mark
+// (53200) at every try.
+func TestMarkOwed_ThousandsOfViewsFitTheLockTable(t *testing.T) {
+	ctx := context.Background()
+	pool := startServer(t, localpg.Options{Settings: map[string]string{"max_locks_per_transaction": "10"}})
 	log := NewLog("public", "mv_refresh_log")
 	if err := log.Ensure(ctx, pool); err != nil {
 		t.Fatal(err)
@@ -62,20 +70,7 @@ func TestMarkOwed_ThousandsOfViewsFitTheLockTable(t *testing.T) {
 // for the refresh, and the next refresh settles the debt.
 func TestMarkOwed_ARunningRefreshDoesNotSettleALaterDebt(t *testing.T) {
 	ctx := context.Background()
-	c, err := localpg.Start(ctx, localpg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(context.Background()); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
-	pool, err := pgxpool.New(ctx, c.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := startServer(t, localpg.Options{})
 	if _, err := pool.Exec(ctx, `CREATE SCHEMA app;
 		CREATE TABLE app.t (id int PRIMARY KEY);
 		CREATE MATERIALIZED VIEW app.slow AS SELECT count(*)::int AS n FROM app.t, LATERAL pg_sleep(1) s;
