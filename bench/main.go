@@ -73,6 +73,12 @@ func run(ctx context.Context) error {
 	wpWorkloads := fs.String("writepath-workloads", "tpcb,unrelated", "writepath: tpcb (the views read pgbench's tables) and unrelated (they read a table pgbench never writes)")
 	wpDebounce := fs.Duration("writepath-debounce", 2*time.Second, "writepath: the daemon's debounce")
 	wpMaxWait := fs.Duration("writepath-max-wait", 10*time.Second, "writepath: the daemon's max_wait, and the timer's period")
+	memViews := fs.Int("memory-views", 200, "memory: materialized views over the one table")
+	memBacklog := fs.Int("memory-backlog", 2_000_000, "memory: single-row transactions written while the daemon is stopped")
+	memRate := fs.Int("memory-rate", 10_000, "memory: transactions per second once caught up")
+	memSeconds := fs.Int("memory-seconds", 60, "memory: for this long")
+	memBuilds := fs.String("memory-builds", "this=.", "memory: daemons to compare, label=checkout directory, comma-separated")
+	memLog := fs.String("memory-log", "", "memory: append the daemons' stderr to this file")
 	jsonOut := fs.String("json", "", "also write the raw runs to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemon included) to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -102,7 +108,7 @@ func run(ctx context.Context) error {
 	}
 	settings := map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "shared_buffers": "512MB"}
 	switch scenario {
-	case "drain":
+	case "drain", "memory":
 	case "latency", "versus", "scale", "writepath":
 		// localpg turns synchronous_commit off for speed; then a commit
 		// returns before its WAL is flushed, and the walsender sends only
@@ -110,7 +116,7 @@ func run(ctx context.Context) error {
 		// measure the walwriter, not the daemon.
 		settings["synchronous_commit"] = "on"
 	default:
-		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale, writepath)", scenario)
+		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale, writepath, memory)", scenario)
 	}
 	cluster, err := localpg.Start(ctx, localpg.Options{Settings: settings})
 	if err != nil {
@@ -129,6 +135,12 @@ func run(ctx context.Context) error {
 			period: *vsTimer, maxWait: *vsMaxWait, maxStaleness: *vsMaxStaleness, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
 	case "scale":
 		raw, err = runScale(ctx, scale{cluster: cluster, views: *scViews, tables: *scTables, changes: *scChanges, logFile: *scLog}, *runs)
+	case "memory":
+		var builds []build
+		if builds, err = parseBuilds(*memBuilds); err == nil {
+			raw, err = runMemory(ctx, memory{cluster: cluster, views: *memViews, backlog: *memBacklog, rate: *memRate,
+				seconds: *memSeconds, builds: builds, logFile: *memLog}, *runs)
+		}
 	case "writepath":
 		raw, err = runWritepath(ctx, writepath{primary: cluster, seconds: *wpSeconds, clients: *wpClients, scale: *wpScale,
 			debounce: *wpDebounce, maxWait: *wpMaxWait, modes: strings.Split(*wpModes, ","), workloads: strings.Split(*wpWorkloads, ",")}, *runs)

@@ -65,23 +65,25 @@ type scaleRun struct {
 	HWMMB           float64 `json:"rss_peak_mb"` // VmHWM over the whole backlog start
 }
 
-// buildDaemon builds the mvrefresher binary into a temporary directory;
-// remove removes it.
-func buildDaemon(ctx context.Context) (bin string, remove func(), err error) {
-	dir, err := os.MkdirTemp("", "mvr-bench-")
+// buildDaemon builds the mvrefresher binary of the checkout in dir into a
+// temporary directory; remove removes it.
+func buildDaemon(ctx context.Context, dir string) (bin string, remove func(), err error) {
+	tmp, err := os.MkdirTemp("", "mvr-bench-")
 	if err != nil {
 		return "", nil, err
 	}
-	bin = filepath.Join(dir, "mvrefresher")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/mvrefresher").CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return "", nil, fmt.Errorf("go build ./cmd/mvrefresher (run the benchmark from the repository root): %w: %s", err, out)
+	bin = filepath.Join(tmp, "mvrefresher")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/mvrefresher")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("go build ./cmd/mvrefresher in %s (run the benchmark from the repository root): %w: %s", dir, err, out)
 	}
-	return bin, func() { os.RemoveAll(dir) }, nil
+	return bin, func() { os.RemoveAll(tmp) }, nil
 }
 
 func runScale(ctx context.Context, s scale, runs int) ([]scaleRun, error) {
-	bin, remove, err := buildDaemon(ctx)
+	bin, remove, err := buildDaemon(ctx, ".")
 	if err != nil {
 		return nil, err
 	}

@@ -117,7 +117,7 @@ func runWritepath(ctx context.Context, w writepath, runs int) ([]writepathRun, e
 	if err != nil {
 		return nil, err
 	}
-	bin, remove, err := buildDaemon(ctx)
+	bin, remove, err := buildDaemon(ctx, ".")
 	if err != nil {
 		return nil, err
 	}

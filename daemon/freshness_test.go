@@ -88,7 +88,7 @@ func TestFreshThrough_UnseenCommitIsNotIncluded(t *testing.T) {
 	s.commitForTest(7, 0x200, 0x210)
 	s.commitForTest(8, 0x300, 0x310)
 	req := s.nextForTest(t)
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: 0x300, Recorded: true, Unseen: req.Txns[1:]}})
+	s.finish(result{view: "app.base", outcome: unseenForTest(t, req, 8)})
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0x2ff, "app.dep": 0x20f})
 }
 

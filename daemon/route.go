@@ -64,7 +64,7 @@ func (s *scheduler) change(view string, tx *replication.Transaction, rows int, s
 	w := s.pendingWork(view)
 	w.holdAt(s.watermark, tx.CommitLSN)
 	w.owe(tx.EndLSN)
-	w.addTxn(tx)
+	w.addTxn(s.logTxn(tx))
 	w.raise(reason)
 	w.changes += rows
 	w.noteChange(tx.CommitTime)

@@ -97,6 +97,8 @@ type scheduler struct {
 	watermark *replication.Watermark
 	pending   map[string]*work
 	running   map[string]*work
+	// txns logs the transactions pending and running work covers.
+	txns      *refresher.TxnLog
 	free      int
 	ancestors *lru.Cache[uint32, []uint32] // relations discovery did not see
 	// walChanges caches mvrefresher_wal_changes_total per source: looking a
@@ -153,6 +155,7 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 		watermark:   replication.NewWatermark(start),
 		pending:     map[string]*work{},
 		running:     map[string]*work{},
+		txns:        refresher.NewTxnLog(),
 		free:        cfg.Workers,
 		ancestors:   ancestors,
 		walChanges:  map[string]prometheus.Counter{},
@@ -355,8 +358,10 @@ func (s *scheduler) dispatch() {
 		if w.lsn == 0 {
 			w.lsn = s.watermark.SeenLSN()
 		}
+		s.settleTxns(w)
 		s.jobs <- refresher.Request{View: view, Mode: refreshMode(s.cfg, name), LSN: w.lsn,
-			Dependents: withDependents(s.catalog, []string{name})[1:], Txns: w.txns, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
+			Dependents: withDependents(s.catalog, []string{name})[1:],
+			Txns:       s.txnSpan(w), TxnsFrom: w.txns.first, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
 	}
 }
 
@@ -384,6 +389,7 @@ func (s *scheduler) finish(r result) {
 	s.free++
 	view := s.catalog.Views[r.view]
 	out := r.outcome
+	defer s.pruneTxns(out.VisibleBefore)
 	if out.Deferred {
 		// Nothing ran: min_interval must not put off the visibility retry.
 		s.debouncer.PutOff(r.view)
@@ -396,7 +402,7 @@ func (s *scheduler) finish(r result) {
 			s.awaitBarrier(r.view, w, out.WaitsFor)
 			return
 		}
-		s.awaitVisibility(r.view, w)
+		s.awaitVisibility(r.view, w, out.UnseenTxn)
 		return
 	}
 	s.debouncer.Finish(r.view)
@@ -406,14 +412,14 @@ func (s *scheduler) finish(r result) {
 	switch {
 	case out.Err == nil:
 		s.observeDuration(r.view, out.FinishedAt.Sub(out.StartedAt))
-		if len(out.Unseen) > 0 && view != nil {
-			// What the snapshot did not see is owed again; the cascade
-			// carries only what it saw.
+		if out.Unseen != 0 && view != nil {
+			// What the snapshot did not see is owed again, from the oldest
+			// unseen transaction on; the cascade carries only what it saw.
 			unseen := &work{reason: events.ReasonChange, firstChangeAt: w.firstChangeAt,
-				lsn: w.lsn, txns: out.Unseen, unseenSince: w.unseenSince, unseenTries: w.unseenTries}
+				lsn: w.lsn, txns: txnRange{out.Unseen, w.txns.last}, unseenSince: w.unseenSince, unseenTries: w.unseenTries}
 			unseen.holdAt(s.watermark, out.LSN) // the oldest unseen commit
 			unseen.owe(out.LSN)
-			s.awaitVisibility(r.view, unseen)
+			s.awaitVisibility(r.view, unseen, out.UnseenTxn)
 			w.lsn = out.LSN
 		}
 		// Dependents take over the hold before it is released, so the slot
@@ -467,18 +473,18 @@ const (
 )
 
 // awaitVisibility makes unseen, work (holding the slot before its commits)
-// whose commits a refresh's snapshot did not see, pending again, and retries
-// it with backoff. The wait takes no worker and holds no snapshot: each try
-// is a new transaction that either sees the commits or puts itself off
-// again.
-func (s *scheduler) awaitVisibility(name string, unseen *work) {
+// whose commits a refresh's snapshot did not see, oldest the first of
+// them, pending again, and retries it with backoff. The wait takes no
+// worker and holds no snapshot: each try is a new transaction that either
+// sees the commits or puts itself off again.
+func (s *scheduler) awaitVisibility(name string, unseen *work, oldest refresher.Txn) {
 	if unseen.unseenSince.IsZero() {
 		unseen.unseenSince = s.now
 	}
 	unseen.unseenTries++
 	waited := s.now.Sub(unseen.unseenSince)
-	attrs := []any{"view", name, "xid", unseen.txns[0].Xid, "commit_lsn", unseen.txns[0].CommitLSN.String(),
-		"commits", len(unseen.txns), "waited", waited.Round(time.Millisecond).String()}
+	attrs := []any{"view", name, "xid", oldest.Xid, "commit_lsn", oldest.CommitLSN.String(),
+		"waited", waited.Round(time.Millisecond).String()}
 	// A healthy synchronous standby makes a commit visible within a
 	// millisecond or so: worth a line only once the wait is noticeable.
 	switch {

@@ -79,6 +79,29 @@ func (s *scheduler) expectIdle(t *testing.T) {
 	}
 }
 
+// txnsForTest lists the transactions req is for.
+func txnsForTest(req refresher.Request) []refresher.Txn {
+	var txns []refresher.Txn
+	if req.TxnsFrom == 0 {
+		return nil
+	}
+	for seq := req.TxnsFrom; seq <= req.Txns.To; seq++ {
+		txns = append(txns, req.Txns.At(seq))
+	}
+	return txns
+}
+
+// unseenForTest is the outcome of req's refresh when its snapshot saw none
+// of its transactions from the one with xid on (and all before it).
+func unseenForTest(t *testing.T, req refresher.Request, xid uint32) refresher.Outcome {
+	t.Helper()
+	seq, txn, ok := req.Txns.Find(req.TxnsFrom, func(t refresher.Txn) bool { return t.Xid == xid })
+	if !ok {
+		t.Fatalf("the refresh is not for xid %d", xid)
+	}
+	return refresher.Outcome{LSN: txn.CommitLSN, Recorded: true, Unseen: seq, UnseenTxn: txn, VisibleBefore: seq}
+}
+
 func expectConfirmable(t *testing.T, s *scheduler, want pglogrepl.LSN) {
 	t.Helper()
 	if got := s.watermark.Confirmable(); got != want {
@@ -90,7 +113,7 @@ func TestScheduler_CascadeHoldsTheSlotUntilTheDependentIsDone(t *testing.T) {
 	s := newTestScheduler(t)
 	s.commitForTest(7, 0x200, 0x210)
 	req := s.nextForTest(t)
-	if req.View.Name != "app.base" || req.LSN != 0x210 || len(req.Txns) != 1 || req.Txns[0].Xid != 7 || !req.Deferrable {
+	if txns := txnsForTest(req); req.View.Name != "app.base" || req.LSN != 0x210 || len(txns) != 1 || txns[0].Xid != 7 || !req.Deferrable {
 		t.Fatalf("first refresh %+v", req)
 	}
 	expectConfirmable(t, s, 0x200)
@@ -140,12 +163,11 @@ func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
 	s.commitForTest(7, 0x200, 0x210)
 	s.commitForTest(8, 0x300, 0x310)
 	req := s.nextForTest(t)
-	if len(req.Txns) != 2 {
-		t.Fatalf("txns %+v, want both", req.Txns)
+	if txns := txnsForTest(req); len(txns) != 2 {
+		t.Fatalf("txns %+v, want both", txns)
 	}
 	// The refresh saw xid 8, not 7 (waiting for a synchronous standby).
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: 0x200, Recorded: true,
-		Unseen: []refresher.Txn{{Xid: 7, CommitLSN: 0x200}}}})
+	s.finish(result{view: "app.base", outcome: unseenForTest(t, req, 7)})
 	expectConfirmable(t, s, 0x200)
 	req = s.nextForTest(t) // the cascade of what it saw
 	if req.View.Name != "app.dep" || req.LSN != 0x200 {
@@ -156,11 +178,13 @@ func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
 
 	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
 	req = s.nextForTest(t)
-	if req.View.Name != "app.base" || len(req.Txns) != 1 || req.Txns[0].Xid != 7 || !req.Deferrable {
-		t.Fatalf("retry %+v, want app.base for xid 7", req)
+	if txns := txnsForTest(req); req.View.Name != "app.base" || len(txns) == 0 || txns[0].Xid != 7 || !req.Deferrable {
+		t.Fatalf("retry %+v, want app.base from xid 7", req)
 	}
 	// Still not visible: nothing ran, nothing moves, and it is tried again.
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{Deferred: true, Unseen: req.Txns}})
+	deferred := unseenForTest(t, req, 7)
+	deferred.Deferred, deferred.Recorded = true, false
+	s.finish(result{view: "app.base", outcome: deferred})
 	expectConfirmable(t, s, 0x200)
 	s.expectIdle(t)
 	s.now = s.now.Add(2*visibilityBackoffBase + time.Millisecond)
@@ -279,10 +303,12 @@ func TestScheduler_PutOffTryDoesNotCountForMinInterval(t *testing.T) {
 	s.replan()
 	s.commitForTest(7, 0x200, 0x210)
 	req := s.nextForTest(t)
-	s.finish(result{view: "app.base", outcome: refresher.Outcome{Deferred: true, Unseen: req.Txns}})
+	out := unseenForTest(t, req, 7)
+	out.Deferred, out.Recorded = true, false
+	s.finish(result{view: "app.base", outcome: out})
 	s.expectIdle(t)
 	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
-	if req := s.nextForTest(t); req.View.Name != "app.base" || len(req.Txns) != 1 {
+	if req := s.nextForTest(t); req.View.Name != "app.base" || req.Txns.Len() != 1 {
 		t.Fatalf("retry %+v, want app.base for xid 7", req)
 	}
 }

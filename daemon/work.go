@@ -43,10 +43,12 @@ type work struct {
 	waitedForWorker  bool
 	waitedForRelated bool
 	// txns are the transactions covered, to check that the refresh's
-	// snapshot sees them. unconditional: the work covers more than txns (a
-	// startup, a cascade, a partition change), so the refresh runs even if
-	// its snapshot sees none of them.
-	txns          []refresher.Txn
+	// snapshot sees them: a range of the scheduler's log, which may hold
+	// other views' transactions in between (see txnRange). unconditional:
+	// the work covers more than txns (a startup, a cascade, a partition
+	// change, transactions known to be visible), so the refresh runs even
+	// if its snapshot sees none of them.
+	txns          txnRange
 	unconditional bool
 	// unseenSince is when a refresh first found a commit of txns not yet
 	// visible; unseenTries counts such refreshes, for the backoff.
@@ -79,12 +81,10 @@ func (w *work) addSource(name string) {
 	}
 }
 
-// addTxn records that the work covers tx.
-func (w *work) addTxn(tx *replication.Transaction) {
-	if n := len(w.txns); n > 0 && w.txns[n-1].Xid == tx.Xid {
-		return // the transaction's other changes
-	}
-	w.txns = append(w.txns, refresher.Txn{Xid: tx.Xid, CommitLSN: tx.CommitLSN})
+// addTxn records that the work covers the transaction seq of the
+// scheduler's log.
+func (w *work) addTxn(seq refresher.Seq) {
+	w.txns = w.txns.with(seq, seq)
 }
 
 // noteChange records when the oldest change covered was committed.
@@ -145,7 +145,7 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 	w.baseAttempts = max(w.baseAttempts, other.baseAttempts)
 	w.waitedForWorker = w.waitedForWorker || other.waitedForWorker
 	w.waitedForRelated = w.waitedForRelated || other.waitedForRelated
-	w.txns = append(w.txns, other.txns...)
+	w.txns = w.txns.with(other.txns.first, other.txns.last)
 	w.unconditional = w.unconditional || other.unconditional
 	if !other.unseenSince.IsZero() && (w.unseenSince.IsZero() || other.unseenSince.Before(w.unseenSince)) {
 		w.unseenSince = other.unseenSince

@@ -3,8 +3,6 @@ package refresher
 import (
 	"context"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Writers lists the transactions (full 64-bit ids) running now that hold
@@ -48,23 +46,4 @@ func Writers(ctx context.Context, q Querier, tables []uint32) ([]uint64, error) 
 // the snapshot's list of running ids does not name it.)
 func fullXid(xid uint32, xmax int64) int64 {
 	return xmax + int64(int32(xid-uint32(xmax)))
-}
-
-// stillRunning returns the oldest of xids the refresh's snapshot does not
-// see as ended, or 0 when it sees all of them ended. A commit waiting for a
-// synchronous standby is still running for the snapshot, as it should be:
-// its rows are not visible yet.
-func stillRunning(ctx context.Context, tx pgx.Tx, xids []uint64) (uint64, error) {
-	if len(xids) == 0 {
-		return 0, nil
-	}
-	var oldest *uint64
-	if err := tx.QueryRow(ctx, `SELECT min(x) FROM unnest($1::bigint[]) x
-		WHERE NOT pg_visible_in_snapshot(x::text::xid8, pg_current_snapshot())`, xids).Scan(&oldest); err != nil {
-		return 0, fmt.Errorf("check the transactions the refresh waits for: %w", err)
-	}
-	if oldest == nil {
-		return 0, nil
-	}
-	return *oldest, nil
 }

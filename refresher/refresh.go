@@ -57,14 +57,21 @@ type Request struct {
 	// LSN is the newest source change the refresh includes, recorded in the
 	// log.
 	LSN pglogrepl.LSN
-	// Txns are the transactions whose changes the refresh is for. Their
+	// Txns are transactions whose changes the refresh is for, from
+	// TxnsFrom to Txns.To, and before them (from Txns.From) older ones of
+	// the daemon's log that no snapshot has been found to see yet. Their
 	// commits were decoded, but a commit can reach the WAL before other
 	// sessions see it (synchronous replication waits in between): the
-	// refresh covers only those its snapshot sees, and reports the others
-	// in Outcome.Unseen.
-	Txns []Txn
-	// Deferrable: nothing but Txns asks for this refresh, so when its
-	// snapshot sees none of them it does not run (Outcome.Deferred).
+	// refresh covers only what its snapshot sees. It reports the oldest of
+	// its own it did not see (Outcome.Unseen), and how far from Txns.From
+	// its snapshot saw everything (Outcome.VisibleBefore). Those from
+	// TxnsFrom on may include other views' transactions: that can only
+	// make the refresh wait for or report a commit it did not need.
+	Txns     TxnSpan
+	TxnsFrom Seq
+	// Deferrable: nothing but its transactions asks for this refresh, so
+	// when its snapshot sees none of them it does not run
+	// (Outcome.Deferred).
 	Deferrable bool
 	// Barrier lists transactions (full ids, see Writers) that were running
 	// when the view came to owe a refresh the stream cannot carry: the
@@ -87,11 +94,19 @@ type Txn struct {
 // Outcome is what happened.
 type Outcome struct {
 	// LSN is the position recorded in the log: Request.LSN, or the commit
-	// of the oldest transaction the refresh's snapshot did not see.
+	// of the oldest of the request's transactions the refresh's snapshot
+	// did not see.
 	LSN pglogrepl.LSN
-	// Unseen are the transactions of Request.Txns the refresh's snapshot
-	// did not see: they still need a refresh.
-	Unseen []Txn
+	// Unseen is the oldest of the request's own transactions (from
+	// Request.TxnsFrom) the refresh's snapshot did not see, and UnseenTxn
+	// that transaction; 0 when it saw them all. From it on they still need
+	// a refresh.
+	Unseen    Seq
+	UnseenTxn Txn
+	// VisibleBefore: the snapshot saw every transaction of Request.Txns
+	// before this one, so every later snapshot sees them too; 0 when the
+	// snapshot was not read.
+	VisibleBefore Seq
 	// Deferred: the snapshot saw none of a deferrable request's
 	// transactions, so nothing ran and nothing was recorded.
 	Deferred bool
@@ -180,30 +195,26 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	}
 	// After the lock, whose wait can be long, and before the REFRESH, whose
 	// snapshot sees at least what this one does.
-	var snapshot string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snapshot); err != nil {
-		return fmt.Errorf("read the refresh's snapshot: %w", err)
-	}
-	if out.WaitsFor, err = stillRunning(ctx, tx, req.Barrier); err != nil || out.WaitsFor != 0 {
-		out.Deferred = out.WaitsFor != 0
-		return err
-	}
-	unseen, err := unseenTxns(ctx, tx, req.Txns)
+	snap, err := currentSnapshot(ctx, tx)
 	if err != nil {
 		return err
 	}
-	if len(unseen) > 0 {
-		out.Unseen = unseen
-		if req.Deferrable && len(unseen) == len(req.Txns) {
+	if out.WaitsFor = snap.oldestRunning(req.Barrier); out.WaitsFor != 0 {
+		out.Deferred = true
+		return nil
+	}
+	v := snap.check(req.Txns, req.TxnsFrom)
+	out.VisibleBefore = v.visibleBefore
+	if v.unseen != 0 {
+		out.Unseen, out.UnseenTxn = v.unseen, v.unseenTxn
+		if req.Deferrable && !v.sawOwn {
 			out.Deferred = true
 			return nil
 		}
 		// The slot holds the unseen commits: the refresh includes for sure
-		// only what came before the oldest of them.
-		out.LSN = unseen[0].CommitLSN
-		for _, t := range unseen[1:] {
-			out.LSN = min(out.LSN, t.CommitLSN)
-		}
+		// only what came before the oldest of them (commit order is
+		// sequence order).
+		out.LSN = v.unseenTxn.CommitLSN
 	}
 	populated, uniqueIndex, ins0, del0, err := counters(ctx, tx, req.View.OID)
 	if err != nil {
@@ -236,48 +247,13 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 	if err := r.log.passOnDebt(ctx, tx, req.View.Name, req.Dependents); err != nil {
 		return err
 	}
-	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View, out, time.Since(out.StartedAt), concurrently, snapshot); err != nil {
+	if out.RefreshCount, err = r.log.recordSuccess(ctx, tx, req.View, out, time.Since(out.StartedAt), concurrently, snap.text); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// unseenTxns lists the transactions of txns that a snapshot taken now does
-// not see: those still in progress for it, and those not yet completed when
-// it was taken (at or past its xmax; a commit waiting for a synchronous
-// standby is one). The snapshot holds full (64-bit) ids; a decoded xid is
-// their low 32 bits, and is within 2^31 of the snapshot's xmax.
-func unseenTxns(ctx context.Context, tx pgx.Tx, txns []Txn) ([]Txn, error) {
-	if len(txns) == 0 {
-		return nil, nil
-	}
-	var xmax int64
-	var running []int64
-	if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmax(s)::text::bigint, array(SELECT pg_snapshot_xip(s)::text::bigint)
-		FROM pg_current_snapshot() s`).Scan(&xmax, &running); err != nil {
-		return nil, fmt.Errorf("read the refresh's snapshot: %w", err)
-	}
-	inProgress := make(map[int64]bool, len(running))
-	for _, x := range running {
-		inProgress[x] = true
-	}
-	var unseen []Txn
-	for _, t := range txns {
-		if !seenBy(t.Xid, xmax, inProgress) {
-			unseen = append(unseen, t)
-		}
-	}
-	return unseen, nil
-}
-
-// seenBy reports whether a snapshot with xmax and running transactions
-// sees the committed transaction xid.
-func seenBy(xid uint32, xmax int64, running map[int64]bool) bool {
-	full := fullXid(xid, xmax)
-	return full < xmax && !running[full]
 }
 
 // rowCount is the view's row count after a concurrent refresh that
