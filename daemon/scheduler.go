@@ -131,6 +131,9 @@ type scheduler struct {
 	behind       bool
 	behindSince  time.Time
 	lastReceived time.Time
+	// clockSkew is how far the daemon's clock is ahead of the server's
+	// (measureClockSkew): Commit moves commit times to the daemon's clock.
+	clockSkew time.Duration
 	// gone is set when a refresh found the server going away: run ends.
 	gone error
 	// now is the debouncer's clock, moved once per loop iteration: the
@@ -173,6 +176,7 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 
 // Commit and Progress make the scheduler the stream's handler.
 func (s *scheduler) Commit(ctx context.Context, tx *replication.Transaction) error {
+	tx.CommitTime = onDaemonClock(tx.CommitTime, s.clockSkew)
 	return s.send(ctx, streamed{tx: tx, newRels: s.resolveNewRelations(ctx, tx)})
 }
 
