@@ -246,6 +246,14 @@ func (c *Catalog) Route(oid uint32) (views []string, source string, known bool) 
 	return c.readers[oid], t.Publish.Name, true
 }
 
+// Knows reports whether discovery saw relation oid: Route's known, without
+// the routing.
+func (c *Catalog) Knows(oid uint32) bool {
+	_, partition := c.ancestors[oid]
+	_, table := c.tables[oid]
+	return partition || table
+}
+
 // RouteAncestors is Route for a partition given its ancestors, itself first.
 func (c *Catalog) RouteAncestors(ancestors []uint32) (views []string, source string) {
 	for _, a := range ancestors {

@@ -118,6 +118,9 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 		confirm = gate.offer
 	}
 	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
+	if sched.clockSkew, err = d.clockSkew(ctx, pool); err != nil {
+		return err
+	}
 	sched.queries, sched.wal, sched.discovered = d.queries, start.wal, start.discovered
 	discoverNow := make(chan struct{}, 1)
 	sched.rediscover = func() {

@@ -29,7 +29,7 @@ func expectFresh(t *testing.T, s *scheduler, want map[string]pglogrepl.LSN) {
 func TestFreshThrough_CascadeAndWait(t *testing.T) {
 	s := newTestScheduler(t)
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0x100, "app.dep": 0x100})
-	s.receive(context.Background(), streamed{progress: 0x180}) // a keepalive: nothing in flight before it
+	s.receive(streamed{progress: 0x180}) // a keepalive: nothing in flight before it
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0x180, "app.dep": 0x180})
 
 	s.commitForTest(7, 0x200, 0x210)

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
@@ -11,10 +12,11 @@ import (
 )
 
 // route turns a committed transaction into pending work for the views its
-// changes and requests concern.
-func (s *scheduler) route(ctx context.Context, tx *replication.Transaction) {
+// changes and requests concern; newRels resolves the relations the catalog
+// did not know when the stream handed it over.
+func (s *scheduler) route(tx *replication.Transaction, newRels map[uint32]ancestry) {
 	for _, c := range tx.Changes {
-		views, source := s.readers(ctx, c)
+		views, source := s.readers(c, newRels)
 		rows := c.Rows
 		if c.Truncated {
 			rows++
@@ -36,8 +38,49 @@ func (s *scheduler) route(ctx context.Context, tx *replication.Transaction) {
 	}
 }
 
+// ancestry is a relation's partition ancestors, itself first (nil for a
+// relation that is not a partition), or why they could not be read.
+type ancestry struct {
+	ancestors []uint32
+	err       error
+}
+
+// partitionLookupTimeout bounds the catalog query for a relation created
+// after discovery.
+const partitionLookupTimeout = 10 * time.Second
+
+// resolveNewRelations reads the ancestors of the relations tx changes that
+// the catalog does not know: partitions created after discovery. It runs on
+// the stream's goroutine, in Commit, not on the scheduler's: the query waits
+// for a pool connection, which refreshes may all hold, and the scheduler
+// must go on answering the stream, the refreshes and the HTTP waits.
+func (s *scheduler) resolveNewRelations(ctx context.Context, tx *replication.Transaction) map[uint32]ancestry {
+	cat := s.published.Load()
+	var out map[uint32]ancestry
+	for _, c := range tx.Changes {
+		if cat.Knows(c.OID) {
+			continue
+		}
+		if _, done := out[c.OID]; done {
+			continue
+		}
+		if out == nil {
+			out = map[uint32]ancestry{}
+		}
+		if anc, ok := s.ancestors.Get(c.OID); ok {
+			out[c.OID] = ancestry{ancestors: anc}
+			continue
+		}
+		lookupCtx, cancel := context.WithTimeout(ctx, partitionLookupTimeout)
+		anc, err := catalog.PartitionAncestors(lookupCtx, s.pool, c.OID)
+		cancel()
+		out[c.OID] = ancestry{ancestors: anc, err: err}
+	}
+	return out
+}
+
 // readers finds the views a change affects and the source name to report.
-func (s *scheduler) readers(ctx context.Context, c replication.RelationChange) (views []string, source string) {
+func (s *scheduler) readers(c replication.RelationChange, newRels map[uint32]ancestry) (views []string, source string) {
 	views, source, known := s.catalog.Route(c.OID)
 	if known {
 		return views, source
@@ -46,15 +89,19 @@ func (s *scheduler) readers(ctx context.Context, c replication.RelationChange) (
 	// name, so find the published root it belongs to.
 	anc, ok := s.ancestors.Get(c.OID)
 	if !ok {
-		lookupCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var err error
-		anc, err = catalog.PartitionAncestors(lookupCtx, s.pool, c.OID)
-		cancel()
-		if err != nil {
-			// A spurious refresh is better than a lost one.
+		resolved, looked := newRels[c.OID]
+		if !looked || resolved.err != nil {
+			// Not looked up: the catalog that knew it when the stream
+			// handed it over was replaced since. A spurious refresh is
+			// better than a lost one.
+			err := resolved.err
+			if !looked {
+				err = errors.New("the catalog changed while the transaction was on its way")
+			}
 			s.logger.Warn("cannot tell which views read a new relation: refreshing all", "relation", c.Namespace+"."+c.Name, "error", err)
 			return s.catalog.Names(), c.Namespace + "." + c.Name
 		}
+		anc = resolved.ancestors
 		s.ancestors.Add(c.OID, anc)
 	}
 	return s.catalog.RouteAncestors(anc)
@@ -119,6 +166,7 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 		}
 	}
 	s.catalog = cat
+	s.published.Store(cat)
 	// Relations the old catalog did not know may be known now, or belong
 	// elsewhere (a partition detached and attached to another table).
 	s.ancestors.Purge()

@@ -30,6 +30,9 @@ import (
 type streamed struct {
 	tx       *replication.Transaction
 	progress pglogrepl.LSN
+	// newRels: the ancestors of the relations tx changes that the catalog
+	// did not know (resolveNewRelations).
+	newRels map[uint32]ancestry
 }
 
 // catchUpLag is how old a transaction may be when it arrives before the
@@ -92,7 +95,9 @@ type scheduler struct {
 	discovered pglogrepl.LSN
 	rediscover func()
 
-	catalog   *catalog.Catalog
+	catalog *catalog.Catalog
+	// published is catalog for the stream's goroutine (resolveNewRelations).
+	published atomic.Pointer[catalog.Catalog]
 	debouncer *debounce.Debouncer
 	watermark *replication.Watermark
 	pending   map[string]*work
@@ -130,6 +135,9 @@ type scheduler struct {
 	behind       bool
 	behindSince  time.Time
 	lastReceived time.Time
+	// clockSkew is how far the daemon's clock is ahead of the server's
+	// (measureClockSkew): Commit moves commit times to the daemon's clock.
+	clockSkew time.Duration
 	// gone is set when a refresh found the server going away: run ends.
 	gone error
 	// now is the debouncer's clock, moved once per loop iteration: the
@@ -173,7 +181,8 @@ func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, po
 
 // Commit and Progress make the scheduler the stream's handler.
 func (s *scheduler) Commit(ctx context.Context, tx *replication.Transaction) error {
-	return s.send(ctx, streamed{tx: tx})
+	tx.CommitTime = onDaemonClock(tx.CommitTime, s.clockSkew)
+	return s.send(ctx, streamed{tx: tx, newRels: s.resolveNewRelations(ctx, tx)})
 }
 
 func (s *scheduler) Progress(ctx context.Context, lsn pglogrepl.LSN) error {
@@ -238,8 +247,8 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 		case item := <-s.inbox:
 			s.now = time.Now()
 			if !stopping {
-				s.receive(ctx, item)
-				s.drainInbox(ctx)
+				s.receive(item)
+				s.drainInbox()
 			}
 		case u := <-s.catalogs:
 			s.now = time.Now()
@@ -266,21 +275,21 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 // drainInbox takes what else the stream has queued, so that a backlog is
 // routed in batches instead of rescheduling every view after every
 // transaction.
-func (s *scheduler) drainInbox(ctx context.Context) {
+func (s *scheduler) drainInbox() {
 	for range cap(s.inbox) {
 		select {
 		case item := <-s.inbox:
-			s.receive(ctx, item)
+			s.receive(item)
 		default:
 			return
 		}
 	}
 }
 
-func (s *scheduler) receive(ctx context.Context, item streamed) {
+func (s *scheduler) receive(item streamed) {
 	s.lastReceived = time.Now()
 	if tx := item.tx; tx != nil {
-		s.route(ctx, tx)
+		s.route(tx, item.newRels)
 		s.watermark.Seen(tx.EndLSN)
 		lag := s.lastReceived.Sub(tx.CommitTime)
 		s.setBehind(lag > catchUpLag)

@@ -41,7 +41,7 @@ func newTestScheduler(t *testing.T) *scheduler {
 
 // commitForTest hands the scheduler a transaction changing app.src.
 func (s *scheduler) commitForTest(xid uint32, commitLSN, endLSN pglogrepl.LSN) {
-	s.receive(context.Background(), streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: commitLSN, EndLSN: endLSN, CommitTime: s.now,
+	s.receive(streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: commitLSN, EndLSN: endLSN, CommitTime: s.now,
 		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
 }
 
