@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"strings"
 	"testing"
@@ -153,7 +152,7 @@ func TestScheduler_TargetWithNoTimeLeftStartsAtOnce(t *testing.T) {
 		t.Fatalf("want one warning, for app.base:\n%s", logs.String())
 	}
 	backlog := s.now.Add(-time.Minute)
-	s.receive(context.Background(), streamed{tx: &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: backlog,
+	s.receive(streamed{tx: &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: backlog,
 		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
 	if !s.behind {
 		t.Fatal("a minute-old commit did not make the stream catch up")
