@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,8 +86,19 @@ func TestDaemon_SurvivesADroppedPublication(t *testing.T) {
 		err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_publication WHERE pubname = $1", e.cfg.Publication).Scan(&n)
 		return n == 1, err
 	})
-	e.waitEvent("every view refreshed once", func(ev events.Refresh) bool {
-		return ev.View == "app.mv_grand" && ev.Reason == events.ReasonStartup
+	// Discovery may put the publication back first, and refresh every view
+	// for it; then the stream fails on the WAL written without it, and the
+	// next attempt recreates the slot, marks every view owed before that
+	// ("starting" is logged after) and refreshes each once more.
+	e.waitFor("the slot to be recreated", 30*time.Second, func() (bool, error) {
+		logs := e.logs.String()
+		return strings.Contains(logs, "the slot cannot decode WAL written while the publication was dropped") &&
+			strings.Count(logs, `msg=starting `) >= 2, nil
+	})
+	e.waitFor("every view refreshed once after it", 30*time.Second, func() (bool, error) {
+		var owed int
+		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM public.mv_refresh_log WHERE lsn IS NULL`).Scan(&owed)
+		return owed == 0, err
 	})
 	evs := e.settle()
 	for _, v := range allViews {
