@@ -87,14 +87,17 @@ func TestDaemon_SurvivesADroppedPublication(t *testing.T) {
 		return n == 1, err
 	})
 	// Discovery may put the publication back first, and refresh every view
-	// for it; then the stream fails on the WAL written without it, and the
-	// next attempt recreates the slot, marks every view owed before that
-	// ("starting" is logged after) and refreshes each once more.
-	e.waitFor("the slot to be recreated", 30*time.Second, func() (bool, error) {
-		logs := e.logs.String()
-		return strings.Contains(logs, "the slot cannot decode WAL written while the publication was dropped") &&
-			strings.Count(logs, `msg=starting `) >= 2, nil
-	})
+	// for it. Up to PostgreSQL 17 the stream then fails on the WAL written
+	// without it, and the next attempt recreates the slot, marks every view
+	// owed before that ("starting" is logged after) and refreshes each once
+	// more; 18 decodes past it.
+	if serverMajor(t) < 18 {
+		e.waitFor("the slot to be recreated", 30*time.Second, func() (bool, error) {
+			logs := e.logs.String()
+			return strings.Contains(logs, "the slot cannot decode WAL written while the publication was dropped") &&
+				strings.Count(logs, `msg=starting `) >= 2, nil
+		})
+	}
 	e.waitFor("every view refreshed once after it", 30*time.Second, func() (bool, error) {
 		var owed int
 		err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM public.mv_refresh_log WHERE lsn IS NULL`).Scan(&owed)
