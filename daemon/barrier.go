@@ -6,7 +6,7 @@ import (
 )
 
 // txnBarrier is a debt the stream cannot carry: the transactions that were
-// running when a view's source joined the publication (see
+// writing to a view's source when it joined the publication (see
 // refresher.Writers). The view's refresh waits until they have ended.
 type txnBarrier struct {
 	xids []uint64
@@ -53,7 +53,7 @@ func (s *scheduler) awaitBarrier(name string, w *work, xid uint64) {
 	waited := s.now.Sub(b.since)
 	// The 32-bit id, as pg_stat_activity.backend_xid shows it.
 	attrs := []any{"view", name, "xid", uint32(xid), "waited", waited.Round(time.Millisecond).String()}
-	const why = "a transaction that was running when a source of the view joined the publication has not ended: its earlier writes to that table were not streamed, so the view's refresh waits for it"
+	const why = "a transaction that was writing to a source of the view when it joined the publication has not ended: its earlier writes to that table were not streamed, so the view's refresh waits for it"
 	switch {
 	case b.tries == 1:
 		s.logger.Debug(why, attrs...)
