@@ -186,7 +186,7 @@ type startState struct {
 	barrier []uint64
 	// discovered: the catalog shows every partition change before it.
 	discovered pglogrepl.LSN
-	wal        walGeometry
+	wal        replication.WALGeometry
 	// durations are the views' last refresh durations in the log.
 	durations map[string]time.Duration
 }
@@ -197,7 +197,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err := d.log.Ensure(ctx, pool); err != nil {
 		return startState{}, err
 	}
-	wal, err := readWALGeometry(ctx, pool)
+	wal, err := replication.ReadWALGeometry(ctx, pool)
 	if err != nil {
 		return startState{}, err
 	}
@@ -239,7 +239,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	}
 	durations := map[string]time.Duration{}
 	for name, r := range rows {
-		if d := loggedDuration(r); d > 0 && r.Status == "ok" {
+		if d := r.Duration(); d > 0 && r.Status == "ok" {
 			durations[name] = d
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // ExplainReport is what `mvrefresher explain` shows: which views a change
@@ -89,7 +90,7 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 	if err != nil {
 		return rep, err
 	}
-	targets := targetsFromLog(cfg, cat, rows)
+	targets := schedule.TargetsFromLog(cfg, cat, rows)
 	earlier := map[string]bool{}
 	for _, wave := range waves {
 		var out []ExplainedView

@@ -51,7 +51,7 @@ func (s *scheduler) answer(q viewQuery) {
 	}
 	q.view = name
 	if q.wait {
-		q.lsn = s.wal.recordEnd(q.lsn)
+		q.lsn = s.wal.RecordEnd(q.lsn)
 		if through, ok := s.freshThrough(name); !ok || through < q.lsn {
 			s.waiters.add(q)
 			if s.discovered < q.lsn && s.changesOutsideTheStream(name) {

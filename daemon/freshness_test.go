@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
 )
 
 // expectFresh checks the position each view is fresh through; 0 means
@@ -107,7 +108,7 @@ func TestFreshThrough_StartupVouchesForNothing(t *testing.T) {
 
 func TestFreshThrough_PageHeaderAndUnknownViews(t *testing.T) {
 	s := newTestScheduler(t)
-	s.wal = walGeometry{blockSize: 8192, segmentSize: 16 << 20}
+	s.wal = replication.WALGeometry{BlockSize: 8192, SegmentSize: 16 << 20}
 	s.watermark.Seen(0x2000) // a record ended the page
 	// pg_current_wal_lsn() is past the next page's header.
 	q := viewQuery{ctx: context.Background(), view: "app.base", wait: true, lsn: 0x2000 + 24, reply: make(chan viewAnswer, 1)}

@@ -6,12 +6,13 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // planTargets recomputes the views' effective staleness targets from the
 // configuration and the duration estimates.
 func (s *scheduler) planTargets() {
-	s.targets = effectiveTargets(s.catalog,
+	s.targets = schedule.PlanTargets(s.catalog,
 		func(v string) time.Duration { return s.cfg.ViewSettings(v).MaxStaleness },
 		s.durations.estimate)
 	s.hasTargets = len(s.targets) > 0

@@ -22,12 +22,12 @@ type replayGate struct {
 	primary, standby *pgxpool.Pool
 	confirm          func(pglogrepl.LSN)
 	interval         time.Duration
-	wal              walGeometry
+	wal              replication.WALGeometry
 	logger           *slog.Logger
 	offered          atomic.Uint64
 }
 
-func newReplayGate(primary, standby *pgxpool.Pool, wal walGeometry, confirm func(pglogrepl.LSN), logger *slog.Logger) *replayGate {
+func newReplayGate(primary, standby *pgxpool.Pool, wal replication.WALGeometry, confirm func(pglogrepl.LSN), logger *slog.Logger) *replayGate {
 	return &replayGate{primary: primary, standby: standby, wal: wal, confirm: confirm, interval: replication.DefaultStatusInterval, logger: logger}
 }
 
@@ -52,7 +52,7 @@ func (g *replayGate) inserted(ctx context.Context) (pglogrepl.LSN, error) {
 	if err := g.primary.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&lsn); err != nil {
 		return 0, err
 	}
-	return g.wal.recordEnd(lsn), nil
+	return g.wal.RecordEnd(lsn), nil
 }
 
 // errStandbyPromoted means the standby the stream decodes on was promoted.

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -22,6 +22,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // streamed is what the stream hands the scheduler: a committed transaction,
@@ -88,7 +89,7 @@ type scheduler struct {
 	// waiting for a view to be fresh through a position.
 	queries <-chan viewQuery
 	waiters waiters
-	wal     walGeometry
+	wal     replication.WALGeometry
 	// discovered is where the last discovery applied read the WAL: views
 	// whose sources change outside the stream are fresh through nothing
 	// past it. rediscover asks for a discovery now, for a waiter held by it.
@@ -117,7 +118,7 @@ type scheduler struct {
 	// targets are the views' effective staleness targets, planned from
 	// their refreshes' durations; hasTargets: any view has one.
 	durations  durations
-	targets    map[string]target
+	targets    map[string]schedule.Target
 	hasTargets bool
 	// unmeetable: the views whose plan leaves no time, warned about.
 	unmeetable map[string]bool

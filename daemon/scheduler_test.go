@@ -281,20 +281,6 @@ func TestReadBatchDelay(t *testing.T) {
 	}
 }
 
-func TestRecordEnd(t *testing.T) {
-	g := walGeometry{blockSize: 8192, segmentSize: 16 << 20}
-	for _, c := range []struct{ insert, want pglogrepl.LSN }{
-		{0x3000000 + 40, 0x3000000}, // a segment's first page: long header
-		{0x3002000 + 24, 0x3002000}, // another page: short header
-		{0x3002000 + 100, 0x3002000 + 100},
-		{0x3002000 + 40, 0x3002000 + 40}, // past a short header: a record ended there
-	} {
-		if got := g.recordEnd(c.insert); got != c.want {
-			t.Errorf("recordEnd(%s) = %s, want %s", c.insert, got, c.want)
-		}
-	}
-}
-
 // A try put off because its commit was not visible yet ran no refresh: the
 // visibility retry comes after its backoff, not after min_interval.
 func TestScheduler_PutOffTryDoesNotCountForMinInterval(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/replication"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // SlotStatus is the replication slot as the server sees it.
@@ -117,7 +118,7 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	targets := targetsFromLog(cfg, cat, rows)
+	targets := schedule.TargetsFromLog(cfg, cat, rows)
 	for i := range rep.Views {
 		v := &rep.Views[i]
 		if t, ok := targets[v.View]; ok {

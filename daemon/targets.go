@@ -3,10 +3,6 @@ package daemon
 import (
 	"slices"
 	"time"
-
-	"github.com/mvrefresher/mvrefresher/catalog"
-	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
 // recentDurations is how many of a view's last refresh durations its
@@ -32,68 +28,6 @@ func (d durations) estimate(view string) time.Duration {
 		return slices.Max(r)
 	}
 	return 0
-}
-
-// target is a view's effective staleness target: the tightest of its own
-// max_staleness and those its dependents impose (a dependent's target less
-// its refresh's estimate: the base must finish by then for the cascade to
-// finish in time). From names the view whose max_staleness it comes from.
-type target struct {
-	MaxStaleness time.Duration
-	From         string
-}
-
-// effectiveTargets computes every managed view's target; views without one
-// are absent.
-func effectiveTargets(cat *catalog.Catalog, own func(view string) time.Duration, est func(view string) time.Duration) map[string]target {
-	out := map[string]target{}
-	done := map[string]bool{}
-	var visit func(string) (target, bool)
-	visit = func(v string) (target, bool) {
-		if done[v] {
-			t, ok := out[v]
-			return t, ok
-		}
-		done[v] = true // a view graph has no cycles; this only memoises
-		best, ok := target{}, false
-		if d := own(v); d > 0 {
-			best, ok = target{MaxStaleness: d, From: v}, true
-		}
-		for _, dep := range cat.Dependents(v) {
-			t, has := visit(dep)
-			if !has {
-				continue
-			}
-			imposed := max(t.MaxStaleness-est(dep), 0)
-			if !ok || imposed < best.MaxStaleness {
-				best, ok = target{MaxStaleness: imposed, From: t.From}, true
-			}
-		}
-		if ok {
-			out[v] = best
-		}
-		return best, ok
-	}
-	for _, name := range cat.Names() {
-		visit(name)
-	}
-	return out
-}
-
-// targetsFromLog are the targets a daemon starting now would plan, from the
-// refresh log's last durations: what status and explain show.
-func targetsFromLog(cfg config.Config, cat *catalog.Catalog, rows map[string]refresher.LogRow) map[string]target {
-	return effectiveTargets(cat, func(v string) time.Duration { return cfg.ViewSettings(v).MaxStaleness },
-		func(v string) time.Duration { return loggedDuration(rows[v]) })
-}
-
-// loggedDuration is the duration of a view's last refresh attempt in the
-// log; 0 when there is none.
-func loggedDuration(r refresher.LogRow) time.Duration {
-	if r.DurationMS == nil {
-		return 0
-	}
-	return time.Duration(*r.DurationMS * float64(time.Millisecond))
 }
 
 // lagWindow is the longest time commits took to reach the scheduler over

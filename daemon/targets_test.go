@@ -9,40 +9,10 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
-
-func TestEffectiveTargets_DependentsImposeOnBases(t *testing.T) {
-	// app.a <- app.b <- app.c, and app.a <- app.d
-	a := &catalog.View{Name: "app.a"}
-	b := &catalog.View{Name: "app.b", Bases: []string{"app.a"}}
-	c := &catalog.View{Name: "app.c", Bases: []string{"app.b"}}
-	d := &catalog.View{Name: "app.d", Bases: []string{"app.a"}}
-	cat := catalog.New(a, b, c, d)
-	own := map[string]time.Duration{"app.c": 60 * time.Second, "app.d": 30 * time.Second}
-	est := map[string]time.Duration{"app.b": 5 * time.Second, "app.c": 10 * time.Second, "app.d": 25 * time.Second}
-	got := effectiveTargets(cat, func(v string) time.Duration { return own[v] }, func(v string) time.Duration { return est[v] })
-	want := map[string]target{
-		"app.c": {60 * time.Second, "app.c"},
-		"app.b": {50 * time.Second, "app.c"}, // c's 60 s less c's 10 s
-		"app.d": {30 * time.Second, "app.d"},
-		"app.a": {5 * time.Second, "app.d"}, // d's 30 s less 25 s is tighter than b's 50 s less 5 s
-	}
-	for v, w := range want {
-		if got[v] != w {
-			t.Errorf("%s: %+v, want %+v", v, got[v], w)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("targets %v, want %v", got, want)
-	}
-	own["app.a"] = 2 * time.Second // its own is tighter still
-	if got := effectiveTargets(cat, func(v string) time.Duration { return own[v] }, func(v string) time.Duration { return est[v] }); got["app.a"] != (target{2 * time.Second, "app.a"}) {
-		t.Errorf("app.a with its own 2s: %+v", got["app.a"])
-	}
-}
 
 func TestDurations_EstimateIsTheLongestRecent(t *testing.T) {
 	d := durations{}
@@ -66,7 +36,7 @@ func TestScheduler_TargetPlansTheLatestStart(t *testing.T) {
 	s := newTestScheduler(t)
 	s.cfg.MaxStaleness = 10 * time.Second
 	s.seedDurations(map[string]time.Duration{"app.base": time.Second, "app.dep": 2 * time.Second})
-	if tg := s.targets["app.base"]; tg != (target{8 * time.Second, "app.dep"}) {
+	if tg := s.targets["app.base"]; tg != (schedule.Target{MaxStaleness: 8 * time.Second, From: "app.dep"}) {
 		t.Fatalf("app.base's target %+v, want 8s from app.dep", tg)
 	}
 	start := s.now

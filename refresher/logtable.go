@@ -229,6 +229,15 @@ type LogRow struct {
 	LSN *string
 }
 
+// Duration is the duration of the view's last refresh attempt; 0 when
+// there is none.
+func (r LogRow) Duration() time.Duration {
+	if r.DurationMS == nil {
+		return 0
+	}
+	return time.Duration(*r.DurationMS * float64(time.Millisecond))
+}
+
 // Rows reads the rows of views, in one query; a view without a row (never
 // attempted) is missing from the result, and so is every view while the
 // table does not exist yet.
