@@ -191,6 +191,32 @@ func (c *Catalog) TransitiveBases(view string) []string {
 	return out
 }
 
+// WithDependents returns views and every view depending on them, directly
+// or not, each once, in the order met: a refresh owed by a base is owed by
+// its dependents too.
+func (c *Catalog) WithDependents(views ...string) []string {
+	var out []string
+	var add func(string)
+	add = func(v string) {
+		if slices.Contains(out, v) {
+			return
+		}
+		out = append(out, v)
+		for _, dep := range c.Dependents(v) {
+			add(dep)
+		}
+	}
+	for _, v := range views {
+		add(v)
+	}
+	return out
+}
+
+// TransitiveDependents lists every view depending on view, directly or not.
+func (c *Catalog) TransitiveDependents(view string) []string {
+	return c.WithDependents(view)[1:]
+}
+
 // PublishedTables lists the tables the publication must contain: the
 // streamable sources of managed views (partition roots for partitions, or
 // the root's leaves for a root without a key).

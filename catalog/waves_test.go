@@ -29,3 +29,22 @@ func TestWaves(t *testing.T) {
 		t.Errorf("nothing: %q", got)
 	}
 }
+
+func TestWithDependents(t *testing.T) {
+	events := &Table{OID: 1, Schema: "core", Relname: "events", Name: "core.events"}
+	daily := &View{Name: "a.daily", Sources: []*Table{events}}
+	monthly := &View{Name: "a.monthly", Bases: []string{"a.daily"}}
+	report := &View{Name: "a.report", Bases: []string{"a.daily", "a.monthly"}}
+	other := &View{Name: "a.other", Sources: []*Table{events}}
+	cat := New(daily, monthly, report, other)
+
+	if got, want := cat.WithDependents("a.monthly", "a.daily"), []string{"a.monthly", "a.report", "a.daily"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("with dependents: %q, want %q (each once)", got, want)
+	}
+	if got, want := cat.TransitiveDependents("a.daily"), []string{"a.monthly", "a.report"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("transitive dependents of a.daily: %q, want %q", got, want)
+	}
+	if got := cat.TransitiveDependents("a.other"); len(got) != 0 {
+		t.Errorf("a view nothing is built on: %q", got)
+	}
+}

@@ -422,7 +422,7 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog
 				// A view managed again (enabled, or its source fixed) may
 				// have a log row from before: its startup refresh must
 				// survive a crash too. One statement, one lock order.
-				return d.markOwed(ctx, tx, withDependents(cat, append(readersOf(cat, changed), newViews(cat, prev)...)))
+				return d.markOwed(ctx, tx, cat.WithDependents(append(readersOf(cat, changed), newViews(cat, prev)...)...))
 			},
 			func(msg string) { d.logger.Warn(msg) })
 		return err
@@ -471,27 +471,6 @@ func readersOf(cat *catalog.Catalog, tables []replication.Table) []string {
 		views = append(views, readers...)
 	}
 	return views
-}
-
-// withDependents adds to views every view depending on them, directly or
-// not: a refresh owed by a base is owed by its dependents too, and a crash
-// between the two must not lose the second.
-func withDependents(cat *catalog.Catalog, views []string) []string {
-	var out []string
-	var add func(string)
-	add = func(v string) {
-		if slices.Contains(out, v) {
-			return
-		}
-		out = append(out, v)
-		for _, dep := range cat.Dependents(v) {
-			add(dep)
-		}
-	}
-	for _, v := range views {
-		add(v)
-	}
-	return out
 }
 
 func (d *Daemon) logCatalog(cat *catalog.Catalog) {

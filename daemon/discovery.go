@@ -44,7 +44,7 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 		for _, name := range startup {
 			d.logger.Info("new view", "view", name, "sources", cat.Views[name].SourceNames())
 		}
-		for _, v := range withDependents(cat, readersOf(cat, added)) {
+		for _, v := range cat.WithDependents(readersOf(cat, added)...) {
 			if !slices.Contains(startup, v) {
 				startup = append(startup, v)
 			}
@@ -122,6 +122,6 @@ func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat 
 	for v := range repartitioned {
 		views = append(views, v)
 	}
-	views = withDependents(cat, views)
+	views = cat.WithDependents(views...)
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, views) })
 }

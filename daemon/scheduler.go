@@ -370,7 +370,7 @@ func (s *scheduler) dispatch() {
 		}
 		s.settleTxns(w)
 		s.jobs <- refresher.Request{View: view, Mode: refreshMode(s.cfg, name), LSN: w.lsn,
-			Dependents: withDependents(s.catalog, []string{name})[1:],
+			Dependents: s.catalog.TransitiveDependents(name),
 			Txns:       s.txnSpan(w), TxnsFrom: w.txns.first, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
 	}
 }
