@@ -10,6 +10,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // Check lints the views cfg manages, the way the daemon sees them. It needs
@@ -31,7 +32,7 @@ func Check(ctx context.Context, cfg config.Config) ([]catalog.Finding, error) {
 	if err != nil {
 		return nil, err
 	}
-	return catalog.Check(ctx, pool, cat, func(v string) bool { return refreshMode(cfg, v) == refresher.ModeConcurrently })
+	return catalog.Check(ctx, pool, cat, func(v string) bool { return schedule.RefreshMode(cfg, v) == refresher.ModeConcurrently })
 }
 
 // CheckStream checks the server the stream would decode on, as the daemon

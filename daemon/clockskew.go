@@ -32,15 +32,6 @@ func skewAt(before, server, after time.Time) time.Duration {
 	return before.Add(after.Sub(before) / 2).Sub(server)
 }
 
-// onDaemonClock moves a server commit time to the daemon's clock; a zero
-// time (unknown) stays zero.
-func onDaemonClock(commit time.Time, skew time.Duration) time.Time {
-	if commit.IsZero() {
-		return commit
-	}
-	return commit.Add(skew)
-}
-
 // clockSkew measures the skew against the primary, whose clock the commit
 // times are on, decoding on a standby included, and logs it.
 func (d *Daemon) clockSkew(ctx context.Context, pool *pgxpool.Pool) (time.Duration, error) {

@@ -25,6 +25,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // Daemon is one running mvrefresher.
@@ -36,7 +37,7 @@ type Daemon struct {
 	standby atomic.Bool
 	metrics *metrics.Metrics
 	// queries reach the scheduler of the attempt streaming now.
-	queries chan viewQuery
+	queries *schedule.Queries
 	// slotUndecodable: the last attempt's stream failed on WAL written
 	// while the publication was dropped; owned by Run.
 	slotUndecodable bool
@@ -44,7 +45,7 @@ type Daemon struct {
 
 // New checks nothing and connects to nothing: Run does.
 func New(cfg config.Config, logger *slog.Logger) *Daemon {
-	d := &Daemon{cfg: cfg, logger: logger, queries: make(chan viewQuery)}
+	d := &Daemon{cfg: cfg, logger: logger, queries: schedule.NewQueries()}
 	d.metrics = metrics.New(d.Ready, d.Standby)
 	return d
 }
@@ -117,20 +118,27 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 		gate = newReplayGate(pool, slotPool, start.wal, stream.Confirm, d.logger.With("component", "replay_gate"))
 		confirm = gate.offer
 	}
-	sched := newScheduler(d.cfg, d.logger.With("component", "scheduler"), d.metrics, pool, start.catalog, start.findings, start.slot.Start, confirm, sink)
-	if sched.clockSkew, err = d.clockSkew(ctx, pool); err != nil {
+	skew, err := d.clockSkew(ctx, pool)
+	if err != nil {
 		return err
 	}
-	sched.queries, sched.wal, sched.discovered = d.queries, start.wal, start.discovered
 	discoverNow := make(chan struct{}, 1)
-	sched.rediscover = func() {
-		select {
-		case discoverNow <- struct{}{}:
-		default: // one is asked for already
-		}
-	}
-	sched.seedDurations(start.durations)
-	sched.startup(start.startup, start.barrier)
+	sched := schedule.New(schedule.Options{
+		Config: d.cfg, Logger: d.logger.With("component", "scheduler"), Metrics: d.metrics,
+		Catalog: start.catalog, Findings: start.findings,
+		Start: start.slot.Start, Confirm: confirm, Events: sink, Queries: d.queries, WAL: start.wal,
+		PartitionAncestors: func(ctx context.Context, oid uint32) ([]uint32, error) {
+			return catalog.PartitionAncestors(ctx, pool, oid)
+		},
+		Discovered: start.discovered,
+		Rediscover: func() {
+			select {
+			case discoverNow <- struct{}{}:
+			default: // one is asked for already
+			}
+		},
+		ClockSkew: skew, Durations: start.durations, Startup: start.startup, Barrier: start.barrier,
+	})
 	d.stream.Store(stream)
 	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, discoverNow, sink); err != nil {
 		return err
@@ -284,11 +292,8 @@ func (d *Daemon) ensureSlot(ctx context.Context, pool, slotPool *pgxpool.Pool, s
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replayGate, sched *scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
+func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replayGate, sched *schedule.Scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
-	// Running refreshes outlive gctx by up to the shutdown timeout.
-	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWork()
 	refr := refresher.New(pool, d.log, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
 	g.Go(func() error {
@@ -305,13 +310,9 @@ func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, st
 	}
 	var workers errgroup.Group
 	for range d.cfg.Workers {
-		workers.Go(func() error { sched.work(workCtx, refr.Refresh); return nil })
+		workers.Go(func() error { sched.Work(refr.Refresh); return nil })
 	}
-	g.Go(func() error {
-		err := sched.run(gctx, cancelWork)
-		close(sched.jobs)
-		return err
-	})
+	g.Go(func() error { return sched.Run(gctx) })
 	err := g.Wait()
 	_ = workers.Wait()
 	if ctx.Err() != nil {
@@ -482,7 +483,7 @@ func (d *Daemon) logCatalog(cat *catalog.Catalog) {
 
 // logFindings runs the checks of `mvrefresher check` and logs what they find.
 func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) ([]catalog.Finding, error) {
-	findings, err := catalog.Check(ctx, pool, cat, func(v string) bool { return refreshMode(d.cfg, v) == refresher.ModeConcurrently })
+	findings, err := catalog.Check(ctx, pool, cat, func(v string) bool { return schedule.RefreshMode(d.cfg, v) == refresher.ModeConcurrently })
 	if err != nil {
 		return nil, err
 	}
@@ -494,17 +495,6 @@ func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *catal
 		}
 	}
 	return findings, nil
-}
-
-// refreshMode is the view's concurrently setting as the refresher takes it.
-func refreshMode(cfg config.Config, view string) refresher.Mode {
-	switch cfg.ViewSettings(view).Concurrently {
-	case config.ConcurrentlyAlways:
-		return refresher.ModeConcurrently
-	case config.ConcurrentlyNever:
-		return refresher.ModePlain
-	}
-	return refresher.ModeAuto
 }
 
 // readBatchDelay is how long the stream's reads wait for more of a flowing

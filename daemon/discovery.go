@@ -11,6 +11,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // discoverLoop re-reads the catalog every discovery_interval so that new and
@@ -22,7 +23,7 @@ import (
 // A wait for a view whose sources change outside the stream asks for a
 // discovery through now: the view is fresh through nothing past the last
 // one.
-func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, prev *catalog.Catalog, now <-chan struct{}) {
+func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *schedule.Scheduler, prev *catalog.Catalog, now <-chan struct{}) {
 	ticker := time.NewTicker(d.cfg.DiscoveryInterval)
 	defer ticker.Stop()
 	for {
@@ -74,12 +75,11 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			// would lose it.
 			d.logger.Warn("record owed refreshes after partition changes", "error", err)
 		}
-		select {
-		case sched.catalogs <- catalogUpdate{catalog: cat, startup: startup, barrier: barrier, repartitioned: repartitioned, discovered: through}:
-			prev = cat
-		case <-ctx.Done():
+		update := schedule.CatalogUpdate{Catalog: cat, Startup: startup, Barrier: barrier, Repartitioned: repartitioned, Discovered: through}
+		if sched.UpdateCatalog(ctx, update) != nil {
 			return
 		}
+		prev = cat
 	}
 }
 

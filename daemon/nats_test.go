@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/jackc/pgerrcode"
 	"io"
 	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgerrcode"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/nats-io/nats-server/v2/server"

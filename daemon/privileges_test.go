@@ -5,9 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mvrefresher/mvrefresher/daemon"
 	"io"
 	"log/slog"
+
+	"github.com/mvrefresher/mvrefresher/daemon"
 )
 
 func TestDaemon_RoleWithoutReplicationIsAClearError(t *testing.T) {

@@ -46,15 +46,15 @@ type publisher struct {
 // eventSink takes the events the daemon publishes: the NATS publisher, or
 // noEvents when NATS is off.
 type eventSink interface {
-	publish(schema, name string, e events.Refresh)
-	publishSlot(e events.Slot)
+	PublishRefresh(schema, name string, e events.Refresh)
+	PublishSlot(e events.Slot)
 }
 
 // noEvents drops every event: publishing is disabled (nats.url "").
 type noEvents struct{}
 
-func (noEvents) publish(string, string, events.Refresh) {}
-func (noEvents) publishSlot(events.Slot)                {}
+func (noEvents) PublishRefresh(string, string, events.Refresh) {}
+func (noEvents) PublishSlot(events.Slot)                       {}
 
 func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *slog.Logger) (*publisher, error) {
 	p := &publisher{conn: conn, cfg: cfg, queue: make(chan outgoing, publishQueueSize), logger: logger, metrics: m}
@@ -69,13 +69,13 @@ func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *
 	return p, nil
 }
 
-// publish queues a refresh event for view schema.name; it never blocks.
-func (p *publisher) publish(schema, name string, e events.Refresh) {
+// PublishRefresh queues a refresh event for view schema.name; it never blocks.
+func (p *publisher) PublishRefresh(schema, name string, e events.Refresh) {
 	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e), events.LatestKey(schema, name))
 }
 
-// publishSlot queues a slot health event.
-func (p *publisher) publishSlot(e events.Slot) {
+// PublishSlot queues a slot health event.
+func (p *publisher) PublishSlot(e events.Slot) {
 	p.enqueue(events.SlotSubject(p.cfg.SubjectPrefix, e.Slot), e, "", "")
 }
 

@@ -7,12 +7,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // monitorSlot reads the slot at once and then every slot_check_interval: it
 // exports lag and retained WAL, publishes them on <prefix>.slot.<slot>, and
 // warns when the slot retains more than slot_warn_mb.
-func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *scheduler, sink eventSink) {
+func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *schedule.Scheduler, sink eventSink) {
 	ticker := time.NewTicker(d.cfg.SlotCheckInterval)
 	defer ticker.Stop()
 	warned := false
@@ -34,11 +35,11 @@ func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *sch
 		e := events.Slot{Slot: s.Name, Active: s.Active, ConfirmedFlushLSN: deref(s.ConfirmedFlushLSN), CurrentWALLSN: s.CurrentWALLSN,
 			LagBytes: deref(s.LagBytes), RetainedBytes: deref(s.RetainedBytes), WALStatus: deref(s.WALStatus), SafeWALSize: s.SafeWALSize,
 			InvalidationReason: deref(s.InvalidationReason),
-			PendingViews:       int(sched.pendingViews.Load()), At: time.Now().UTC()}
+			PendingViews:       sched.PendingViews(), At: time.Now().UTC()}
 		d.metrics.SlotLagBytes.WithLabelValues(s.Name).Set(float64(e.LagBytes))
 		d.metrics.SlotRetainedBytes.WithLabelValues(s.Name).Set(float64(e.RetainedBytes))
 		d.metrics.SlotActive.WithLabelValues(s.Name).Set(map[bool]float64{true: 1, false: 0}[s.Active])
-		sink.publishSlot(e)
+		sink.PublishSlot(e)
 		limit := int64(d.cfg.SlotWarnMB) << 20
 		switch over := limit > 0 && e.RetainedBytes > limit; {
 		case over && !warned:

@@ -15,6 +15,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/replication"
+	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // Reconnect backoff: capped exponential with jitter. A standby retries at a
@@ -106,7 +107,7 @@ func backoff(attempt int) time.Duration {
 // server that is restarting, as opposed to a problem a restart cannot fix.
 func transient(err error) bool {
 	if errors.Is(err, replication.ErrStreamEnded) || errors.Is(err, replication.ErrServerStopping) ||
-		errors.Is(err, errServerGoingAway) || errors.Is(err, errStandbyPromoted) {
+		errors.Is(err, schedule.ErrServerGoingAway) || errors.Is(err, errStandbyPromoted) {
 		return true
 	}
 	var pgErr *pgconn.PgError

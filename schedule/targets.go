@@ -2,6 +2,7 @@
 package schedule
 
 import (
+	"slices"
 	"time"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
@@ -60,4 +61,73 @@ func PlanTargets(cat *catalog.Catalog, own func(view string) time.Duration, est 
 func TargetsFromLog(cfg config.Config, cat *catalog.Catalog, rows map[string]refresher.LogRow) map[string]Target {
 	return PlanTargets(cat, func(v string) time.Duration { return cfg.ViewSettings(v).MaxStaleness },
 		func(v string) time.Duration { return rows[v].Duration() })
+}
+
+// recentDurations is how many of a view's last refresh durations its
+// estimate looks at: the longest of them, so that one fast refresh does not
+// make the plan optimistic.
+const recentDurations = 5
+
+// durations remembers each view's recent refresh durations.
+type durations map[string][]time.Duration
+
+func (d durations) observe(view string, took time.Duration) {
+	r := append(d[view], took)
+	if len(r) > recentDurations {
+		r = r[len(r)-recentDurations:]
+	}
+	d[view] = r
+}
+
+// estimate is how long the view's next refresh is planned to take; 0 with
+// nothing to go on yet.
+func (d durations) estimate(view string) time.Duration {
+	if r := d[view]; len(r) > 0 {
+		return slices.Max(r)
+	}
+	return 0
+}
+
+// lagWindow is the longest time commits took to reach the scheduler over
+// the last one or two windows: a plan counts from a change's arrival, a
+// target from its commit. An asynchronous commit reaches the stream only
+// once the WAL writer has flushed it, hundreds of milliseconds later.
+type lagWindow struct {
+	cur, prev time.Duration
+	since     time.Time
+}
+
+const lagWindowLength = 5 * time.Second
+
+func (l *lagWindow) observe(lag time.Duration, now time.Time) {
+	l.roll(now)
+	l.cur = max(l.cur, lag)
+}
+
+func (l *lagWindow) longest(now time.Time) time.Duration {
+	l.roll(now)
+	return max(l.cur, l.prev)
+}
+
+func (l *lagWindow) roll(now time.Time) {
+	if now.Sub(l.since) < lagWindowLength {
+		return
+	}
+	l.prev, l.cur = l.cur, 0
+	if now.Sub(l.since) >= 2*lagWindowLength {
+		l.prev = 0
+	}
+	l.since = now
+}
+
+// planMargin is how much earlier than its estimate allows a view with a
+// target starts: the stream's delay, a worker freeing a moment late.
+func planMargin(t time.Duration) time.Duration {
+	return max(100*time.Millisecond, t/20)
+}
+
+// startWithin is how long after its first pending change a view with
+// target t, whose refresh is estimated to take est, may start.
+func startWithin(t, est time.Duration) time.Duration {
+	return max(t-est-planMargin(t), 0)
 }

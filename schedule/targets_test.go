@@ -1,10 +1,17 @@
 package schedule
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
 )
 
 func TestPlanTargets_DependentsImposeOnBases(t *testing.T) {
@@ -34,5 +41,128 @@ func TestPlanTargets_DependentsImposeOnBases(t *testing.T) {
 	own["app.a"] = 2 * time.Second // its own is tighter still
 	if got := PlanTargets(cat, func(v string) time.Duration { return own[v] }, func(v string) time.Duration { return est[v] }); got["app.a"] != (Target{2 * time.Second, "app.a"}) {
 		t.Errorf("app.a with its own 2s: %+v", got["app.a"])
+	}
+}
+
+func TestDurations_EstimateIsTheLongestRecent(t *testing.T) {
+	d := durations{}
+	if d.estimate("v") != 0 {
+		t.Fatal("an estimate from nothing")
+	}
+	for _, ms := range []int{900, 100, 200, 300, 400, 500} {
+		d.observe("v", time.Duration(ms)*time.Millisecond)
+	}
+	// 900 ms was six refreshes ago: out of the window.
+	if got := d.estimate("v"); got != 500*time.Millisecond {
+		t.Errorf("estimate %s, want 500ms", got)
+	}
+}
+
+// With max_staleness 10s on both views, app.dep's refresh estimated at 2s
+// and app.base's at 1s: app.base must finish within 8s, so it starts 6.6s
+// after its change (8s less 1s less the 5% margin), not at its debounce,
+// and the cascade follows at once.
+func TestScheduler_TargetPlansTheLatestStart(t *testing.T) {
+	s := newTestScheduler(t)
+	s.cfg.MaxStaleness = 10 * time.Second
+	s.seedDurations(map[string]time.Duration{"app.base": time.Second, "app.dep": 2 * time.Second})
+	if tg := s.targets["app.base"]; tg != (Target{MaxStaleness: 8 * time.Second, From: "app.dep"}) {
+		t.Fatalf("app.base's target %+v, want 8s from app.dep", tg)
+	}
+	start := s.now
+	s.commitForTest(7, 0x200, 0x210)
+	s.now = start.Add(6500 * time.Millisecond)
+	s.expectIdle(t)
+	s.now = start.Add(6600 * time.Millisecond)
+	req := s.nextForTest(t)
+	if req.View.Name != "app.base" {
+		t.Fatalf("refresh of %s, want app.base", req.View.Name)
+	}
+	s.succeedForTest(req)
+	if req := s.nextForTest(t); req.View.Name != "app.dep" {
+		t.Fatalf("refresh of %s, want the cascade to app.dep", req.View.Name)
+	}
+}
+
+// A refresh finishing past its target is counted and logged with the reason.
+func TestScheduler_MissedTargetIsCountedWithItsReason(t *testing.T) {
+	s := newTestScheduler(t)
+	var logs bytes.Buffer
+	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s.cfg.MaxStaleness = 10 * time.Second
+	s.seedDurations(map[string]time.Duration{"app.base": time.Second, "app.dep": time.Second})
+	committed := s.now
+	s.commitForTest(7, 0x200, 0x210)
+	s.now = committed.Add(8 * time.Second)
+	req := s.nextForTest(t)
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true,
+		StartedAt: s.now, FinishedAt: s.now.Add(5 * time.Second)}}) // planned 1s
+	if n := missed(t, s, "app.base"); n != 1 {
+		t.Fatalf("missed_total %v, want 1", n)
+	}
+	if !strings.Contains(logs.String(), "refresh slower than planned (5s, planned 1s)") {
+		t.Errorf("log lacks the reason:\n%s", logs.String())
+	}
+	// The dependent within its target is not counted.
+	req = s.nextForTest(t)
+	s.finish(result{view: "app.dep", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true,
+		StartedAt: s.now, FinishedAt: committed.Add(9 * time.Second)}})
+	if n := missed(t, s, "app.dep"); n != 0 {
+		t.Errorf("app.dep missed_total %v, want 0", n)
+	}
+}
+
+func missed(t *testing.T, s *Scheduler, view string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := s.metrics.TargetMissed.WithLabelValues(view).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestLagWindow_ForgetsOldLags(t *testing.T) {
+	var l lagWindow
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l.observe(400*time.Millisecond, t0)
+	l.observe(10*time.Millisecond, t0.Add(time.Second))
+	if got := l.longest(t0.Add(6 * time.Second)); got != 400*time.Millisecond {
+		t.Errorf("one window later: %s, want the 400ms still", got)
+	}
+	l.observe(20*time.Millisecond, t0.Add(7*time.Second))
+	if got := l.longest(t0.Add(11 * time.Second)); got != 20*time.Millisecond {
+		t.Errorf("two windows later: %s, want 20ms", got)
+	}
+	if got := l.longest(t0.Add(30 * time.Second)); got != 0 {
+		t.Errorf("after a long quiet: %s, want 0", got)
+	}
+}
+
+// A target the refresh takes (nearly) all of leaves the plan no time: the
+// view starts on its first change, even while the stream catches up on a
+// backlog (which otherwise holds changes back until it is done), and a
+// warning says the target cannot be met.
+func TestScheduler_TargetWithNoTimeLeftStartsAtOnce(t *testing.T) {
+	s := newTestScheduler(t)
+	var logs bytes.Buffer
+	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s.cfg.MaxStaleness = 10 * time.Second
+	s.seedDurations(map[string]time.Duration{"app.base": 9600 * time.Millisecond, "app.dep": 100 * time.Millisecond})
+	if n := strings.Count(logs.String(), "max_staleness cannot be met"); n != 1 || !strings.Contains(logs.String(), "view=app.base") {
+		t.Fatalf("want one warning, for app.base:\n%s", logs.String())
+	}
+	backlog := s.now.Add(-time.Minute)
+	s.receive(streamed{tx: &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: backlog,
+		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
+	if !s.behind {
+		t.Fatal("a minute-old commit did not make the stream catch up")
+	}
+	s.now = s.now.Add(time.Millisecond)
+	if req := s.nextForTest(t); req.View.Name != "app.base" {
+		t.Fatalf("refresh of %s, want app.base", req.View.Name)
+	}
+	s.replan() // the same plan: no second warning
+	if n := strings.Count(logs.String(), "max_staleness cannot be met"); n != 1 {
+		t.Fatalf("%d warnings after planning again, want 1:\n%s", n, logs.String())
 	}
 }

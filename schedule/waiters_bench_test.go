@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"context"
@@ -44,7 +44,7 @@ func BenchmarkSchedulerReadYourWrites(b *testing.B) {
 	cfg := config.Default()
 	cfg.Debounce, cfg.MaxWait, cfg.Workers = 0, 0, fastViews+1
 	m := metrics.New(func() bool { return true }, func() bool { return false })
-	s := newScheduler(cfg, slog.New(slog.DiscardHandler), m, nil, catalog.New(views...), nil, 0x100, func(pglogrepl.LSN) {}, noEvents{})
+	s := New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: m, Catalog: catalog.New(views...), Start: 0x100, Confirm: func(pglogrepl.LSN) {}})
 
 	end := pglogrepl.LSN(0x100)
 	xid := uint32(0)

@@ -1,18 +1,18 @@
-package daemon
+package schedule
 
 import (
 	"fmt"
 	"time"
 
+	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/refresher"
-	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // planTargets recomputes the views' effective staleness targets from the
 // configuration and the duration estimates.
-func (s *scheduler) planTargets() {
-	s.targets = schedule.PlanTargets(s.catalog,
+func (s *Scheduler) planTargets() {
+	s.targets = PlanTargets(s.catalog,
 		func(v string) time.Duration { return s.cfg.ViewSettings(v).MaxStaleness },
 		s.durations.estimate)
 	s.hasTargets = len(s.targets) > 0
@@ -23,7 +23,7 @@ func (s *scheduler) planTargets() {
 // wait: its refresh, the stream's delay and the margin take all of its
 // target. It then refreshes on every change, without a quiet period, and
 // may still miss the target.
-func (s *scheduler) warnUnmeetable() {
+func (s *Scheduler) warnUnmeetable() {
 	unmeetable := map[string]bool{}
 	for _, name := range s.catalog.Names() {
 		t, ok := s.targets[name]
@@ -50,7 +50,7 @@ const asSoonAsPossible = time.Nanosecond
 // staleness target starts as late as lets it finish within the target, so
 // that as many changes as possible share one refresh: debounce and
 // max_wait give way to the plan.
-func (s *scheduler) debounceSettings(name string) debounce.Settings {
+func (s *Scheduler) debounceSettings(name string) debounce.Settings {
 	vs := s.cfg.ViewSettings(name)
 	st := debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}
 	if t, ok := s.targets[name]; ok {
@@ -62,7 +62,7 @@ func (s *scheduler) debounceSettings(name string) debounce.Settings {
 
 // observeDuration notes a successful refresh's duration and, when that
 // changes an estimate a plan rests on, plans again.
-func (s *scheduler) observeDuration(name string, took time.Duration) {
+func (s *Scheduler) observeDuration(name string, took time.Duration) {
 	before := s.durations.estimate(name)
 	s.durations.observe(name, took)
 	if !s.hasTargets || s.durations.estimate(name) == before {
@@ -73,7 +73,7 @@ func (s *scheduler) observeDuration(name string, took time.Duration) {
 
 // replanForLag plans again when commits take noticeably longer or shorter
 // to arrive than the plans assume.
-func (s *scheduler) replanForLag() {
+func (s *Scheduler) replanForLag() {
 	if !s.hasTargets {
 		return
 	}
@@ -89,7 +89,7 @@ func (s *scheduler) replanForLag() {
 const planLagStep = 20 * time.Millisecond
 
 // seedDurations starts the estimates from the refresh log's last durations.
-func (s *scheduler) seedDurations(last map[string]time.Duration) {
+func (s *Scheduler) seedDurations(last map[string]time.Duration) {
 	for name, d := range last {
 		s.durations.observe(name, d)
 	}
@@ -98,7 +98,7 @@ func (s *scheduler) seedDurations(last map[string]time.Duration) {
 
 // replan plans the targets again and hands the views' new rules to the
 // debouncer.
-func (s *scheduler) replan() {
+func (s *Scheduler) replan() {
 	s.planTargets()
 	for _, n := range s.catalog.Names() {
 		s.debouncer.Set(n, s.debounceSettings(n), s.catalog.TransitiveBases(n))
@@ -107,7 +107,7 @@ func (s *scheduler) replan() {
 
 // checkTarget counts and logs a successful refresh that finished later
 // after its oldest change's commit than the view's target.
-func (s *scheduler) checkTarget(name string, w *work, out refresher.Outcome) {
+func (s *Scheduler) checkTarget(name string, w *work, out refresher.Outcome) {
 	t, ok := s.targets[name]
 	if !ok || w.firstChangeAt.IsZero() {
 		return
@@ -123,7 +123,7 @@ func (s *scheduler) checkTarget(name string, w *work, out refresher.Outcome) {
 }
 
 // missReason says why a refresh finished late, most telling cause first.
-func (s *scheduler) missReason(name string, w *work, out refresher.Outcome) string {
+func (s *Scheduler) missReason(name string, w *work, out refresher.Outcome) string {
 	took, planned := out.FinishedAt.Sub(out.StartedAt), w.planned
 	switch {
 	case w.attempt > 1:
@@ -138,4 +138,15 @@ func (s *scheduler) missReason(name string, w *work, out refresher.Outcome) stri
 		return fmt.Sprintf("refresh slower than planned (%s, planned %s)", took.Round(time.Millisecond), planned.Round(time.Millisecond))
 	}
 	return "the change reached the daemon late (the stream was behind), or the target is shorter than the refresh and its cascade take"
+}
+
+// RefreshMode is the view's concurrently setting as the refresher takes it.
+func RefreshMode(cfg config.Config, view string) refresher.Mode {
+	switch cfg.ViewSettings(view).Concurrently {
+	case config.ConcurrentlyAlways:
+		return refresher.ModeConcurrently
+	case config.ConcurrentlyNever:
+		return refresher.ModePlain
+	}
+	return refresher.ModeAuto
 }

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 
 // expectFresh checks the position each view is fresh through; 0 means
 // through nothing the daemon can vouch for.
-func expectFresh(t *testing.T, s *scheduler, want map[string]pglogrepl.LSN) {
+func expectFresh(t *testing.T, s *Scheduler, want map[string]pglogrepl.LSN) {
 	t.Helper()
 	for view, w := range want {
 		got, ok := s.freshThrough(view)

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"fmt"
@@ -16,7 +16,7 @@ import (
 
 // newSiblingsScheduler manages n views reading app.src, none built on
 // another, with one worker and no quiet period.
-func newSiblingsScheduler(t testing.TB, n int) *scheduler {
+func newSiblingsScheduler(t testing.TB, n int) *Scheduler {
 	t.Helper()
 	src := &catalog.Table{OID: srcOID, Schema: "app", Relname: "src", Name: "app.src", Kind: catalog.KindTable, Persistence: 'p', ReplicaIdentity: true}
 	views := make([]*catalog.View, n)
@@ -27,7 +27,7 @@ func newSiblingsScheduler(t testing.TB, n int) *scheduler {
 	cfg := config.Default()
 	cfg.Debounce, cfg.MaxWait, cfg.Workers = 0, 0, 1
 	m := metrics.New(func() bool { return true }, func() bool { return false })
-	return newScheduler(cfg, slog.New(slog.DiscardHandler), m, nil, catalog.New(views...), nil, 0x100, func(pglogrepl.LSN) {}, noEvents{})
+	return New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: m, Catalog: catalog.New(views...), Start: 0x100, Confirm: func(pglogrepl.LSN) {}})
 }
 
 // seenAllForTest is the outcome of req's refresh when its snapshot saw all

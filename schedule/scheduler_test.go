@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"context"
@@ -28,7 +28,7 @@ const srcOID = 16400
 
 // newTestScheduler manages app.base (reading app.src) and app.dep (built on
 // app.base), with no quiet period.
-func newTestScheduler(t *testing.T) *scheduler {
+func newTestScheduler(t *testing.T) *Scheduler {
 	t.Helper()
 	src := &catalog.Table{OID: srcOID, Schema: "app", Relname: "src", Name: "app.src", Kind: catalog.KindTable, Persistence: 'p', ReplicaIdentity: true}
 	base := &catalog.View{OID: 1, Schema: "app", Relname: "base", Name: "app.base", Sources: []*catalog.Table{src}}
@@ -36,18 +36,18 @@ func newTestScheduler(t *testing.T) *scheduler {
 	cfg := config.Default()
 	cfg.Debounce, cfg.MaxWait = 0, 0
 	m := metrics.New(func() bool { return true }, func() bool { return false })
-	return newScheduler(cfg, slog.New(slog.DiscardHandler), m, nil, catalog.New(base, dep), nil, 0x100, func(pglogrepl.LSN) {}, noEvents{})
+	return New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: m, Catalog: catalog.New(base, dep), Start: 0x100, Confirm: func(pglogrepl.LSN) {}})
 }
 
 // commitForTest hands the scheduler a transaction changing app.src.
-func (s *scheduler) commitForTest(xid uint32, commitLSN, endLSN pglogrepl.LSN) {
+func (s *Scheduler) commitForTest(xid uint32, commitLSN, endLSN pglogrepl.LSN) {
 	s.receive(streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: commitLSN, EndLSN: endLSN, CommitTime: s.now,
 		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
 }
 
 // nextForTest dispatches and returns the refresh handed out, failing if there is
 // none or more than one.
-func (s *scheduler) nextForTest(t *testing.T) refresher.Request {
+func (s *Scheduler) nextForTest(t *testing.T) refresher.Request {
 	t.Helper()
 	s.dispatch()
 	select {
@@ -65,11 +65,11 @@ func (s *scheduler) nextForTest(t *testing.T) refresher.Request {
 }
 
 // succeedForTest reports the refresh req as done and recorded.
-func (s *scheduler) succeedForTest(req refresher.Request) {
+func (s *Scheduler) succeedForTest(req refresher.Request) {
 	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true}})
 }
 
-func (s *scheduler) expectIdle(t *testing.T) {
+func (s *Scheduler) expectIdle(t *testing.T) {
 	t.Helper()
 	s.dispatch()
 	select {
@@ -102,7 +102,7 @@ func unseenForTest(t *testing.T, req refresher.Request, xid uint32) refresher.Ou
 	return refresher.Outcome{LSN: txn.CommitLSN, Recorded: true, Unseen: seq, UnseenTxn: txn, VisibleBefore: seq}
 }
 
-func expectConfirmable(t *testing.T, s *scheduler, want pglogrepl.LSN) {
+func expectConfirmable(t *testing.T, s *Scheduler, want pglogrepl.LSN) {
 	t.Helper()
 	if got := s.watermark.Confirmable(); got != want {
 		t.Fatalf("confirmable %s, want %s", got, want)
@@ -204,15 +204,15 @@ func TestScheduler_ServerGoingAwayEndsTheRun(t *testing.T) {
 	req := s.nextForTest(t)
 	shutdown := fmt.Errorf("refresh app.base: %w", &pgconn.PgError{Code: pgerrcode.AdminShutdown, Message: "terminating connection due to administrator command"})
 	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Err: shutdown}})
-	if !errors.Is(s.gone, errServerGoingAway) {
+	if !errors.Is(s.gone, ErrServerGoingAway) {
 		t.Fatalf("gone = %v after a refresh failed with 57P01", s.gone)
 	}
 	expectConfirmable(t, s, 0x200)
 	done := make(chan error, 1)
-	go func() { done <- s.run(context.Background(), func() {}) }()
+	go func() { done <- s.Run(context.Background()) }()
 	select {
 	case err := <-done:
-		if !errors.Is(err, errServerGoingAway) {
+		if !errors.Is(err, ErrServerGoingAway) {
 			t.Fatalf("run returned %v", err)
 		}
 	case <-time.After(10 * time.Second):
@@ -221,25 +221,36 @@ func TestScheduler_ServerGoingAwayEndsTheRun(t *testing.T) {
 }
 
 // On a stop the scheduler starts nothing new, lets a running refresh
-// finish within shutdown_timeout, and past it cancels the refresh through
-// cancelWork, still waiting for its outcome, so its hold decides what the
+// finish within shutdown_timeout, and past it cancels the refresh's
+// context, still waiting for its outcome, so its hold decides what the
 // slot confirms.
 func TestScheduler_StopWaitsForTheRunningRefreshThenCancelsIt(t *testing.T) {
 	s := newTestScheduler(t)
 	s.cfg.ShutdownTimeout = 50 * time.Millisecond
 	ctx, stop := context.WithCancel(context.Background())
-	cancelled := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- s.run(ctx, func() { close(cancelled) }) }()
+	go func() { done <- s.Run(ctx) }()
+	started := make(chan refresher.Request, 1)
+	cancelled, report := make(chan struct{}), make(chan struct{})
+	worked := make(chan struct{})
+	go func() {
+		defer close(worked)
+		s.Work(func(ctx context.Context, req refresher.Request) refresher.Outcome {
+			started <- req
+			<-ctx.Done()
+			close(cancelled)
+			<-report
+			return refresher.Outcome{LSN: req.LSN, Err: ctx.Err()}
+		})
+	}()
 
 	tx := &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: time.Now(),
 		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}
 	if err := s.Commit(context.Background(), tx); err != nil {
 		t.Fatal(err)
 	}
-	var req refresher.Request
 	select {
-	case req = <-s.jobs:
+	case <-started:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no refresh started")
 	}
@@ -251,33 +262,25 @@ func TestScheduler_StopWaitsForTheRunningRefreshThenCancelsIt(t *testing.T) {
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("run returned (%v) before the running refresh reported", err)
+		t.Fatalf("Run returned (%v) before the running refresh reported", err)
 	default:
 	}
-	s.results <- result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Err: context.Canceled}}
+	close(report)
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Fatalf("run after a stop: %v", err)
+			t.Fatalf("Run after a stop: %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return once the refresh reported")
+		t.Fatal("Run did not return once the refresh reported")
+	}
+	select {
+	case <-worked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Work did not return after Run")
 	}
 	if got := s.watermark.Confirmable(); got != 0x200 {
 		t.Fatalf("confirmable %s after a cancelled refresh, want 0/200", got)
-	}
-}
-
-func TestReadBatchDelay(t *testing.T) {
-	cfg := config.Default()
-	cfg.Debounce = 2 * time.Second
-	if got := readBatchDelay(cfg); got != 20*time.Millisecond {
-		t.Errorf("debounce 2s: %s, want 20ms", got)
-	}
-	short := 100 * time.Millisecond
-	cfg.Views = map[string]config.View{"app.fast": {Debounce: &short}}
-	if got := readBatchDelay(cfg); got != time.Millisecond {
-		t.Errorf("a view with debounce 100ms: %s, want 1ms (the stream raises it to its 2 ms floor)", got)
 	}
 }
 
@@ -296,5 +299,24 @@ func TestScheduler_PutOffTryDoesNotCountForMinInterval(t *testing.T) {
 	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
 	if req := s.nextForTest(t); req.View.Name != "app.base" || req.Txns.Len() != 1 {
 		t.Fatalf("retry %+v, want app.base for xid 7", req)
+	}
+}
+
+// A server clock 5 s behind the daemon's must not make a commit made just
+// now 5 s stale.
+func TestScheduler_StalenessIsOnTheDaemonsClock(t *testing.T) {
+	s := newTestScheduler(t)
+	s.clockSkew = 5 * time.Second
+	tx := &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: s.now.Add(-5 * time.Second),
+		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}
+	if err := s.Commit(t.Context(), tx); err != nil {
+		t.Fatal(err)
+	}
+	s.receive(<-s.inbox)
+	if got := s.pending["app.base"].firstChangeAt; !got.Equal(s.now) {
+		t.Fatalf("oldest change at %s, want %s (the commit on the daemon's clock)", got, s.now)
+	}
+	if s.behind {
+		t.Fatal("a commit made just now counts as a backlog")
 	}
 }

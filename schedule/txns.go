@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"github.com/mvrefresher/mvrefresher/refresher"
@@ -38,7 +38,7 @@ func (r txnRange) with(first, last refresher.Seq) txnRange {
 
 // logTxn returns tx's number in the log, logging it the first time (a
 // transaction reaches change once per view and per relation it changed).
-func (s *scheduler) logTxn(tx *replication.Transaction) refresher.Seq {
+func (s *Scheduler) logTxn(tx *replication.Transaction) refresher.Seq {
 	if seq, last, ok := s.txns.Last(); ok && last.Xid == tx.Xid && last.CommitLSN == tx.CommitLSN {
 		return seq
 	}
@@ -52,7 +52,7 @@ func (s *scheduler) logTxn(tx *replication.Transaction) refresher.Seq {
 // must run. The log drops a transaction before every work's range starts
 // unless a snapshot saw it (pruneTxns), so what a range has before the
 // start is visible.
-func (s *scheduler) settleTxns(w *work) {
+func (s *Scheduler) settleTxns(w *work) {
 	start := s.txns.Start()
 	if w.txns.empty() || w.txns.first >= start {
 		return
@@ -68,7 +68,7 @@ func (s *scheduler) settleTxns(w *work) {
 // txnSpan returns what a refresh of w checks against its snapshot: w's
 // transactions, and before them those no snapshot was found to see yet,
 // so that its snapshot can show they are visible and the log drop them.
-func (s *scheduler) txnSpan(w *work) refresher.TxnSpan {
+func (s *Scheduler) txnSpan(w *work) refresher.TxnSpan {
 	if w.txns.empty() {
 		return refresher.TxnSpan{}
 	}
@@ -78,7 +78,7 @@ func (s *scheduler) txnSpan(w *work) refresher.TxnSpan {
 // pruneTxns drops from the log what no work covers any more, and what a
 // refresh's snapshot found visible (every later snapshot sees it too). It
 // costs one look at each pending and running work.
-func (s *scheduler) pruneTxns(visibleBefore refresher.Seq) {
+func (s *Scheduler) pruneTxns(visibleBefore refresher.Seq) {
 	s.txns.DropBefore(visibleBefore)
 	keep := s.txns.Next()
 	for _, works := range []map[string]*work{s.pending, s.running} {

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"container/heap"

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 // newPartitionOID is a partition of app.src created after discovery.
 const newPartitionOID = 16500
 
-func (s *scheduler) commitNewPartitionForTest(xid uint32, newRels map[uint32]ancestry) {
+func (s *Scheduler) commitNewPartitionForTest(xid uint32, newRels map[uint32]ancestry) {
 	s.receive(streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: s.now,
 		Changes: []replication.RelationChange{{OID: newPartitionOID, Namespace: "app", Name: "src_2027", Rows: 1}}}, newRels: newRels})
 }
@@ -19,7 +19,7 @@ func (s *scheduler) commitNewPartitionForTest(xid uint32, newRels map[uint32]anc
 // The scheduler's goroutine also answers the stream, the refreshes and the
 // HTTP waits: it routes a change to a partition discovery did not see with
 // the ancestors the stream's goroutine read, never with a query of its own
-// (the test scheduler has no pool: a query would panic).
+// (the test scheduler has no partition lookup: a call would panic).
 func TestScheduler_RoutesANewPartitionWithoutAQueryOfItsOwn(t *testing.T) {
 	s := newTestScheduler(t)
 	s.commitNewPartitionForTest(7, map[uint32]ancestry{newPartitionOID: {ancestors: []uint32{newPartitionOID, srcOID}}})

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"context"
@@ -12,7 +12,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
@@ -22,7 +21,6 @@ import (
 	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
-	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
 // streamed is what the stream hands the scheduler: a committed transaction,
@@ -45,19 +43,20 @@ const catchUpLag = time.Second
 // the server's keepalive not come.
 const catchUpIdle = time.Second
 
-// catalogUpdate is a new discovery result; startup lists views whose earlier
-// changes were not streamed (new views, views over newly published tables).
-type catalogUpdate struct {
-	catalog *catalog.Catalog
-	startup []string
-	// barrier: the startup refreshes wait for these transactions (see
-	// refresher.Writers).
-	barrier []uint64
-	// repartitioned: views whose partitioned sources gained or lost
+// CatalogUpdate is a discovery's result.
+type CatalogUpdate struct {
+	Catalog *catalog.Catalog
+	// Startup lists views whose earlier changes were not streamed (new
+	// views, views over newly published tables); their refreshes wait for
+	// the transactions of Barrier (see refresher.Writers).
+	Startup []string
+	Barrier []uint64
+	// Repartitioned: views whose partitioned sources gained or lost
 	// partitions, with those sources.
-	repartitioned map[string][]string
-	// discovered: the catalog shows every partition change before it.
-	discovered pglogrepl.LSN
+	Repartitioned map[string][]string
+	// Discovered: the catalog shows every partition change before this
+	// position.
+	Discovered pglogrepl.LSN
 }
 
 type result struct {
@@ -65,26 +64,81 @@ type result struct {
 	outcome refresher.Outcome
 }
 
-// errServerGoingAway means a refresh found the server shutting down or
+// ErrServerGoingAway means a refresh found the server shutting down or
 // refusing connections: the stream must let go of the slot (a shutting-down
 // server waits for it), and the daemon reconnect once the server is back.
-var errServerGoingAway = errors.New("the server is going away")
+var ErrServerGoingAway = errors.New("the server is going away")
 
-// scheduler owns every piece of mutable state of a running daemon: the
+// EventSink takes the refresh events the scheduler reports; it must not
+// block.
+type EventSink interface {
+	PublishRefresh(schema, name string, e events.Refresh)
+}
+
+// Options are what a Scheduler starts from.
+type Options struct {
+	// Config gives the views' settings, the number of workers and the
+	// shutdown timeout.
+	Config  config.Config
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+	Catalog *catalog.Catalog
+	// Findings are the check findings of Catalog: they name the likely
+	// cause of a view's churn.
+	Findings []catalog.Finding
+	// Start is where the slot starts streaming; Confirm is told every
+	// position the slot may confirm, once every refresh covering the
+	// changes before it is done.
+	Start   pglogrepl.LSN
+	Confirm func(pglogrepl.LSN)
+	// Events takes the refresh events; nil publishes none.
+	Events EventSink
+	// Queries brings the HTTP endpoints' questions (see Queries); nil
+	// brings none.
+	Queries *Queries
+	// WAL is the server's WAL geometry, to read a waiter's position.
+	WAL replication.WALGeometry
+	// PartitionAncestors reads the partition ancestors of a relation the
+	// catalog does not know (a partition created after discovery), itself
+	// first. It runs on the stream's goroutine, in Commit.
+	PartitionAncestors func(ctx context.Context, oid uint32) ([]uint32, error)
+	// Discovered is where the discovery of Catalog read the WAL (see
+	// CatalogUpdate.Discovered); Rediscover asks for a discovery now, for a
+	// waiter only a discovery can answer. It must not block.
+	Discovered pglogrepl.LSN
+	Rediscover func()
+	// ClockSkew is how far the daemon's clock is ahead of the server's:
+	// commit times are moved to the daemon's clock.
+	ClockSkew time.Duration
+	// Durations are the views' last refresh durations, to plan the
+	// staleness targets from before their first refresh.
+	Durations map[string]time.Duration
+	// Startup lists the views whose earlier changes the stream will not
+	// bring, refreshed once the transactions of Barrier have ended.
+	Startup []string
+	Barrier []uint64
+}
+
+// Scheduler owns every piece of mutable state of a streaming daemon: the
 // catalog, the debouncer, the pending work per view and the watermark. One
-// goroutine runs it; everything reaches it through channels.
-type scheduler struct {
-	cfg     config.Config
-	logger  *slog.Logger
-	pool    *pgxpool.Pool
-	confirm func(pglogrepl.LSN)
-	events  eventSink
-	metrics *metrics.Metrics
+// goroutine runs it (Run); the stream, discovery, the workers and the
+// queries reach it through channels.
+type Scheduler struct {
+	cfg                config.Config
+	logger             *slog.Logger
+	confirm            func(pglogrepl.LSN)
+	events             EventSink
+	metrics            *metrics.Metrics
+	partitionAncestors func(ctx context.Context, oid uint32) ([]uint32, error)
 
 	inbox    chan streamed
-	catalogs chan catalogUpdate
+	catalogs chan CatalogUpdate
 	jobs     chan refresher.Request
 	results  chan result
+	// workCtx is the running refreshes' context: it outlives Run's by up to
+	// the shutdown timeout.
+	workCtx    context.Context
+	cancelWork context.CancelFunc
 	// queries come from the HTTP endpoints; waiters are the queries
 	// waiting for a view to be fresh through a position.
 	queries <-chan viewQuery
@@ -118,7 +172,7 @@ type scheduler struct {
 	// targets are the views' effective staleness targets, planned from
 	// their refreshes' durations; hasTargets: any view has one.
 	durations  durations
-	targets    map[string]schedule.Target
+	targets    map[string]Target
 	hasTargets bool
 	// unmeetable: the views whose plan leaves no time, warned about.
 	unmeetable map[string]bool
@@ -129,7 +183,7 @@ type scheduler struct {
 	// startupTotal and startupDone count the startup refreshes, for the
 	// progress the log shows.
 	startupTotal, startupDone int
-	// pendingViews is len(pending), for the slot monitor's goroutine.
+	// pendingViews is len(pending), for PendingViews.
 	pendingViews atomic.Int64
 	// behind: the stream is catching up on a backlog, since behindSince;
 	// lastReceived is when the stream last handed something over.
@@ -148,49 +202,67 @@ type scheduler struct {
 	now time.Time
 }
 
-func newScheduler(cfg config.Config, logger *slog.Logger, m *metrics.Metrics, pool *pgxpool.Pool, cat *catalog.Catalog, findings []catalog.Finding, start pglogrepl.LSN, confirm func(pglogrepl.LSN), sink eventSink) *scheduler {
+// New returns a scheduler for one streaming attempt: hand it to the stream
+// as its handler (Commit, Progress), and run Run and Options.Config.Workers
+// goroutines of Work.
+func New(opts Options) *Scheduler {
 	ancestors, _ := lru.New[uint32, []uint32](10_000) // cannot fail for a positive size
-	s := &scheduler{
-		cfg:         cfg,
-		logger:      logger,
-		pool:        pool,
-		confirm:     confirm,
-		events:      sink,
-		metrics:     m,
-		inbox:       make(chan streamed, 4096),
-		catalogs:    make(chan catalogUpdate),
-		jobs:        make(chan refresher.Request, cfg.Workers),
-		results:     make(chan result, cfg.Workers),
-		watermark:   replication.NewWatermark(start),
-		pending:     map[string]*work{},
-		running:     map[string]*work{},
-		txns:        refresher.NewTxnLog(),
-		free:        cfg.Workers,
-		ancestors:   ancestors,
-		walChanges:  map[string]prometheus.Counter{},
-		warnedPlan:  map[string]bool{},
-		churn:       newChurn(findings),
-		lastRefresh: map[string]*events.Refresh{},
-		durations:   durations{},
-		now:         time.Now(),
+	workCtx, cancelWork := context.WithCancel(context.Background())
+	s := &Scheduler{
+		cfg:                opts.Config,
+		logger:             opts.Logger,
+		confirm:            opts.Confirm,
+		events:             opts.Events,
+		metrics:            opts.Metrics,
+		partitionAncestors: opts.PartitionAncestors,
+		inbox:              make(chan streamed, 4096),
+		catalogs:           make(chan CatalogUpdate),
+		jobs:               make(chan refresher.Request, opts.Config.Workers),
+		results:            make(chan result, opts.Config.Workers),
+		workCtx:            workCtx,
+		cancelWork:         cancelWork,
+		wal:                opts.WAL,
+		discovered:         opts.Discovered,
+		rediscover:         opts.Rediscover,
+		watermark:          replication.NewWatermark(opts.Start),
+		pending:            map[string]*work{},
+		running:            map[string]*work{},
+		txns:               refresher.NewTxnLog(),
+		free:               opts.Config.Workers,
+		ancestors:          ancestors,
+		walChanges:         map[string]prometheus.Counter{},
+		warnedPlan:         map[string]bool{},
+		churn:              newChurn(opts.Findings),
+		lastRefresh:        map[string]*events.Refresh{},
+		durations:          durations{},
+		clockSkew:          opts.ClockSkew,
+		now:                time.Now(),
 	}
-	s.rediscover = func() {}
+	if opts.Queries != nil {
+		s.queries = opts.Queries.ch
+	}
+	if s.rediscover == nil {
+		s.rediscover = func() {}
+	}
 	s.debouncer = debounce.New(func() time.Time { return s.now })
-	s.setCatalog(cat)
+	s.setCatalog(opts.Catalog)
+	s.seedDurations(opts.Durations)
+	s.startup(opts.Startup, opts.Barrier)
 	return s
 }
 
-// Commit and Progress make the scheduler the stream's handler.
-func (s *scheduler) Commit(ctx context.Context, tx *replication.Transaction) error {
+// Commit and Progress make the scheduler the stream's handler
+// (replication.Handler).
+func (s *Scheduler) Commit(ctx context.Context, tx *replication.Transaction) error {
 	tx.CommitTime = onDaemonClock(tx.CommitTime, s.clockSkew)
 	return s.send(ctx, streamed{tx: tx, newRels: s.resolveNewRelations(ctx, tx)})
 }
 
-func (s *scheduler) Progress(ctx context.Context, lsn pglogrepl.LSN) error {
+func (s *Scheduler) Progress(ctx context.Context, lsn pglogrepl.LSN) error {
 	return s.send(ctx, streamed{progress: lsn})
 }
 
-func (s *scheduler) send(ctx context.Context, item streamed) error {
+func (s *Scheduler) send(ctx context.Context, item streamed) error {
 	select {
 	case s.inbox <- item:
 		return nil
@@ -199,10 +271,28 @@ func (s *scheduler) send(ctx context.Context, item streamed) error {
 	}
 }
 
-// run schedules refreshes until ctx ends, then waits up to the shutdown
-// timeout for running refreshes and cancels the rest through cancelWork. It
-// returns early, with errServerGoingAway, when the server is shutting down.
-func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) error {
+// UpdateCatalog hands the scheduler a discovery's result; it returns once
+// the scheduler has taken it, or with ctx's error.
+func (s *Scheduler) UpdateCatalog(ctx context.Context, u CatalogUpdate) error {
+	select {
+	case s.catalogs <- u:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// PendingViews is how many views have changes waiting for a refresh; any
+// goroutine may ask.
+func (s *Scheduler) PendingViews() int { return int(s.pendingViews.Load()) }
+
+// Run schedules refreshes until ctx ends, then waits up to the shutdown
+// timeout for running refreshes and cancels the rest. It returns early,
+// with ErrServerGoingAway, when the server is shutting down. The Work
+// goroutines return once it has.
+func (s *Scheduler) Run(ctx context.Context) error {
+	defer close(s.jobs)
+	defer s.cancelWork()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	gauges := time.NewTicker(time.Second)
@@ -243,7 +333,7 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 			grace = time.After(s.cfg.ShutdownTimeout)
 		case <-grace:
 			s.logger.Warn("shutdown timeout: cancelling running refreshes", "running", len(s.running))
-			cancelWork()
+			s.cancelWork()
 			grace = nil
 		case item := <-s.inbox:
 			s.now = time.Now()
@@ -276,7 +366,7 @@ func (s *scheduler) run(ctx context.Context, cancelWork context.CancelFunc) erro
 // drainInbox takes what else the stream has queued, so that a backlog is
 // routed in batches instead of rescheduling every view after every
 // transaction.
-func (s *scheduler) drainInbox() {
+func (s *Scheduler) drainInbox() {
 	for range cap(s.inbox) {
 		select {
 		case item := <-s.inbox:
@@ -287,7 +377,7 @@ func (s *scheduler) drainInbox() {
 	}
 }
 
-func (s *scheduler) receive(item streamed) {
+func (s *Scheduler) receive(item streamed) {
 	s.lastReceived = time.Now()
 	if tx := item.tx; tx != nil {
 		s.route(tx, item.newRels)
@@ -306,7 +396,7 @@ func (s *scheduler) receive(item streamed) {
 // setBehind notes whether the stream is catching up on a backlog: a
 // refresh in the middle of one is stale at once and takes CPU from the
 // server sending the rest.
-func (s *scheduler) setBehind(behind bool) {
+func (s *Scheduler) setBehind(behind bool) {
 	if behind == s.behind {
 		return
 	}
@@ -327,7 +417,7 @@ func (s *scheduler) setBehind(behind bool) {
 }
 
 // dispatch starts every due view a free worker can take.
-func (s *scheduler) dispatch() {
+func (s *Scheduler) dispatch() {
 	if s.free == 0 && !s.hasTargets {
 		return
 	}
@@ -369,22 +459,23 @@ func (s *scheduler) dispatch() {
 			w.lsn = s.watermark.SeenLSN()
 		}
 		s.settleTxns(w)
-		s.jobs <- refresher.Request{View: view, Mode: refreshMode(s.cfg, name), LSN: w.lsn,
+		s.jobs <- refresher.Request{View: view, Mode: RefreshMode(s.cfg, name), LSN: w.lsn,
 			Dependents: s.catalog.TransitiveDependents(name),
 			Txns:       s.txnSpan(w), TxnsFrom: w.txns.first, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
 	}
 }
 
-// work runs the refreshes dispatch hands out until run has returned (and
-// closed jobs); the daemon runs one per worker.
-func (s *scheduler) work(ctx context.Context, refresh func(context.Context, refresher.Request) refresher.Outcome) {
+// Work runs the refreshes the scheduler hands out, with refresh, until Run
+// has returned; the daemon runs one per worker. A refresh still running
+// when Run gives up waiting for it at shutdown has its context cancelled.
+func (s *Scheduler) Work(refresh func(context.Context, refresher.Request) refresher.Outcome) {
 	for req := range s.jobs {
-		s.results <- result{view: req.View.Name, outcome: refresh(ctx, req)}
+		s.results <- result{view: req.View.Name, outcome: refresh(s.workCtx, req)}
 	}
 }
 
 // pendingWork returns the view's accumulating work, creating it.
-func (s *scheduler) pendingWork(view string) *work {
+func (s *Scheduler) pendingWork(view string) *work {
 	w := s.pending[view]
 	if w == nil {
 		w = &work{}
@@ -393,7 +484,7 @@ func (s *scheduler) pendingWork(view string) *work {
 	return w
 }
 
-func (s *scheduler) finish(r result) {
+func (s *Scheduler) finish(r result) {
 	w := s.running[r.view]
 	delete(s.running, r.view)
 	s.free++
@@ -443,7 +534,7 @@ func (s *scheduler) finish(r result) {
 	default:
 		switch refresher.SQLState(out.Err) {
 		case pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow:
-			s.gone = fmt.Errorf("%w: %w", errServerGoingAway, out.Err)
+			s.gone = fmt.Errorf("%w: %w", ErrServerGoingAway, out.Err)
 		}
 		// A failure in the log releases the slot: a persistently failing view
 		// must not retain WAL. A failure that could not be recorded (the
@@ -487,7 +578,7 @@ const (
 // them, pending again, and retries it with backoff. The wait takes no
 // worker and holds no snapshot: each try is a new transaction that either
 // sees the commits or puts itself off again.
-func (s *scheduler) awaitVisibility(name string, unseen *work, oldest refresher.Txn) {
+func (s *Scheduler) awaitVisibility(name string, unseen *work, oldest refresher.Txn) {
 	if unseen.unseenSince.IsZero() {
 		unseen.unseenSince = s.now
 	}
@@ -517,7 +608,7 @@ func (s *scheduler) awaitVisibility(name string, unseen *work, oldest refresher.
 	s.debouncer.Retry(name, s.now.Add(delay))
 }
 
-func (s *scheduler) cascade(dep, base string, w *work) {
+func (s *Scheduler) cascade(dep, base string, w *work) {
 	if s.catalog.Views[dep] == nil {
 		return
 	}
@@ -537,7 +628,7 @@ func (s *scheduler) cascade(dep, base string, w *work) {
 }
 
 // report logs and publishes the outcome of a refresh.
-func (s *scheduler) report(name string, view *catalog.View, w *work, out refresher.Outcome) {
+func (s *Scheduler) report(name string, view *catalog.View, w *work, out refresher.Outcome) {
 	e := events.Refresh{
 		View:          name,
 		Status:        events.StatusOK,
@@ -598,12 +689,14 @@ func (s *scheduler) report(name string, view *catalog.View, w *work, out refresh
 	}
 	if view != nil {
 		s.lastRefresh[name] = &e
-		s.events.publish(view.Schema, view.Relname, e)
+		if s.events != nil {
+			s.events.PublishRefresh(view.Schema, view.Relname, e)
+		}
 	}
 }
 
 // updateGauges refreshes the per-view staleness gauges, which grow with time.
-func (s *scheduler) updateGauges() {
+func (s *Scheduler) updateGauges() {
 	now := time.Now()
 	for name := range s.catalog.Views {
 		var oldest time.Time

@@ -1,8 +1,6 @@
-package daemon
+package schedule
 
 import (
-	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pglogrepl"
@@ -11,31 +9,8 @@ import (
 	"github.com/mvrefresher/mvrefresher/events"
 )
 
-// ErrUnknownView means a name is not a view the daemon manages.
-var ErrUnknownView = errors.New("not a managed view")
-
-// ErrNotStreaming means the daemon streams from no slot now (it is starting,
-// reconnecting or standing by), so it cannot tell how fresh a view is.
-var ErrNotStreaming = errors.New("not streaming from the replication slot")
-
-// viewQuery asks the scheduler for the state of one view (view set) or of
-// every view; with wait, it is answered once the view is fresh through lsn,
-// or never if ctx ends first.
-type viewQuery struct {
-	ctx   context.Context
-	view  string
-	wait  bool
-	lsn   pglogrepl.LSN
-	reply chan viewAnswer // buffered: the scheduler never blocks on it
-}
-
-type viewAnswer struct {
-	views []events.ViewState
-	err   error
-}
-
 // answer handles a query at once, or keeps it among the waiters.
-func (s *scheduler) answer(q viewQuery) {
+func (s *Scheduler) answer(q viewQuery) {
 	if q.view == "" {
 		views := make([]events.ViewState, 0, len(s.catalog.Views))
 		for _, name := range s.catalog.Names() {
@@ -66,7 +41,7 @@ func (s *scheduler) answer(q viewQuery) {
 // answerWaiters answers the waiters whose view is fresh enough now (or
 // gone). It looks at each view with waiters once, and computes how fresh a
 // view is only when the position received reaches its earliest waiter.
-func (s *scheduler) answerWaiters() {
+func (s *Scheduler) answerWaiters() {
 	s.waiters.sweepGivenUp()
 	received := s.watermark.SeenLSN()
 	for view := range s.waiters.byView {
@@ -90,12 +65,12 @@ func (s *scheduler) answerWaiters() {
 
 // dropWaiters tells the waiters this scheduler is done: they ask the next
 // one.
-func (s *scheduler) dropWaiters() {
+func (s *Scheduler) dropWaiters() {
 	s.waiters.answerAll(viewAnswer{err: ErrNotStreaming})
 }
 
 // lookupView finds a managed view by its qualified name, quoted or not.
-func (s *scheduler) lookupView(name string) (string, bool) {
+func (s *Scheduler) lookupView(name string) (string, bool) {
 	if s.catalog.Views[name] != nil {
 		return name, true
 	}
@@ -114,7 +89,7 @@ func (s *scheduler) lookupView(name string) (string, bool) {
 // built on, else everything received, but no further than the last
 // discovery for a view whose sources change outside the stream. ok is
 // false while the daemon can vouch for no position.
-func (s *scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
+func (s *Scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
 	through = s.watermark.SeenLSN()
 	if s.changesOutsideTheStream(name) {
 		through = min(through, s.discovered)
@@ -135,7 +110,7 @@ func (s *scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
 
 // changesOutsideTheStream reports whether the view or a view it is built
 // on reads a source that can change without a row change in the WAL.
-func (s *scheduler) changesOutsideTheStream(name string) bool {
+func (s *Scheduler) changesOutsideTheStream(name string) bool {
 	for _, n := range append(s.catalog.TransitiveBases(name), name) {
 		if v := s.catalog.Views[n]; v != nil && v.ChangesOutsideTheStream() {
 			return true
@@ -145,9 +120,12 @@ func (s *scheduler) changesOutsideTheStream(name string) bool {
 }
 
 // viewState is what the HTTP endpoints show of a view.
-func (s *scheduler) viewState(name string) events.ViewState {
+func (s *Scheduler) viewState(name string) events.ViewState {
 	st := events.ViewState{View: name, ReceivedLSN: s.watermark.SeenLSN().String(),
-		DependsOn: nonNil(s.catalog.Views[name].Bases), LastRefresh: s.lastRefresh[name]}
+		DependsOn: s.catalog.Views[name].Bases, LastRefresh: s.lastRefresh[name]}
+	if st.DependsOn == nil {
+		st.DependsOn = []string{} // JSON: [], not null
+	}
 	if through, ok := s.freshThrough(name); ok {
 		st.FreshThrough = through.String()
 	}

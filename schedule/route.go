@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // route turns a committed transaction into pending work for the views its
 // changes and requests concern; newRels resolves the relations the catalog
 // did not know when the stream handed it over.
-func (s *scheduler) route(tx *replication.Transaction, newRels map[uint32]ancestry) {
+func (s *Scheduler) route(tx *replication.Transaction, newRels map[uint32]ancestry) {
 	for _, c := range tx.Changes {
 		views, source := s.readers(c, newRels)
 		rows := c.Rows
@@ -54,7 +54,7 @@ const partitionLookupTimeout = 10 * time.Second
 // the stream's goroutine, in Commit, not on the scheduler's: the query waits
 // for a pool connection, which refreshes may all hold, and the scheduler
 // must go on answering the stream, the refreshes and the HTTP waits.
-func (s *scheduler) resolveNewRelations(ctx context.Context, tx *replication.Transaction) map[uint32]ancestry {
+func (s *Scheduler) resolveNewRelations(ctx context.Context, tx *replication.Transaction) map[uint32]ancestry {
 	cat := s.published.Load()
 	var out map[uint32]ancestry
 	for _, c := range tx.Changes {
@@ -72,7 +72,7 @@ func (s *scheduler) resolveNewRelations(ctx context.Context, tx *replication.Tra
 			continue
 		}
 		lookupCtx, cancel := context.WithTimeout(ctx, partitionLookupTimeout)
-		anc, err := catalog.PartitionAncestors(lookupCtx, s.pool, c.OID)
+		anc, err := s.partitionAncestors(lookupCtx, c.OID)
 		cancel()
 		out[c.OID] = ancestry{ancestors: anc, err: err}
 	}
@@ -80,7 +80,7 @@ func (s *scheduler) resolveNewRelations(ctx context.Context, tx *replication.Tra
 }
 
 // readers finds the views a change affects and the source name to report.
-func (s *scheduler) readers(c replication.RelationChange, newRels map[uint32]ancestry) (views []string, source string) {
+func (s *Scheduler) readers(c replication.RelationChange, newRels map[uint32]ancestry) (views []string, source string) {
 	views, source, known := s.catalog.Route(c.OID)
 	if known {
 		return views, source
@@ -107,7 +107,7 @@ func (s *scheduler) readers(c replication.RelationChange, newRels map[uint32]anc
 	return s.catalog.RouteAncestors(anc)
 }
 
-func (s *scheduler) change(view string, tx *replication.Transaction, rows int, source string, reason events.Reason) {
+func (s *Scheduler) change(view string, tx *replication.Transaction, rows int, source string, reason events.Reason) {
 	w := s.pendingWork(view)
 	w.holdAt(s.watermark, tx.CommitLSN)
 	w.owe(tx.EndLSN)
@@ -126,7 +126,7 @@ func (s *scheduler) change(view string, tx *replication.Transaction, rows int, s
 
 // request handles pg_logical_emit_message(true, 'mvrefresher', name): a view
 // name asks for that view now, a source table name acts as a change to it.
-func (s *scheduler) request(tx *replication.Transaction, name string) {
+func (s *Scheduler) request(tx *replication.Transaction, name string) {
 	schema, rel, err := config.ParseQualifiedName(name)
 	if err != nil {
 		s.logger.Warn("ignoring refresh request", "request", name, "error", err)
@@ -147,7 +147,7 @@ func (s *scheduler) request(tx *replication.Transaction, name string) {
 }
 
 // setCatalog installs a catalog and registers its views with the debouncer.
-func (s *scheduler) setCatalog(cat *catalog.Catalog) {
+func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 	if old := s.catalog; old != nil {
 		for name := range old.Views {
 			if cat.Views[name] != nil {
@@ -181,11 +181,11 @@ func (s *scheduler) setCatalog(cat *catalog.Catalog) {
 	}
 }
 
-func (s *scheduler) applyCatalog(u catalogUpdate) {
-	s.setCatalog(u.catalog)
-	s.discovered = max(s.discovered, u.discovered)
-	s.startup(u.startup, u.barrier)
-	for view, sources := range u.repartitioned {
+func (s *Scheduler) applyCatalog(u CatalogUpdate) {
+	s.setCatalog(u.Catalog)
+	s.discovered = max(s.discovered, u.Discovered)
+	s.startup(u.Startup, u.Barrier)
+	for view, sources := range u.Repartitioned {
 		if s.catalog.Views[view] == nil {
 			continue
 		}
@@ -207,7 +207,7 @@ func (s *scheduler) applyCatalog(u catalogUpdate) {
 // slot where the stream is now, so that the confirmed position passing a
 // point means all work queued before it is done, startup refreshes
 // included.
-func (s *scheduler) startup(views []string, barrier []uint64) {
+func (s *Scheduler) startup(views []string, barrier []uint64) {
 	for _, name := range views {
 		v := s.catalog.Views[name]
 		if v == nil {

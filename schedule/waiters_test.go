@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 )
 
 // waitForTest asks the scheduler to answer once view is fresh through lsn.
-func (s *scheduler) waitForTest(ctx context.Context, view string, lsn pglogrepl.LSN) chan viewAnswer {
+func (s *Scheduler) waitForTest(ctx context.Context, view string, lsn pglogrepl.LSN) chan viewAnswer {
 	reply := make(chan viewAnswer, 1)
 	s.answer(viewQuery{ctx: ctx, view: view, wait: true, lsn: lsn, reply: reply})
 	return reply
@@ -95,7 +95,7 @@ func TestWaiters_ViewDroppedAndSchedulerStopping(t *testing.T) {
 	ctx := context.Background()
 	s.commitForTest(7, 0x200, 0x210)
 	onDep, onBase := s.waitForTest(ctx, "app.dep", 0x210), s.waitForTest(ctx, "app.base", 0x210)
-	s.applyCatalog(catalogUpdate{catalog: catalog.New(s.catalog.Views["app.base"])})
+	s.applyCatalog(CatalogUpdate{Catalog: catalog.New(s.catalog.Views["app.base"])})
 	s.answerWaiters()
 	expectError(t, onDep, ErrUnknownView)
 	expectWaiting(t, onBase)

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"slices"
@@ -44,7 +44,7 @@ const (
 // barrier's transactions) still runs, pending again, and retries it with
 // backoff. Like a visibility wait, it takes no worker and holds no
 // snapshot.
-func (s *scheduler) awaitBarrier(name string, w *work, xid uint64) {
+func (s *Scheduler) awaitBarrier(name string, w *work, xid uint64) {
 	b := &w.barrier
 	if b.since.IsZero() {
 		b.since = s.now
