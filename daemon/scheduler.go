@@ -598,7 +598,7 @@ func (s *scheduler) report(name string, view *catalog.View, w *work, out refresh
 	}
 	if view != nil {
 		s.lastRefresh[name] = &e
-		s.events.publish(view.Schema, view.Relname, e)
+		s.events.PublishRefresh(view.Schema, view.Relname, e)
 	}
 }
 

@@ -38,7 +38,7 @@ func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *sch
 		d.metrics.SlotLagBytes.WithLabelValues(s.Name).Set(float64(e.LagBytes))
 		d.metrics.SlotRetainedBytes.WithLabelValues(s.Name).Set(float64(e.RetainedBytes))
 		d.metrics.SlotActive.WithLabelValues(s.Name).Set(map[bool]float64{true: 1, false: 0}[s.Active])
-		sink.publishSlot(e)
+		sink.PublishSlot(e)
 		limit := int64(d.cfg.SlotWarnMB) << 20
 		switch over := limit > 0 && e.RetainedBytes > limit; {
 		case over && !warned:
