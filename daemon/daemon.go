@@ -17,7 +17,6 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
@@ -334,33 +333,6 @@ func (d *Daemon) letGo(ctx context.Context, stream *replication.Stream) {
 	if err := stream.Close(context.WithoutCancel(ctx)); err != nil {
 		d.logger.Debug("close replication connection", "error", err)
 	}
-}
-
-// connectNATS connects without waiting for the server: publishing never
-// holds up refreshes, and nats.go reconnects by itself.
-func (d *Daemon) connectNATS() (*nats.Conn, error) {
-	logger := d.logger.With("component", "nats")
-	nc, err := nats.Connect(d.cfg.NATS.URL,
-		nats.Name("mvrefresher"),
-		// Start even while NATS is down: refreshes never wait for it, and
-		// the publisher keeps the events until it connects.
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ConnectHandler(func(nc *nats.Conn) { logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("disconnected from NATS", "error", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS %s: %w", config.RedactURL(d.cfg.NATS.URL), err)
-	}
-	if !nc.IsConnected() {
-		logger.Warn("NATS is not reachable yet: events wait in memory until it is", "url", config.RedactURL(d.cfg.NATS.URL))
-	}
-	return nc, nil
 }
 
 // checkConfiguredViews fails for a views: entry naming no materialized view.

@@ -2,7 +2,6 @@ package daemon_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -125,74 +124,6 @@ func TestDaemon_NATSDownAtStartKeepsEvents(t *testing.T) {
 	})
 	if !strings.Contains(e.logs.String(), `msg="connected to NATS"`) {
 		t.Errorf("no log line says the daemon connected to NATS; the log:\n%s", e.logs.String())
-	}
-}
-
-// TestDaemon_JetStreamOutageLongerThanRetries: NATS goes away after the
-// daemon connected, for longer than its 5 JetStream publish attempts take.
-// The event of a change made meanwhile is not given up: once NATS is back
-// the stream acknowledges it, the latest-event bucket holds it, and no
-// event is counted as dropped.
-func TestDaemon_JetStreamOutageLongerThanRetries(t *testing.T) {
-	e := newEnv(t, schemaSQL)
-	port, store := freePort(t), t.TempDir()
-	ns := startNATSOn(t, port, store, nil)
-	e.cfg.NATS.URL = ns.ClientURL()
-	e.cfg.NATS.JetStream, e.cfg.NATS.Stream = true, "S_"+e.name
-	e.start()
-	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// latestTotalsAfter: the bucket holds an event of app.mv_totals at or
-	// after lsn.
-	latestTotalsAfter := func(lsn pglogrepl.LSN) func() (bool, error) {
-		return func() (bool, error) {
-			kv, err := js.KeyValue(context.Background(), events.LatestBucket(e.cfg.NATS.Stream))
-			if err != nil {
-				return false, nil // not created yet, or NATS still reconnecting
-			}
-			entry, err := kv.Get(context.Background(), events.LatestKey("app", "mv_totals"))
-			if err != nil {
-				return false, nil
-			}
-			var ev events.Refresh
-			if err := json.Unmarshal(entry.Value(), &ev); err != nil {
-				return false, err
-			}
-			got, err := pglogrepl.ParseLSN(ev.LSN)
-			return err == nil && got >= lsn, nil
-		}
-	}
-	e.waitFor("the startup events of the 5 views in the bucket", 30*time.Second, func() (bool, error) {
-		kv, err := js.KeyValue(context.Background(), events.LatestBucket(e.cfg.NATS.Stream))
-		if err != nil {
-			return false, nil // not created yet
-		}
-		keys, err := kv.Keys(context.Background())
-		return err == nil && len(keys) == 5, nil
-	})
-
-	ns.Shutdown()
-	before := e.currentLSN()
-	e.exec("INSERT INTO app.events VALUES (52, '2026-01-01', 1, 1)")
-	e.waitFor("the change refreshed without NATS", 30*time.Second, e.refreshCountReaches("app.mv_totals", 2))
-	// Each attempt waits 5 s for the acknowledgement and the attempts are
-	// 0.5 s to 2 s apart: the 5 attempts take 30 s. No condition marks the
-	// end of the outage: its length is the test's input.
-	time.Sleep(40 * time.Second)
-
-	startNATSOn(t, port, store, nil)
-	e.waitFor("the change's event of app.mv_totals in the bucket", 30*time.Second, latestTotalsAfter(before))
-	rec := httptest.NewRecorder()
-	e.daemon.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if body, _ := io.ReadAll(rec.Body); !strings.Contains(string(body), "\nmvrefresher_events_dropped_total 0\n") {
-		t.Errorf("events were counted as dropped:\n%s", body)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
+	"github.com/mvrefresher/mvrefresher/publish"
 	"github.com/mvrefresher/mvrefresher/replication"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
@@ -34,19 +36,15 @@ const (
 func (d *Daemon) Run(ctx context.Context) error {
 	var sink eventSink = noEvents{}
 	if d.cfg.NATS.URL != "" {
-		nc, err := d.connectNATS()
+		pub, err := publish.Open(d.cfg.NATS, d.metrics, d.logger.With("component", "nats"))
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
-		pub, err := newPublisher(nc, d.cfg.NATS, d.metrics, d.logger.With("component", "nats"))
-		if err != nil {
-			return err
-		}
+		defer pub.Close()
 		sink = pub
 		pubCtx, stopPublishing := context.WithCancel(context.WithoutCancel(ctx))
 		published := make(chan struct{})
-		go func() { pub.run(pubCtx); close(published) }()
+		go func() { pub.Run(pubCtx); close(published) }()
 		defer func() { stopPublishing(); <-published }()
 	}
 	attempt := 0
@@ -94,6 +92,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// eventSink takes the events the daemon publishes: a publish.Publisher, or
+// noEvents when NATS is off.
+type eventSink interface {
+	PublishRefresh(schema, name string, e events.Refresh)
+	PublishSlot(e events.Slot)
+}
+
+// noEvents drops every event: publishing is disabled (nats.url "").
+type noEvents struct{}
+
+func (noEvents) PublishRefresh(string, string, events.Refresh) {}
+func (noEvents) PublishSlot(events.Slot)                       {}
 
 func backoff(attempt int) time.Duration {
 	d := reconnectMax

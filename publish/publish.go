@@ -1,4 +1,8 @@
-package daemon
+// Package publish sends the daemon's refresh and slot events to NATS: it
+// queues them so that refreshes, the refresh log and the slot never wait for
+// NATS, and publishes them in order from one goroutine, to core NATS or to a
+// JetStream stream and its latest-event key-value bucket.
+package publish
 
 import (
 	"context"
@@ -29,9 +33,9 @@ const (
 	publishDrainTime = 5 * time.Second
 )
 
-// publisher sends refresh events from its own goroutine so that refreshes,
+// Publisher sends events from its own goroutine (Run) so that refreshes,
 // the refresh log and the slot never wait for NATS. Events keep their order.
-type publisher struct {
+type Publisher struct {
 	conn *nats.Conn
 	// connStatus receives the connection's status changes, to wait for NATS.
 	connStatus chan nats.Status
@@ -43,39 +47,62 @@ type publisher struct {
 	metrics    *metrics.Metrics
 }
 
-// eventSink takes the events the daemon publishes: the NATS publisher, or
-// noEvents when NATS is off.
-type eventSink interface {
-	PublishRefresh(schema, name string, e events.Refresh)
-	PublishSlot(e events.Slot)
-}
-
-// noEvents drops every event: publishing is disabled (nats.url "").
-type noEvents struct{}
-
-func (noEvents) PublishRefresh(string, string, events.Refresh) {}
-func (noEvents) PublishSlot(events.Slot)                       {}
-
-func newPublisher(conn *nats.Conn, cfg config.NATS, m *metrics.Metrics, logger *slog.Logger) (*publisher, error) {
-	p := &publisher{conn: conn, cfg: cfg, queue: make(chan outgoing, publishQueueSize), logger: logger, metrics: m}
+// Open connects to NATS without waiting for the server, since publishing
+// never holds up refreshes and nats.go reconnects by itself, and builds the
+// publisher. The caller runs Run and, once it has returned, Close.
+func Open(cfg config.NATS, m *metrics.Metrics, logger *slog.Logger) (*Publisher, error) {
+	conn, err := connect(cfg.URL, logger)
+	if err != nil {
+		return nil, err
+	}
+	p := &Publisher{conn: conn, cfg: cfg, queue: make(chan outgoing, publishQueueSize), logger: logger, metrics: m}
 	if cfg.JetStream {
-		js, err := jetstream.New(conn)
-		if err != nil {
-			return nil, fmt.Errorf("JetStream: %w", err)
+		if p.js, err = jetstream.New(conn); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("set up JetStream: %w", err)
 		}
-		p.js = js
 	}
 	p.connStatus = conn.StatusChanged(nats.CONNECTED, nats.CLOSED)
 	return p, nil
 }
 
-// PublishRefresh queues a refresh event for view schema.name; it never blocks.
-func (p *publisher) PublishRefresh(schema, name string, e events.Refresh) {
+// connect connects to the NATS server at url, or starts connecting to it in
+// the background while it is down.
+func connect(url string, logger *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("mvrefresher"),
+		// Start even while NATS is down: refreshes never wait for it, and
+		// the publisher keeps the events until it connects.
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ConnectHandler(func(nc *nats.Conn) { logger.Info("connected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("disconnected from NATS", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS %s: %w", config.RedactURL(url), err)
+	}
+	if !nc.IsConnected() {
+		logger.Warn("NATS is not reachable yet: events wait in memory until it is", "url", config.RedactURL(url))
+	}
+	return nc, nil
+}
+
+// Close closes the connection to NATS.
+func (p *Publisher) Close() { p.conn.Close() }
+
+// PublishRefresh queues a refresh event for view schema.name; it never
+// blocks.
+func (p *Publisher) PublishRefresh(schema, name string, e events.Refresh) {
 	p.enqueue(events.Subject(p.cfg.SubjectPrefix, e.Status, schema, name), e, events.MsgID(e), events.LatestKey(schema, name))
 }
 
-// PublishSlot queues a slot health event.
-func (p *publisher) PublishSlot(e events.Slot) {
+// PublishSlot queues a slot health event; it never blocks.
+func (p *Publisher) PublishSlot(e events.Slot) {
 	p.enqueue(events.SlotSubject(p.cfg.SubjectPrefix, e.Slot), e, "", "")
 }
 
@@ -86,7 +113,7 @@ type outgoing struct {
 	latestKey string
 }
 
-func (p *publisher) enqueue(subject string, payload any, msgID, latestKey string) {
+func (p *Publisher) enqueue(subject string, payload any, msgID, latestKey string) {
 	data, err := json.Marshal(payload)
 	if err != nil {
 		p.logger.Error("encode event", "subject", subject, "error", err)
@@ -105,8 +132,8 @@ func (p *publisher) enqueue(subject string, payload any, msgID, latestKey string
 	}
 }
 
-// run sends queued events until ctx ends, then for a short while more.
-func (p *publisher) run(ctx context.Context) {
+// Run sends queued events until ctx ends, then for a short while more.
+func (p *Publisher) Run(ctx context.Context) {
 	defer p.conn.RemoveStatusListener(p.connStatus)
 	// Until nats.go has met a server, it refuses every message with a header
 	// (it cannot know yet that the server takes them), so the events wait in
@@ -132,7 +159,7 @@ func (p *publisher) run(ctx context.Context) {
 // drain sends what is queued at stop, giving NATS publishDrainTime to take
 // it; what is left then, or all of it while NATS is away, is dropped: the
 // stop does not wait for NATS to come back.
-func (p *publisher) drain() {
+func (p *Publisher) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), publishDrainTime)
 	defer cancel()
 	if p.conn.IsConnected() {
@@ -151,7 +178,7 @@ func (p *publisher) drain() {
 
 // awaitConnection waits until the connection to NATS is up, and reports
 // false when ctx ends first or the connection is closed.
-func (p *publisher) awaitConnection(ctx context.Context) bool {
+func (p *Publisher) awaitConnection(ctx context.Context) bool {
 	for !p.conn.IsConnected() {
 		if p.conn.IsClosed() {
 			return false
@@ -165,7 +192,7 @@ func (p *publisher) awaitConnection(ctx context.Context) bool {
 	return true
 }
 
-func (p *publisher) send(ctx context.Context, out outgoing) {
+func (p *Publisher) send(ctx context.Context, out outgoing) {
 	if p.js == nil {
 		p.sendCore(ctx, out.msg)
 		return
@@ -176,7 +203,7 @@ func (p *publisher) send(ctx context.Context, out outgoing) {
 // sendCore hands msg to nats.go, which keeps it in its reconnect buffer
 // while it reconnects; once that buffer is full, msg waits here for the
 // connection to be back, and later events wait in the queue.
-func (p *publisher) sendCore(ctx context.Context, msg *nats.Msg) {
+func (p *Publisher) sendCore(ctx context.Context, msg *nats.Msg) {
 	for {
 		err := p.conn.PublishMsg(msg)
 		if errors.Is(err, nats.ErrReconnectBufExceeded) && p.awaitConnection(ctx) {
@@ -195,7 +222,7 @@ func (p *publisher) sendCore(ctx context.Context, msg *nats.Msg) {
 // attempts made while connected all along count towards jsAttempts. The
 // Nats-Msg-Id makes a retry of an event the stream did store a duplicate
 // that it drops.
-func (p *publisher) sendJetStream(ctx context.Context, out outgoing) {
+func (p *Publisher) sendJetStream(ctx context.Context, out outgoing) {
 	msg := out.msg
 	for attempt := 0; ; {
 		if !p.awaitConnection(ctx) {
@@ -234,7 +261,7 @@ func (p *publisher) sendJetStream(ctx context.Context, out outgoing) {
 
 // ensureStream creates the stream for the subject prefix when it is missing,
 // retrying while NATS is unreachable.
-func (p *publisher) ensureStream(ctx context.Context) {
+func (p *Publisher) ensureStream(ctx context.Context) {
 	for attempt := 1; ; attempt++ {
 		_, err := p.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 			Name:       p.cfg.Stream,
