@@ -1,6 +1,8 @@
 package schedule
 
 import (
+	"context"
+	"log/slog"
 	"slices"
 	"time"
 )
@@ -10,11 +12,9 @@ import (
 // refresher.Writers). The view's refresh waits until they have ended.
 type txnBarrier struct {
 	xids []uint64
-	// since is when a refresh was first put off for them, tries how many
-	// were; noted and warned: the wait was logged at info, at warn.
-	since         time.Time
-	tries         int
-	noted, warned bool
+	// wait is the wait for them: since a refresh was first put off for
+	// them.
+	wait retryWait
 }
 
 func (b *txnBarrier) merge(o txnBarrier) {
@@ -23,51 +23,32 @@ func (b *txnBarrier) merge(o txnBarrier) {
 			b.xids = append(b.xids, x)
 		}
 	}
-	if !o.since.IsZero() && (b.since.IsZero() || o.since.Before(b.since)) {
-		b.since = o.since
-	}
-	b.tries = max(b.tries, o.tries)
-	b.noted = b.noted || o.noted
-	b.warned = b.warned || o.warned
+	b.wait.merge(o.wait)
 }
 
 // Waits for a barrier: a transaction left open is the application's to
 // end, so after the first seconds the tries come every few seconds.
-const (
-	barrierBackoffBase = 10 * time.Millisecond
-	barrierBackoffMax  = 5 * time.Second
-	barrierNoteAfter   = time.Second
-	barrierWarnAfter   = 30 * time.Second
-)
+var barrierRetry = retryPolicy{base: 10 * time.Millisecond, most: 5 * time.Second, noteAfter: time.Second, warnAfter: 30 * time.Second}
+
+const barrierWait = "a transaction that was writing to a source of the view when it joined the publication has not ended: its earlier writes to that table were not streamItem, so the view's refresh waits for it"
+
+var barrierMessages = map[slog.Level]string{
+	slog.LevelDebug: barrierWait,
+	slog.LevelInfo:  barrierWait,
+	slog.LevelWarn:  barrierWait + " (find it with: SELECT pid, state, xact_start FROM pg_stat_activity WHERE backend_xid = '<xid>')",
+}
 
 // awaitBarrier makes w, whose refresh was put off because xid (one of its
 // barrier's transactions) still runs, pending again, and retries it with
 // backoff. Like a visibility wait, it takes no worker and holds no
 // snapshot.
 func (s *Scheduler) awaitBarrier(name string, w *work, xid uint64) {
-	b := &w.barrier
-	if b.since.IsZero() {
-		b.since = s.now
-	}
-	b.tries++
-	waited := s.now.Sub(b.since)
-	// The 32-bit id, as pg_stat_activity.backend_xid shows it.
-	attrs := []any{"view", name, "xid", uint32(xid), "waited", waited.Round(time.Millisecond).String()}
-	const why = "a transaction that was writing to a source of the view when it joined the publication has not ended: its earlier writes to that table were not streamed, so the view's refresh waits for it"
-	switch {
-	case b.tries == 1:
-		s.logger.Debug(why, attrs...)
-	case waited >= barrierWarnAfter && !b.warned:
-		b.warned = true
-		s.logger.Warn(why+" (find it with: SELECT pid, state, xact_start FROM pg_stat_activity WHERE backend_xid = '<xid>')", attrs...)
-	case waited >= barrierNoteAfter && !b.noted:
-		b.noted = true
-		s.logger.Info(why, attrs...)
+	waited, delay := w.barrier.wait.try(s.now, barrierRetry)
+	if level, ok := w.barrier.wait.logLevel(waited, barrierRetry); ok {
+		// The 32-bit id, as pg_stat_activity.backend_xid shows it.
+		s.logger.Log(context.Background(), level, barrierMessages[level],
+			"view", name, "xid", uint32(xid), "waited", waited.Round(time.Millisecond).String())
 	}
 	s.pendingWork(name).absorb(s.watermark, w)
-	delay := barrierBackoffMax
-	if b.tries < 10 {
-		delay = min(barrierBackoffBase<<(b.tries-1), barrierBackoffMax)
-	}
 	s.debouncer.Retry(name, s.now.Add(delay))
 }

@@ -98,10 +98,10 @@ func (s *Scheduler) freshThrough(name string) (through pglogrepl.LSN, ok bool) {
 		for _, w := range []*work{s.pending[n], s.running[n]} {
 			switch {
 			case w == nil:
-			case w.owesAll:
+			case w.debt.owesAll:
 				return 0, false
-			case w.owedFrom != 0:
-				through = min(through, w.owedFrom-1)
+			case w.debt.owedFrom != 0:
+				through = min(through, w.debt.owedFrom-1)
 			}
 		}
 	}
@@ -122,7 +122,7 @@ func (s *Scheduler) changesOutsideTheStream(name string) bool {
 // viewState is what the HTTP endpoints show of a view.
 func (s *Scheduler) viewState(name string) events.ViewState {
 	st := events.ViewState{View: name, ReceivedLSN: s.watermark.SeenLSN().String(),
-		DependsOn: s.catalog.Views[name].Bases, LastRefresh: s.lastRefresh[name]}
+		DependsOn: s.catalog.Views[name].Bases, LastRefresh: s.reporter.lastRefresh[name]}
 	if st.DependsOn == nil {
 		st.DependsOn = []string{} // JSON: [], not null
 	}
@@ -139,7 +139,7 @@ func (s *Scheduler) viewState(name string) events.ViewState {
 		}
 	}
 	st.Refreshing = s.running[name] != nil
-	if t, ok := s.targets[name]; ok {
+	if t, ok := s.planner.targets[name]; ok {
 		st.MaxStalenessMS, st.MaxStalenessFrom = ms(t.MaxStaleness), t.From
 	}
 	return st

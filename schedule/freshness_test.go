@@ -30,7 +30,7 @@ func expectFresh(t *testing.T, s *Scheduler, want map[string]pglogrepl.LSN) {
 func TestFreshThrough_CascadeAndWait(t *testing.T) {
 	s := newTestScheduler(t)
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0x100, "app.dep": 0x100})
-	s.receive(streamed{progress: 0x180}) // a keepalive: nothing in flight before it
+	s.receive(streamItem{progress: 0x180}) // a keepalive: nothing in flight before it
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0x180, "app.dep": 0x180})
 
 	s.commitForTest(7, 0x200, 0x210)
@@ -79,7 +79,7 @@ func TestFreshThrough_RecordedFailureReleasesTheSlotButNotTheView(t *testing.T) 
 	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Err: errors.New("division by zero"), Recorded: true}})
 	expectConfirmable(t, s, 0x210)
 	expectFresh(t, s, map[string]pglogrepl.LSN{"app.base": 0x20f, "app.dep": 0x20f})
-	if lr := s.lastRefresh["app.base"]; lr == nil || lr.Status != "failed" || lr.FreshThrough != "0/20F" {
+	if lr := s.reporter.lastRefresh["app.base"]; lr == nil || lr.Status != "failed" || lr.FreshThrough != "0/20F" {
 		t.Fatalf("the failed attempt's event %+v, want fresh through 0/20F", lr)
 	}
 }

@@ -2,43 +2,68 @@ package schedule
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/debounce"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
-// planTargets recomputes the views' effective staleness targets from the
-// configuration and the duration estimates.
-func (s *Scheduler) planTargets() {
-	s.targets = PlanTargets(s.catalog,
-		func(v string) time.Duration { return s.cfg.ViewSettings(v).MaxStaleness },
-		s.durations.estimate)
-	s.hasTargets = len(s.targets) > 0
-	s.warnUnmeetable()
+// planner plans the views' effective staleness targets, and the debounce
+// rules that meet them, from the refreshes' recent durations and how late
+// commits arrive. Only the scheduler's goroutine uses it.
+type planner struct {
+	cfg       config.Config
+	logger    *slog.Logger
+	durations durations
+	// targets are the views' effective staleness targets.
+	targets map[string]Target
+	// unmeetable: the views whose plan leaves no time, warned about.
+	unmeetable map[string]bool
+	// lag is how long commits took to arrive lately; planLag is what the
+	// plans assume.
+	lag     lagWindow
+	planLag time.Duration
+}
+
+func newPlanner(cfg config.Config, logger *slog.Logger) *planner {
+	return &planner{cfg: cfg, logger: logger, durations: durations{}}
+}
+
+// hasTargets reports whether any view has a staleness target.
+func (p *planner) hasTargets() bool { return len(p.targets) > 0 }
+
+// plan recomputes the targets of cat's views from the configuration and
+// the duration estimates.
+func (p *planner) plan(cat *catalog.Catalog) {
+	p.targets = PlanTargets(cat,
+		func(v string) time.Duration { return p.cfg.ViewSettings(v).MaxStaleness },
+		p.durations.estimate)
+	p.warnUnmeetable(cat)
 }
 
 // warnUnmeetable warns when a view's plan comes to leave it no time to
 // wait: its refresh, the stream's delay and the margin take all of its
 // target. It then refreshes on every change, without a quiet period, and
 // may still miss the target.
-func (s *Scheduler) warnUnmeetable() {
+func (p *planner) warnUnmeetable(cat *catalog.Catalog) {
 	unmeetable := map[string]bool{}
-	for _, name := range s.catalog.Names() {
-		t, ok := s.targets[name]
-		est := s.durations.estimate(name)
-		if !ok || startWithin(t.MaxStaleness, est+s.planLag) > 0 {
+	for _, name := range cat.Names() {
+		t, ok := p.targets[name]
+		est := p.durations.estimate(name)
+		if !ok || startWithin(t.MaxStaleness, est+p.planLag) > 0 {
 			continue
 		}
 		unmeetable[name] = true
-		if !s.unmeetable[name] {
-			s.logger.Warn("max_staleness cannot be met: the refresh takes (nearly) all of the target, so the view refreshes on every change, without waiting",
+		if !p.unmeetable[name] {
+			p.logger.Warn("max_staleness cannot be met: the refresh takes (nearly) all of the target, so the view refreshes on every change, without waiting",
 				"view", name, "max_staleness", t.MaxStaleness.String(), "target_of", t.From,
-				"refresh_estimate", est.Round(time.Millisecond).String(), "arrival_lag", s.planLag.Round(time.Millisecond).String())
+				"refresh_estimate", est.Round(time.Millisecond).String(), "arrival_lag", p.planLag.Round(time.Millisecond).String())
 		}
 	}
-	s.unmeetable = unmeetable
+	p.unmeetable = unmeetable
 }
 
 // asSoonAsPossible is the max wait of a view whose plan leaves no time: to
@@ -46,43 +71,40 @@ func (s *Scheduler) warnUnmeetable() {
 // a whole backlog.
 const asSoonAsPossible = time.Nanosecond
 
-// debounceSettings are the debouncer's rules for a view. A view with a
-// staleness target starts as late as lets it finish within the target, so
-// that as many changes as possible share one refresh: debounce and
-// max_wait give way to the plan.
-func (s *Scheduler) debounceSettings(name string) debounce.Settings {
-	vs := s.cfg.ViewSettings(name)
+// settings are the debouncer's rules for a view. A view with a staleness
+// target starts as late as lets it finish within the target, so that as
+// many changes as possible share one refresh: debounce and max_wait give
+// way to the plan.
+func (p *planner) settings(name string) debounce.Settings {
+	vs := p.cfg.ViewSettings(name)
 	st := debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}
-	if t, ok := s.targets[name]; ok {
-		within := startWithin(t.MaxStaleness, s.durations.estimate(name)+s.planLag)
+	if t, ok := p.targets[name]; ok {
+		within := startWithin(t.MaxStaleness, p.durations.estimate(name)+p.planLag)
 		st.Quiet, st.MaxWait = within, max(within, asSoonAsPossible)
 	}
 	return st
 }
 
-// observeDuration notes a successful refresh's duration and, when that
-// changes an estimate a plan rests on, plans again.
-func (s *Scheduler) observeDuration(name string, took time.Duration) {
-	before := s.durations.estimate(name)
-	s.durations.observe(name, took)
-	if !s.hasTargets || s.durations.estimate(name) == before {
-		return
-	}
-	s.replan()
+// observeDuration notes a successful refresh's duration, and reports
+// whether it changed an estimate a plan rests on.
+func (p *planner) observeDuration(name string, took time.Duration) (replan bool) {
+	before := p.durations.estimate(name)
+	p.durations.observe(name, took)
+	return p.hasTargets() && p.durations.estimate(name) != before
 }
 
-// replanForLag plans again when commits take noticeably longer or shorter
-// to arrive than the plans assume.
-func (s *Scheduler) replanForLag() {
-	if !s.hasTargets {
-		return
+// lagChanged reports whether commits take noticeably longer or shorter to
+// arrive than the plans assume, and if so assumes the new lag.
+func (p *planner) lagChanged(now time.Time) bool {
+	if !p.hasTargets() {
+		return false
 	}
-	lag := s.lag.longest(s.now)
-	if d := lag - s.planLag; d > -planLagStep && d < planLagStep {
-		return
+	lag := p.lag.longest(now)
+	if d := lag - p.planLag; d > -planLagStep && d < planLagStep {
+		return false
 	}
-	s.planLag = lag
-	s.replan()
+	p.planLag = lag
+	return true
 }
 
 // planLagStep is the change in arrival lag that is worth planning again for.
@@ -91,7 +113,7 @@ const planLagStep = 20 * time.Millisecond
 // seedDurations starts the estimates from the refresh log's last durations.
 func (s *Scheduler) seedDurations(last map[string]time.Duration) {
 	for name, d := range last {
-		s.durations.observe(name, d)
+		s.planner.durations.observe(name, d)
 	}
 	s.replan()
 }
@@ -99,16 +121,16 @@ func (s *Scheduler) seedDurations(last map[string]time.Duration) {
 // replan plans the targets again and hands the views' new rules to the
 // debouncer.
 func (s *Scheduler) replan() {
-	s.planTargets()
+	s.planner.plan(s.catalog)
 	for _, n := range s.catalog.Names() {
-		s.debouncer.Set(n, s.debounceSettings(n), s.catalog.TransitiveBases(n))
+		s.debouncer.Set(n, s.planner.settings(n), s.catalog.TransitiveBases(n))
 	}
 }
 
 // checkTarget counts and logs a successful refresh that finished later
 // after its oldest change's commit than the view's target.
 func (s *Scheduler) checkTarget(name string, w *work, out refresher.Outcome) {
-	t, ok := s.targets[name]
+	t, ok := s.planner.targets[name]
 	if !ok || w.firstChangeAt.IsZero() {
 		return
 	}
@@ -124,15 +146,15 @@ func (s *Scheduler) checkTarget(name string, w *work, out refresher.Outcome) {
 
 // missReason says why a refresh finished late, most telling cause first.
 func (s *Scheduler) missReason(name string, w *work, out refresher.Outcome) string {
-	took, planned := out.FinishedAt.Sub(out.StartedAt), w.planned
+	took, planned := out.FinishedAt.Sub(out.StartedAt), w.late.planned
 	switch {
 	case w.attempt > 1:
 		return fmt.Sprintf("its refresh failed first (attempt %d)", w.attempt)
-	case w.baseAttempts > 1:
+	case w.late.baseAttempts > 1:
 		return "a base view's refresh failed first"
-	case w.waitedForWorker:
+	case w.late.waitedForWorker:
 		return "workers busy: it was due while every worker refreshed another view"
-	case w.waitedForRelated:
+	case w.late.waitedForRelated:
 		return "it was due while a base or dependent of it refreshed"
 	case took > planned:
 		return fmt.Sprintf("refresh slower than planned (%s, planned %s)", took.Round(time.Millisecond), planned.Round(time.Millisecond))

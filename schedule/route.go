@@ -22,12 +22,7 @@ func (s *Scheduler) route(tx *replication.Transaction, newRels map[uint32]ancest
 			rows++
 		}
 		if source != "" {
-			counter, ok := s.walChanges[source]
-			if !ok {
-				counter = s.metrics.WALChanges.WithLabelValues(source)
-				s.walChanges[source] = counter
-			}
-			counter.Add(float64(rows))
+			s.reporter.walChanged(source, rows)
 		}
 		for _, v := range views {
 			s.change(v, tx, rows, source, events.ReasonChange)
@@ -109,10 +104,10 @@ func (s *Scheduler) readers(c replication.RelationChange, newRels map[uint32]anc
 
 func (s *Scheduler) change(view string, tx *replication.Transaction, rows int, source string, reason events.Reason) {
 	w := s.pendingWork(view)
-	w.holdAt(s.watermark, tx.CommitLSN)
-	w.owe(tx.EndLSN)
+	w.debt.holdAt(s.watermark, tx.CommitLSN)
+	w.debt.owe(tx.EndLSN)
 	w.addTxn(s.logTxn(tx))
-	w.raise(reason)
+	w.addReason(reason)
 	w.changes += rows
 	w.noteChange(tx.CommitTime)
 	w.lsn = max(w.lsn, tx.EndLSN)
@@ -154,12 +149,10 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 				continue
 			}
 			s.debouncer.Remove(name)
-			s.metrics.ViewStaleness.DeleteLabelValues(name)
-			delete(s.lastRefresh, name)
-			delete(s.durations, name)
-			s.metrics.TargetMissed.DeleteLabelValues(name)
+			s.reporter.forget(name)
+			delete(s.planner.durations, name)
 			if w := s.pending[name]; w != nil {
-				w.release(s.watermark)
+				w.debt.release(s.watermark)
 				delete(s.pending, name)
 			}
 			s.logger.Info("view no longer managed", "view", name)
@@ -170,9 +163,9 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 	// Relations the old catalog did not know may be known now, or belong
 	// elsewhere (a partition detached and attached to another table).
 	s.ancestors.Purge()
-	s.planTargets()
+	s.planner.plan(cat)
 	for _, name := range cat.Names() {
-		s.debouncer.Set(name, s.debounceSettings(name), cat.TransitiveBases(name))
+		s.debouncer.Set(name, s.planner.settings(name), cat.TransitiveBases(name))
 		if s.running[name] != nil && !s.debouncer.Running(name) {
 			// Dropped and created again while its refresh ran: one refresh
 			// of a view at a time, and finish must find its work.
@@ -190,9 +183,9 @@ func (s *Scheduler) applyCatalog(u CatalogUpdate) {
 			continue
 		}
 		w := s.pendingWork(view)
-		w.holdAt(s.watermark, s.watermark.SeenLSN())
-		w.owesAll = true
-		w.raise(events.ReasonChange)
+		w.debt.holdAt(s.watermark, s.watermark.SeenLSN())
+		w.debt.owesAll = true
+		w.addReason(events.ReasonChange)
 		w.unconditional = true
 		w.noteChange(s.now)
 		for _, src := range sources {
@@ -203,7 +196,7 @@ func (s *Scheduler) applyCatalog(u CatalogUpdate) {
 }
 
 // startup asks for a refresh of views whose earlier changes were never
-// streamed, once the transactions of barrier have ended. The work holds the
+// streamItem, once the transactions of barrier have ended. The work holds the
 // slot where the stream is now, so that the confirmed position passing a
 // point means all work queued before it is done, startup refreshes
 // included.
@@ -213,11 +206,11 @@ func (s *Scheduler) startup(views []string, barrier []uint64) {
 		if v == nil {
 			continue
 		}
-		s.startupTotal++
+		s.reporter.startupTotal++
 		w := s.pendingWork(name)
-		w.holdAt(s.watermark, s.watermark.SeenLSN())
-		w.owesAll = true
-		w.raise(events.ReasonStartup)
+		w.debt.holdAt(s.watermark, s.watermark.SeenLSN())
+		w.debt.owesAll = true
+		w.addReason(events.ReasonStartup)
 		w.unconditional = true
 		w.barrier.merge(txnBarrier{xids: barrier})
 		for _, src := range v.SourceNames() {

@@ -12,7 +12,7 @@ import (
 const newPartitionOID = 16500
 
 func (s *Scheduler) commitNewPartitionForTest(xid uint32, newRels map[uint32]ancestry) {
-	s.receive(streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: s.now,
+	s.receive(streamItem{tx: &replication.Transaction{Xid: xid, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: s.now,
 		Changes: []replication.RelationChange{{OID: newPartitionOID, Namespace: "app", Name: "src_2027", Rows: 1}}}, newRels: newRels})
 }
 

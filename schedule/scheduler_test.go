@@ -27,8 +27,8 @@ import (
 const srcOID = 16400
 
 // newTestScheduler manages app.base (reading app.src) and app.dep (built on
-// app.base), with no quiet period.
-func newTestScheduler(t *testing.T) *Scheduler {
+// app.base), with no quiet period, and the options adjust changes.
+func newTestScheduler(t *testing.T, adjust ...func(*Options)) *Scheduler {
 	t.Helper()
 	src := &catalog.Table{OID: srcOID, Schema: "app", Relname: "src", Name: "app.src", Kind: catalog.KindTable, Persistence: 'p', ReplicaIdentity: true}
 	base := &catalog.View{OID: 1, Schema: "app", Relname: "base", Name: "app.base", Sources: []*catalog.Table{src}}
@@ -36,12 +36,16 @@ func newTestScheduler(t *testing.T) *Scheduler {
 	cfg := config.Default()
 	cfg.Debounce, cfg.MaxWait = 0, 0
 	m := metrics.New(func() bool { return true }, func() bool { return false })
-	return New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: m, Catalog: catalog.New(base, dep), Start: 0x100, Confirm: func(pglogrepl.LSN) {}})
+	opts := Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: m, Catalog: catalog.New(base, dep), Start: 0x100, Confirm: func(pglogrepl.LSN) {}}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	return New(opts)
 }
 
 // commitForTest hands the scheduler a transaction changing app.src.
 func (s *Scheduler) commitForTest(xid uint32, commitLSN, endLSN pglogrepl.LSN) {
-	s.receive(streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: commitLSN, EndLSN: endLSN, CommitTime: s.now,
+	s.receive(streamItem{tx: &replication.Transaction{Xid: xid, CommitLSN: commitLSN, EndLSN: endLSN, CommitTime: s.now,
 		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
 }
 
@@ -176,7 +180,7 @@ func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
 	s.succeedForTest(req)
 	expectConfirmable(t, s, 0x200)
 
-	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
+	s.now = s.now.Add(visibilityRetry.base + time.Millisecond)
 	req = s.nextForTest(t)
 	if txns := txnsForTest(req); req.View.Name != "app.base" || len(txns) == 0 || txns[0].Xid != 7 || !req.Deferrable {
 		t.Fatalf("retry %+v, want app.base from xid 7", req)
@@ -187,7 +191,7 @@ func TestScheduler_UnseenCommitsStayHeldAndAreRetried(t *testing.T) {
 	s.finish(result{view: "app.base", outcome: deferred})
 	expectConfirmable(t, s, 0x200)
 	s.expectIdle(t)
-	s.now = s.now.Add(2*visibilityBackoffBase + time.Millisecond)
+	s.now = s.now.Add(2*visibilityRetry.base + time.Millisecond)
 	req = s.nextForTest(t)
 	if req.View.Name != "app.base" {
 		t.Fatalf("second retry of %s", req.View.Name)
@@ -225,8 +229,7 @@ func TestScheduler_ServerGoingAwayEndsTheRun(t *testing.T) {
 // context, still waiting for its outcome, so its hold decides what the
 // slot confirms.
 func TestScheduler_StopWaitsForTheRunningRefreshThenCancelsIt(t *testing.T) {
-	s := newTestScheduler(t)
-	s.cfg.ShutdownTimeout = 50 * time.Millisecond
+	s := newTestScheduler(t, func(o *Options) { o.Config.ShutdownTimeout = 50 * time.Millisecond })
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -287,16 +290,14 @@ func TestScheduler_StopWaitsForTheRunningRefreshThenCancelsIt(t *testing.T) {
 // A try put off because its commit was not visible yet ran no refresh: the
 // visibility retry comes after its backoff, not after min_interval.
 func TestScheduler_PutOffTryDoesNotCountForMinInterval(t *testing.T) {
-	s := newTestScheduler(t)
-	s.cfg.MinInterval = time.Minute
-	s.replan()
+	s := newTestScheduler(t, func(o *Options) { o.Config.MinInterval = time.Minute })
 	s.commitForTest(7, 0x200, 0x210)
 	req := s.nextForTest(t)
 	out := unseenForTest(t, req, 7)
 	out.Deferred, out.Recorded = true, false
 	s.finish(result{view: "app.base", outcome: out})
 	s.expectIdle(t)
-	s.now = s.now.Add(visibilityBackoffBase + time.Millisecond)
+	s.now = s.now.Add(visibilityRetry.base + time.Millisecond)
 	if req := s.nextForTest(t); req.View.Name != "app.base" || req.Txns.Len() != 1 {
 		t.Fatalf("retry %+v, want app.base for xid 7", req)
 	}
@@ -316,7 +317,7 @@ func TestScheduler_StalenessIsOnTheDaemonsClock(t *testing.T) {
 	if got := s.pending["app.base"].firstChangeAt; !got.Equal(s.now) {
 		t.Fatalf("oldest change at %s, want %s (the commit on the daemon's clock)", got, s.now)
 	}
-	if s.behind {
+	if s.catchUp.behind {
 		t.Fatal("a commit made just now counts as a backlog")
 	}
 }

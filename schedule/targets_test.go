@@ -63,10 +63,11 @@ func TestDurations_EstimateIsTheLongestRecent(t *testing.T) {
 // after its change (8s less 1s less the 5% margin), not at its debounce,
 // and the cascade follows at once.
 func TestScheduler_TargetPlansTheLatestStart(t *testing.T) {
-	s := newTestScheduler(t)
-	s.cfg.MaxStaleness = 10 * time.Second
-	s.seedDurations(map[string]time.Duration{"app.base": time.Second, "app.dep": 2 * time.Second})
-	if tg := s.targets["app.base"]; tg != (Target{MaxStaleness: 8 * time.Second, From: "app.dep"}) {
+	s := newTestScheduler(t, func(o *Options) {
+		o.Config.MaxStaleness = 10 * time.Second
+		o.Durations = map[string]time.Duration{"app.base": time.Second, "app.dep": 2 * time.Second}
+	})
+	if tg := s.planner.targets["app.base"]; tg != (Target{MaxStaleness: 8 * time.Second, From: "app.dep"}) {
 		t.Fatalf("app.base's target %+v, want 8s from app.dep", tg)
 	}
 	start := s.now
@@ -86,11 +87,12 @@ func TestScheduler_TargetPlansTheLatestStart(t *testing.T) {
 
 // A refresh finishing past its target is counted and logged with the reason.
 func TestScheduler_MissedTargetIsCountedWithItsReason(t *testing.T) {
-	s := newTestScheduler(t)
 	var logs bytes.Buffer
-	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
-	s.cfg.MaxStaleness = 10 * time.Second
-	s.seedDurations(map[string]time.Duration{"app.base": time.Second, "app.dep": time.Second})
+	s := newTestScheduler(t, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Config.MaxStaleness = 10 * time.Second
+		o.Durations = map[string]time.Duration{"app.base": time.Second, "app.dep": time.Second}
+	})
 	committed := s.now
 	s.commitForTest(7, 0x200, 0x210)
 	s.now = committed.Add(8 * time.Second)
@@ -143,18 +145,19 @@ func TestLagWindow_ForgetsOldLags(t *testing.T) {
 // backlog (which otherwise holds changes back until it is done), and a
 // warning says the target cannot be met.
 func TestScheduler_TargetWithNoTimeLeftStartsAtOnce(t *testing.T) {
-	s := newTestScheduler(t)
 	var logs bytes.Buffer
-	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
-	s.cfg.MaxStaleness = 10 * time.Second
-	s.seedDurations(map[string]time.Duration{"app.base": 9600 * time.Millisecond, "app.dep": 100 * time.Millisecond})
+	s := newTestScheduler(t, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Config.MaxStaleness = 10 * time.Second
+		o.Durations = map[string]time.Duration{"app.base": 9600 * time.Millisecond, "app.dep": 100 * time.Millisecond}
+	})
 	if n := strings.Count(logs.String(), "max_staleness cannot be met"); n != 1 || !strings.Contains(logs.String(), "view=app.base") {
 		t.Fatalf("want one warning, for app.base:\n%s", logs.String())
 	}
 	backlog := s.now.Add(-time.Minute)
-	s.receive(streamed{tx: &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: backlog,
+	s.receive(streamItem{tx: &replication.Transaction{Xid: 7, CommitLSN: 0x200, EndLSN: 0x210, CommitTime: backlog,
 		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
-	if !s.behind {
+	if !s.catchUp.behind {
 		t.Fatal("a minute-old commit did not make the stream catch up")
 	}
 	s.now = s.now.Add(time.Millisecond)

@@ -51,7 +51,7 @@ func BenchmarkSchedulerReadYourWrites(b *testing.B) {
 	commit := func() {
 		xid++
 		end += 0x100
-		s.receive(streamed{tx: &replication.Transaction{Xid: xid, CommitLSN: end - 0x10, EndLSN: end, CommitTime: s.now,
+		s.receive(streamItem{tx: &replication.Transaction{Xid: xid, CommitLSN: end - 0x10, EndLSN: end, CommitTime: s.now,
 			Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
 	}
 	var running []refresher.Request // the fast views' refreshes handed out
