@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,29 +16,51 @@ import (
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
-var cluster *localpg.Cluster
+// The PostgreSQL cluster the discovery tests share: started on first use, so
+// the pure tests and the fuzz targets run without it, and stopped by TestMain.
+var (
+	clusterOnce     sync.Once
+	startedCluster  *localpg.Cluster
+	clusterStartErr error
+)
 
+// TestMain stops the shared cluster if a test started it.
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var err error
-	if cluster, err = localpg.Start(ctx, localpg.Options{}); err != nil {
-		fmt.Fprintln(os.Stderr, "discovery tests need PostgreSQL binaries (initdb):", err)
-		return 1
-	}
 	code := m.Run()
-	if err := cluster.Stop(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
-		return 1
+	if startedCluster != nil {
+		if err := startedCluster.Stop(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+			return 1
+		}
 	}
 	return code
+}
+
+// sharedCluster returns the PostgreSQL cluster the tests share, starting it
+// on first use; it fails the test if the cluster could not start, and skips
+// it under -short (make unit), which runs only the tests that need no server.
+func sharedCluster(t *testing.T) *localpg.Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
+	clusterOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		startedCluster, clusterStartErr = localpg.Start(ctx, localpg.Options{})
+	})
+	if clusterStartErr != nil {
+		t.Fatalf("discovery tests need PostgreSQL binaries (initdb): %v", clusterStartErr)
+	}
+	return startedCluster
 }
 
 func newDB(t *testing.T, sql string) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
+	cluster := sharedCluster(t)
 	if err := cluster.CreateDatabase(ctx, t.Name()); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +226,7 @@ func TestDiscover_ViewsTheRoleCannotRefresh(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = pool.Exec(context.Background(), "DROP OWNED BY discover_limited; DROP ROLE discover_limited")
 	})
-	limited, err := pgxpool.New(context.Background(), strings.Replace(cluster.URL(t.Name()), "postgres@", "discover_limited@", 1))
+	limited, err := pgxpool.New(context.Background(), strings.Replace(sharedCluster(t).URL(t.Name()), "postgres@", "discover_limited@", 1))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ func TestDaemon_UnknownViewInConfigIsAnError(t *testing.T) {
 }
 
 func TestDaemon_WALLevelNotLogicalIsAnError(t *testing.T) {
+	needsPostgreSQL(t)
 	ctx := context.Background()
 	c, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"wal_level": "replica"}})
 	if err != nil {

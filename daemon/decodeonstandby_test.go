@@ -157,10 +157,10 @@ func TestDaemon_ReplicationURLRefusals(t *testing.T) {
 	t.Run("not a standby of the primary", func(t *testing.T) {
 		primary, _ := startPair(t, nil, nil)
 		e := newEnvOn(t, primary, schemaSQL)
-		if err := cluster.CreateDatabase(context.Background(), e.name); err != nil {
+		if err := sharedCluster(t).CreateDatabase(context.Background(), e.name); err != nil {
 			t.Fatal(err)
 		}
-		e.cfg.ReplicationURL = cluster.URL(e.name)
+		e.cfg.ReplicationURL = sharedCluster(t).URL(e.name)
 		e.expectStartError("is not a standby of database_url's server")
 	})
 	if serverMajor(t) < 16 {

@@ -30,35 +30,70 @@ import (
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
+// The PostgreSQL cluster and the NATS server the tests share: started on
+// first use, so a test that needs neither runs without them, and stopped by
+// TestMain.
 var (
-	cluster *localpg.Cluster
-	natsSrv *localnats.Server
+	clusterOnce     sync.Once
+	startedCluster  *localpg.Cluster
+	clusterStartErr error
+
+	natsOnce     sync.Once
+	startedNATS  *localnats.Server
+	natsStartErr error
 )
 
+// TestMain stops the shared servers the tests started.
 func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	var err error
-	cluster, err = localpg.Start(ctx, localpg.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration tests need PostgreSQL binaries (initdb):", err)
-		return 1
-	}
-	natsSrv, err = localnats.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "integration tests need an embedded NATS server:", err)
-		_ = cluster.Stop(context.Background())
-		return 1
-	}
 	code := m.Run()
-	natsSrv.Shutdown()
-	if err := cluster.Stop(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
-		return 1
+	if startedNATS != nil {
+		startedNATS.Shutdown()
+	}
+	if startedCluster != nil {
+		if err := startedCluster.Stop(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "stop PostgreSQL:", err)
+			return 1
+		}
 	}
 	return code
+}
+
+// needsPostgreSQL skips a test that starts a PostgreSQL under -short (make
+// unit), which runs only the tests that need no server.
+func needsPostgreSQL(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
+}
+
+// sharedCluster returns the PostgreSQL cluster the tests share, starting it
+// on first use; it fails the test if the cluster could not start.
+func sharedCluster(t testing.TB) *localpg.Cluster {
+	t.Helper()
+	needsPostgreSQL(t)
+	clusterOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		startedCluster, clusterStartErr = localpg.Start(ctx, localpg.Options{})
+	})
+	if clusterStartErr != nil {
+		t.Fatalf("integration tests need PostgreSQL binaries (initdb): %v", clusterStartErr)
+	}
+	return startedCluster
+}
+
+// sharedNATS returns the embedded NATS server the tests share, starting it
+// on first use.
+func sharedNATS(t testing.TB) *localnats.Server {
+	t.Helper()
+	natsOnce.Do(func() { startedNATS, natsStartErr = localnats.Start() })
+	if natsStartErr != nil {
+		t.Fatalf("integration tests need an embedded NATS server: %v", natsStartErr)
+	}
+	return startedNATS
 }
 
 // barrierSQL is added to every test schema: a view the harness asks to
@@ -100,7 +135,7 @@ type env struct {
 // view on the shared cluster, and a configuration managing schema app.
 func newEnv(t testing.TB, schemaSQL string) *env {
 	t.Helper()
-	return newEnvOn(t, cluster, schemaSQL)
+	return newEnvOn(t, sharedCluster(t), schemaSQL)
 }
 
 // newEnvOn is newEnv on cluster c.
@@ -129,7 +164,7 @@ func newEnvOn(t testing.TB, cluster *localpg.Cluster, schemaSQL string) *env {
 		t.Fatalf("create test schema: %v", err)
 	}
 
-	nc, err := nats.Connect(natsSrv.URL())
+	nc, err := nats.Connect(sharedNATS(t).URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +183,7 @@ func newEnvOn(t testing.TB, cluster *localpg.Cluster, schemaSQL string) *env {
 	cfg.Debounce, cfg.MaxWait = 200*time.Millisecond, 2*time.Second
 	cfg.DiscoveryInterval = 300 * time.Millisecond
 	cfg.Listen = ""
-	cfg.NATS.URL, cfg.NATS.SubjectPrefix = natsSrv.URL(), name
+	cfg.NATS.URL, cfg.NATS.SubjectPrefix = sharedNATS(t).URL(), name
 	e.cfg = cfg
 	return e
 }

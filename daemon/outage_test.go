@@ -40,7 +40,7 @@ func survivesRestart(t *testing.T, mode string) {
 	e.start()
 	e.settle()
 
-	if err := cluster.Restart(context.Background(), mode); err != nil {
+	if err := sharedCluster(t).Restart(context.Background(), mode); err != nil {
 		t.Fatal(err)
 	}
 	e.pool.Reset() // the test's own connections died too
@@ -102,7 +102,7 @@ func TestDaemon_FastShutdownIsNotHeldUp(t *testing.T) {
 		t.Fatalf("slot confirmed %s (%v) before the refresh of a change before %s", lsn, err, sent)
 	}
 	began := time.Now()
-	if err := cluster.Restart(context.Background(), "fast"); err != nil {
+	if err := sharedCluster(t).Restart(context.Background(), "fast"); err != nil {
 		t.Fatalf("fast restart with a change waiting for its refresh: %v", err)
 	}
 	// Not held up until the debounce ends and the refresh fails on the
@@ -120,6 +120,7 @@ func TestDaemon_FastShutdownIsNotHeldUp(t *testing.T) {
 // pings are not a shutdown's. The daemon streams on without letting go
 // while a change waits out its debounce, and refreshes it.
 func TestDaemon_ShortWalSenderTimeoutIsNotAShutdown(t *testing.T) {
+	needsPostgreSQL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pg, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"wal_sender_timeout": "600ms"}})

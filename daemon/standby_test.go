@@ -22,6 +22,7 @@ import (
 // standbySettings), stopped when the test ends.
 func startPair(t *testing.T, primarySettings, standbySettings map[string]string) (primary, standby *localpg.Cluster) {
 	t.Helper()
+	needsPostgreSQL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	primary, err := localpg.Start(ctx, localpg.Options{Settings: primarySettings})
@@ -198,7 +199,7 @@ func TestDaemon_SynchronousStandby(t *testing.T) {
 func serverMajor(t *testing.T) int {
 	t.Helper()
 	var version int
-	if err := queryRowAt(cluster.URL("postgres"), "SELECT current_setting('server_version_num')::int", &version); err != nil {
+	if err := queryRowAt(sharedCluster(t).URL("postgres"), "SELECT current_setting('server_version_num')::int", &version); err != nil {
 		t.Fatal(err)
 	}
 	return version / 10000

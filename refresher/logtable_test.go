@@ -15,9 +15,12 @@ import (
 )
 
 // startServer starts a throwaway PostgreSQL for the test and connects to
-// it.
+// it; under -short (make unit) it skips the test.
 func startServer(t *testing.T, opts localpg.Options) *pgxpool.Pool {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
 	c, err := localpg.Start(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

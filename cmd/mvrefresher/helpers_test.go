@@ -9,10 +9,20 @@ import (
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
+// needsPostgreSQL skips a test that starts a PostgreSQL under -short (make
+// unit), which runs only the tests that need no server.
+func needsPostgreSQL(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
+}
+
 // startCluster starts a throwaway PostgreSQL for one test and connects to
 // its postgres database, running schema there.
 func startCluster(t *testing.T, schema string) (*localpg.Cluster, *pgxpool.Pool) {
 	t.Helper()
+	needsPostgreSQL(t)
 	ctx := context.Background()
 	cluster, err := localpg.Start(ctx, localpg.Options{})
 	if err != nil {

@@ -125,6 +125,7 @@ func waitReady(t *testing.T, url string, exited <-chan error, logs *bytes.Buffer
 // a burst refreshes the views, the view over a view follows its base, and it
 // exits 0 leaving nothing running.
 func TestDemo(t *testing.T) {
+	needsPostgreSQL(t)
 	var stdout syncBuffer
 	var stderr bytes.Buffer
 	demoErr := make(chan error, 1)

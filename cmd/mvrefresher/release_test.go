@@ -17,6 +17,7 @@ import (
 // trimmed, version stamped, as the Makefile and the Dockerfile do) and runs
 // the binary as a non-root user configured by the environment alone.
 func TestRelease_BinaryAsInTheImage(t *testing.T) {
+	needsPostgreSQL(t)
 	// Not t.TempDir: its parent is private to root, and the binary runs as
 	// nobody.
 	dir, err := os.MkdirTemp("", "mvr-release-")

@@ -12,6 +12,9 @@ import (
 )
 
 func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -81,6 +84,9 @@ func TestCluster(t *testing.T) {
 }
 
 func TestStandby(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	primary, err := Start(ctx, Options{})
