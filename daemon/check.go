@@ -10,6 +10,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
 )
 
 // Check lints the views cfg manages, the way the daemon sees them. It needs
@@ -42,17 +43,17 @@ func CheckStream(ctx context.Context, cfg config.Config) (StreamStatus, error) {
 		return StreamStatus{}, fmt.Errorf("connect to database: %w", err)
 	}
 	defer pool.Close()
-	slotPool, src, err := openStreamSource(ctx, cfg, pool, slog.New(slog.DiscardHandler))
+	slotPool, src, err := replication.OpenSource(ctx, pool, cfg.ReplicationURL, config.RedactURL(cfg.ReplicationURL), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return StreamStatus{}, err
 	}
-	defer closeStreamSource(slotPool, pool)
+	defer replication.CloseSource(slotPool, pool)
 	if src.Version == "" {
 		if err := pool.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&src.Version); err != nil {
 			return StreamStatus{}, fmt.Errorf("read the server version: %w", err)
 		}
 	}
-	return StreamStatus{DecodingOn: decodingOn(cfg, src), Source: src}, nil
+	return StreamStatus{DecodingOn: src.DecodingOn(cfg.DatabaseURL, cfg.ReplicationURL), Source: src}, nil
 }
 
 func discoverOptions(cfg config.Config, log refresher.Log) catalog.DiscoverOptions {

@@ -2,12 +2,10 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
@@ -15,28 +13,6 @@ import (
 	"github.com/mvrefresher/mvrefresher/replication"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
-
-// SlotStatus is the replication slot as the server sees it.
-type SlotStatus struct {
-	Name              string  `json:"name"`
-	Exists            bool    `json:"exists"`
-	Active            bool    `json:"active"`
-	ActivePID         *int32  `json:"active_pid"`
-	ConfirmedFlushLSN *string `json:"confirmed_flush_lsn"`
-	CurrentWALLSN     string  `json:"current_wal_lsn"`
-	// LagBytes: WAL written since the confirmed position.
-	LagBytes *int64 `json:"lag_bytes"`
-	// RetainedBytes: WAL the server keeps for the slot (from restart_lsn).
-	RetainedBytes *int64  `json:"retained_bytes"`
-	WALStatus     *string `json:"wal_status"`
-	SafeWALSize   *int64  `json:"safe_wal_size"`
-	// From PostgreSQL 17 on (null before): since when no process streams
-	// from the slot, why the server invalidated it, and whether it is a
-	// failover slot a standby keeps a copy of.
-	InactiveSince      *time.Time `json:"inactive_since"`
-	InvalidationReason *string    `json:"invalidation_reason"`
-	Failover           *bool      `json:"failover"`
-}
 
 // ViewStatus is one view and its last refresh.
 type ViewStatus struct {
@@ -72,9 +48,9 @@ type StreamStatus struct {
 
 // StatusReport is what `mvrefresher status` shows.
 type StatusReport struct {
-	Stream StreamStatus `json:"stream"`
-	Slot   SlotStatus   `json:"slot"`
-	Views  []ViewStatus `json:"views"`
+	Stream StreamStatus           `json:"stream"`
+	Slot   replication.SlotStatus `json:"slot"`
+	Views  []ViewStatus           `json:"views"`
 }
 
 // Status reads the slot, the managed views and the refresh log. It works
@@ -89,14 +65,14 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 		return StatusReport{}, fmt.Errorf("connect to database: %w", err)
 	}
 	defer pool.Close()
-	rep := StatusReport{Slot: SlotStatus{Name: cfg.Slot}}
-	slotPool, src, err := openStreamSource(ctx, cfg, pool, slog.New(slog.DiscardHandler))
+	rep := StatusReport{Slot: replication.SlotStatus{Name: cfg.Slot}}
+	slotPool, src, err := replication.OpenSource(ctx, pool, cfg.ReplicationURL, config.RedactURL(cfg.ReplicationURL), slog.New(slog.DiscardHandler))
 	if err != nil {
 		return rep, err
 	}
-	defer closeStreamSource(slotPool, pool)
-	rep.Stream = StreamStatus{DecodingOn: decodingOn(cfg, src), Source: src}
-	if err := readSlot(ctx, slotPool, &rep.Slot); err != nil {
+	defer replication.CloseSource(slotPool, pool)
+	rep.Stream = StreamStatus{DecodingOn: src.DecodingOn(cfg.DatabaseURL, cfg.ReplicationURL), Source: src}
+	if rep.Slot, err = replication.ReadSlot(ctx, slotPool, cfg.Slot); err != nil {
 		return rep, err
 	}
 	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
@@ -133,35 +109,4 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 		v.RowsInserted, v.RowsDeleted, v.LSN = r.RowsInserted, r.RowsDeleted, r.LSN
 	}
 	return rep, nil
-}
-
-// readSlot reads the slot on the server the stream decodes on; a standby's
-// WAL position is what it has replayed.
-func readSlot(ctx context.Context, pool *pgxpool.Pool, s *SlotStatus) error {
-	if err := pool.QueryRow(ctx, "SELECT ("+replication.CurrentLSNSQL+")::text").Scan(&s.CurrentWALLSN); err != nil {
-		return fmt.Errorf("read the WAL position: %w", err)
-	}
-	// The columns of 17 and later through to_jsonb: null on 15 and 16.
-	err := pool.QueryRow(ctx, `SELECT active, active_pid, confirmed_flush_lsn::text,
-			pg_wal_lsn_diff(`+replication.CurrentLSNSQL+`, confirmed_flush_lsn)::bigint,
-			pg_wal_lsn_diff(`+replication.CurrentLSNSQL+`, restart_lsn)::bigint, wal_status, safe_wal_size,
-			(to_jsonb(s)->>'inactive_since')::timestamptz, to_jsonb(s)->>'invalidation_reason', (to_jsonb(s)->>'failover')::boolean
-		FROM pg_replication_slots s WHERE slot_name = $1`, s.Name).
-		Scan(&s.Active, &s.ActivePID, &s.ConfirmedFlushLSN, &s.LagBytes, &s.RetainedBytes, &s.WALStatus, &s.SafeWALSize,
-			&s.InactiveSince, &s.InvalidationReason, &s.Failover)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read replication slot %q: %w", s.Name, err)
-	}
-	s.Exists = true
-	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
