@@ -16,10 +16,7 @@ import (
 // Check lints the views cfg manages, the way the daemon sees them. It needs
 // no replication connection and works whether or not a daemon runs.
 func Check(ctx context.Context, cfg config.Config) ([]catalog.Finding, error) {
-	log, err := refreshLog(cfg)
-	if err != nil {
-		return nil, err
-	}
+	log := refreshLog(cfg)
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
@@ -65,10 +62,6 @@ func discoverOptions(cfg config.Config, log refresher.Log) catalog.DiscoverOptio
 }
 
 // refreshLog is the configured refresh_log_table.
-func refreshLog(cfg config.Config) (refresher.Log, error) {
-	schema, table, err := config.ParseTableName(cfg.RefreshLogTable)
-	if err != nil {
-		return refresher.Log{}, fmt.Errorf("refresh_log_table: %w", err)
-	}
-	return refresher.NewLog(schema, table), nil
+func refreshLog(cfg config.Config) refresher.Log {
+	return refresher.NewLog(cfg.RefreshLogTable.Schema, cfg.RefreshLogTable.Name)
 }

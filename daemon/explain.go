@@ -133,10 +133,7 @@ func Graph(ctx context.Context, cfg config.Config) (catalog.Graph, error) {
 // readCatalog connects to database_url and discovers the catalog as the
 // daemon would; the caller closes the pool.
 func readCatalog(ctx context.Context, cfg config.Config) (*pgxpool.Pool, refresher.Log, *catalog.Catalog, error) {
-	log, err := refreshLog(cfg)
-	if err != nil {
-		return nil, log, nil, err
-	}
+	log := refreshLog(cfg)
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, log, nil, fmt.Errorf("connect to database: %w", err)

@@ -56,10 +56,7 @@ type StatusReport struct {
 // Status reads the slot, the managed views and the refresh log. It works
 // whether or not a daemon runs.
 func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
-	log, err := refreshLog(cfg)
-	if err != nil {
-		return StatusReport{}, err
-	}
+	log := refreshLog(cfg)
 	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return StatusReport{}, fmt.Errorf("connect to database: %w", err)
