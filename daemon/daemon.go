@@ -65,8 +65,7 @@ func (d *Daemon) Ready() bool {
 // runOnce connects, prepares (log table, catalog, publication, slot) and
 // then streams and refreshes until ctx ends or something fails.
 func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
-	log := refreshLog(d.cfg)
-	d.log = log
+	d.log = refresher.NewLog(d.cfg.RefreshLogTable.Schema, d.cfg.RefreshLogTable.Name)
 	pool, err := d.openPool(ctx)
 	if err != nil {
 		return err

@@ -1,15 +1,9 @@
-package daemon
+package inspect
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/mvrefresher/mvrefresher/catalog"
-	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/replication"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
@@ -39,13 +33,6 @@ type ViewStatus struct {
 	MaxStalenessFrom string `json:"max_staleness_from,omitempty"`
 }
 
-// StreamStatus is where the replication stream decodes.
-type StreamStatus struct {
-	// DecodingOn is "primary host:port/db" or "standby host:port/db".
-	DecodingOn string `json:"decoding_on"`
-	replication.Source
-}
-
 // StatusReport is what `mvrefresher status` shows.
 type StatusReport struct {
 	Stream StreamStatus           `json:"stream"`
@@ -53,29 +40,19 @@ type StatusReport struct {
 	Views  []ViewStatus           `json:"views"`
 }
 
-// Status reads the slot, the managed views and the refresh log. It works
-// whether or not a daemon runs.
-func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
-	log := refreshLog(cfg)
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return StatusReport{}, fmt.Errorf("connect to database: %w", err)
-	}
-	defer pool.Close()
-	rep := StatusReport{Slot: replication.SlotStatus{Name: cfg.Slot}}
-	slotPool, src, err := replication.OpenSource(ctx, pool, cfg.ReplicationURL, config.RedactURL(cfg.ReplicationURL), slog.New(slog.DiscardHandler))
+// Status reads the slot, the managed views and the refresh log.
+func (in *Inspector) Status(ctx context.Context) (StatusReport, error) {
+	var rep StatusReport
+	slotPool, stream, err := in.openSource(ctx)
 	if err != nil {
 		return rep, err
 	}
-	defer replication.CloseSource(slotPool, pool)
-	rep.Stream = StreamStatus{DecodingOn: src.DecodingOn(cfg.DatabaseURL, cfg.ReplicationURL), Source: src}
-	if rep.Slot, err = replication.ReadSlot(ctx, slotPool, cfg.Slot); err != nil {
+	defer replication.CloseSource(slotPool, in.pool)
+	rep.Stream = stream
+	if rep.Slot, err = replication.ReadSlot(ctx, slotPool, in.cfg.Slot); err != nil {
 		return rep, err
 	}
-	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
-	if err != nil {
-		return rep, err
-	}
+	cat := in.catalog
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
 		rep.Views = append(rep.Views, ViewStatus{View: name, Managed: true, Sources: v.SourceNames(), DependsOn: nonNil(v.Bases)})
@@ -87,11 +64,11 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 	for i, v := range rep.Views {
 		names[i] = v.View
 	}
-	rows, err := log.Rows(ctx, pool, names)
+	rows, err := in.log.Rows(ctx, in.pool, names)
 	if err != nil {
 		return rep, err
 	}
-	targets := schedule.TargetsFromLog(cfg, cat, rows)
+	targets := schedule.TargetsFromLog(in.cfg, cat, rows)
 	for i := range rep.Views {
 		v := &rep.Views[i]
 		if t, ok := targets[v.View]; ok {
@@ -106,4 +83,12 @@ func Status(ctx context.Context, cfg config.Config) (StatusReport, error) {
 		v.RowsInserted, v.RowsDeleted, v.LSN = r.RowsInserted, r.RowsDeleted, r.LSN
 	}
 	return rep, nil
+}
+
+// nonNil makes a nil list an empty one: JSON says [] rather than null.
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
