@@ -54,6 +54,18 @@ type NATS struct {
 	Stream        string
 }
 
+// TableName is a table's schema and name as the catalog spells them
+// (pg_namespace.nspname, pg_class.relname): unquoted, case-folded where the
+// user did not quote. Settings naming a table are parsed into one at load
+// (see ParseTableName), so that a bad name fails there.
+type TableName struct {
+	Schema, Name string
+}
+
+// String is the name as SQL, each part quoted when it needs to be:
+// ParseTableName reads it back as the same name.
+func (t TableName) String() string { return quoteIdent(t.Schema) + "." + quoteIdent(t.Name) }
+
 // Config is the whole configuration of the daemon and its commands.
 type Config struct {
 	DatabaseURL string
@@ -77,7 +89,7 @@ type Config struct {
 	Workers           int
 	LockTimeout       time.Duration // 0 = none
 	StatementTimeout  time.Duration // 0 = none
-	RefreshLogTable   string        // parse with ParseTableName
+	RefreshLogTable   TableName
 	Listen            string        // "" disables the HTTP server
 	LogLevel          string        // debug|info|warn|error
 	LogFormat         string        // text|json
@@ -102,7 +114,7 @@ func Default() Config {
 		MaxWait:           30 * time.Second,
 		Workers:           2,
 		LockTimeout:       10 * time.Second,
-		RefreshLogTable:   "public.mv_refresh_log",
+		RefreshLogTable:   TableName{Schema: "public", Name: "mv_refresh_log"},
 		Listen:            "127.0.0.1:9188",
 		LogLevel:          "info",
 		LogFormat:         "text",

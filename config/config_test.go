@@ -52,7 +52,7 @@ func TestLoad_Defaults(t *testing.T) {
 	if d.Slot != "mvrefresher" || d.Publication != "mvrefresher" || len(d.Schemas) != 0 ||
 		d.Debounce != 2*time.Second || d.MaxWait != 30*time.Second || d.MinInterval != 0 ||
 		d.Workers != 2 || d.LockTimeout != 10*time.Second || d.StatementTimeout != 0 ||
-		d.RefreshLogTable != "public.mv_refresh_log" || d.Listen != "127.0.0.1:9188" ||
+		d.RefreshLogTable != (TableName{Schema: "public", Name: "mv_refresh_log"}) || d.Listen != "127.0.0.1:9188" ||
 		d.LogLevel != "info" || d.LogFormat != "text" || d.ShutdownTimeout != 30*time.Second ||
 		d.DiscoveryInterval != 10*time.Second || d.NATS.URL != "" ||
 		d.NATS.SubjectPrefix != "mvrefresher" || d.NATS.JetStream || d.NATS.Stream != "MVREFRESHER" {
@@ -128,13 +128,14 @@ func TestLoad_EnvironmentAndFlagTypes(t *testing.T) {
 		"MVREFRESHER_NATS_SUBJECT_PREFIX": "acme.mv",
 		"MVREFRESHER_NATS_JETSTREAM":      "TRUE",
 		"MVREFRESHER_WORKERS":             "8",
+		"MVREFRESHER_REFRESH_LOG_TABLE":   `Ops."Refresh Log"`,
 	}
 	cfg, err := Load("", envOf(env), parseFlags(t, "--nats-jetstream=false", "--schemas", "a,b,c"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(cfg.Schemas, []string{"a", "b", "c"}) || cfg.NATS.SubjectPrefix != "acme.mv" ||
-		cfg.NATS.JetStream || cfg.Workers != 8 {
+		cfg.NATS.JetStream || cfg.Workers != 8 || cfg.RefreshLogTable != (TableName{Schema: "ops", Name: "Refresh Log"}) {
 		t.Fatalf("got %+v", cfg)
 	}
 	cfg, err = Load("", envOf(env), parseFlags(t, "--nats-jetstream"))
@@ -149,17 +150,19 @@ func TestLoad_EnvironmentAndFlagTypes(t *testing.T) {
 
 func TestLoad_EnvironmentErrors(t *testing.T) {
 	_, err := Load("", envOf(map[string]string{
-		"MVREFRESHER_DATABASE_URL":   testURL,
-		"MVREFRESHER_MAX_WAIT":       "soon",
-		"MVREFRESHER_WORKERS":        "many",
-		"MVREFRESHER_NATS_JETSTREAM": "yes",
-		"MVREFRESHER_SLOT":           "Bad-Slot",
+		"MVREFRESHER_DATABASE_URL":      testURL,
+		"MVREFRESHER_MAX_WAIT":          "soon",
+		"MVREFRESHER_WORKERS":           "many",
+		"MVREFRESHER_NATS_JETSTREAM":    "yes",
+		"MVREFRESHER_SLOT":              "Bad-Slot",
+		"MVREFRESHER_REFRESH_LOG_TABLE": "a.b.c",
 	}), nil)
 	for _, want := range []string{
 		`environment MVREFRESHER_MAX_WAIT: max_wait: invalid duration "soon" (use Go syntax such as 2s, 500ms, 1m)`,
 		`environment MVREFRESHER_WORKERS: workers: invalid integer "many"`,
 		`environment MVREFRESHER_NATS_JETSTREAM: nats.jetstream: invalid boolean "yes" (use true or false)`,
 		`environment MVREFRESHER_SLOT: slot: invalid replication slot name "Bad-Slot"`,
+		`environment MVREFRESHER_REFRESH_LOG_TABLE: refresh_log_table: invalid name "a.b.c"`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
@@ -228,7 +231,7 @@ func TestKeys_CoverEveryField(t *testing.T) {
 		for i := 0; i < typ.NumField(); i++ {
 			f := typ.Field(i)
 			switch {
-			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
+			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(TableName{}) && f.Type != reflect.TypeOf(time.Duration(0)):
 				walk(f.Type, path+f.Name+".")
 			case f.Type.Kind() != reflect.Map:
 				fields = append(fields, path+f.Name)
@@ -290,7 +293,7 @@ func diffFields(a, b reflect.Value, path string) []string {
 	for i := 0; i < a.NumField(); i++ {
 		name := path + a.Type().Field(i).Name
 		fa, fb := a.Field(i), b.Field(i)
-		if fa.Kind() == reflect.Struct {
+		if fa.Kind() == reflect.Struct && fa.Type() != reflect.TypeOf(TableName{}) {
 			out = append(out, diffFields(fa, fb, name+".")...)
 		} else if !reflect.DeepEqual(fa.Interface(), fb.Interface()) {
 			out = append(out, name)

@@ -25,7 +25,7 @@ type Key struct {
 type keyDef struct {
 	name  string
 	help  string
-	field func(*Config) any // *string, *time.Duration, *int, *bool or *[]string
+	field func(*Config) any // *string, *time.Duration, *int, *bool, *[]string or *TableName
 }
 
 var keyDefs = []keyDef{
@@ -134,6 +134,12 @@ func (d *keyDef) set(c *Config, s string) error {
 		*p = v
 	case *[]string:
 		*p = splitList(s)
+	case *TableName:
+		schema, name, err := ParseTableName(s)
+		if err != nil {
+			return err
+		}
+		*p = TableName{Schema: schema, Name: name}
 	default:
 		panic(fmt.Sprintf("config: key %s has an unsupported field type %T", d.name, p))
 	}
@@ -152,6 +158,8 @@ func (d *keyDef) format(c *Config) string {
 		return strconv.FormatBool(*p)
 	case *[]string:
 		return strings.Join(*p, ",")
+	case *TableName:
+		return p.String()
 	default:
 		panic(fmt.Sprintf("config: key %s has an unsupported field type %T", d.name, p))
 	}
@@ -168,6 +176,8 @@ func (d *keyDef) expects() string {
 		return "true or false"
 	case *[]string:
 		return "a list"
+	case *TableName:
+		return "a table name such as public.mv_refresh_log"
 	default:
 		return "a string"
 	}
@@ -186,6 +196,8 @@ func (d *keyDef) usage() string {
 		arg = "`list`, "
 	case *string:
 		arg = "`string`, "
+	case *TableName:
+		arg = "`table`, "
 	}
 	return fmt.Sprintf("%s (%senv %s)", d.help, arg, envName(d.name))
 }

@@ -99,6 +99,14 @@ func parseIdentifiers(s string) ([]string, error) {
 	}
 }
 
+// quoteIdent double-quotes a name unless it reads the same unquoted.
+func quoteIdent(name string) string {
+	if isUnquotedIdent(name) && foldASCII(name) == name {
+		return name
+	}
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
 func isUnquotedIdent(w string) bool {
 	for j := 0; j < len(w); j++ {
 		c := w[j]

@@ -44,6 +44,24 @@ func TestParseQualifiedName(t *testing.T) {
 	}
 }
 
+// A table name written out reads back as itself, quoted only where needed.
+func TestTableName_String(t *testing.T) {
+	for want, name := range map[string]TableName{
+		"public.mv_refresh_log": {Schema: "public", Name: "mv_refresh_log"},
+		`ops."Refresh Log"`:     {Schema: "ops", Name: "Refresh Log"},
+		`"a.b"."say ""hi"""`:    {Schema: "a.b", Name: `say "hi"`},
+		`"1st".log$`:            {Schema: "1st", Name: "log$"},
+	} {
+		if got := name.String(); got != want {
+			t.Errorf("%#v writes %s, want %s", name, got, want)
+		}
+		schema, table, err := ParseTableName(name.String())
+		if err != nil || (TableName{Schema: schema, Name: table}) != name {
+			t.Errorf("%s reads back as %q.%q (%v), want %#v", want, schema, table, err, name)
+		}
+	}
+}
+
 func TestParseTableName(t *testing.T) {
 	for in, want := range map[string][2]string{
 		"mv_refresh_log":        {"public", "mv_refresh_log"},

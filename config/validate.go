@@ -99,8 +99,8 @@ func (c Config) problems(requireDatabase bool) []problem {
 	if c.Workers < 1 || c.Workers > 64 {
 		add("workers", "workers: must be between 1 and 64 (got %d)", c.Workers)
 	}
-	if _, _, err := ParseTableName(c.RefreshLogTable); err != nil {
-		add("refresh_log_table", "refresh_log_table: %w", err)
+	if t := c.RefreshLogTable; t.Schema == "" || t.Name == "" {
+		add("refresh_log_table", "refresh_log_table: the schema and the table name must not be empty")
 	}
 	if c.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {

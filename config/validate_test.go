@@ -44,7 +44,7 @@ func TestValidate(t *testing.T) {
 		{"max_wait 0 unbounded", func(c *Config) { c.Debounce, c.MaxWait = time.Hour, 0 }, ""},
 		{"workers 0", func(c *Config) { c.Workers = 0 }, "workers: must be between 1 and 64 (got 0)"},
 		{"workers 65", func(c *Config) { c.Workers = 65 }, "workers: must be between 1 and 64 (got 65)"},
-		{"log table", func(c *Config) { c.RefreshLogTable = "a.b.c" }, `refresh_log_table: invalid name "a.b.c"`},
+		{"log table", func(c *Config) { c.RefreshLogTable = TableName{Schema: "a"} }, "refresh_log_table: the schema and the table name must not be empty"},
 		{"listen bad", func(c *Config) { c.Listen = "9188" }, `listen: invalid address "9188"`},
 		{"listen empty", func(c *Config) { c.Listen = "" }, ""},
 		{"listen port only", func(c *Config) { c.Listen = ":9188" }, ""},

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/mvrefresher/mvrefresher/config"
 )
 
 func TestDaemon_NeverPublishesATableWithoutReplicaIdentity(t *testing.T) {
@@ -76,7 +78,7 @@ func TestDaemon_UpgradesTheSeedsLogTable(t *testing.T) {
 		CREATE UNIQUE INDEX ON app.mv_t (n);
 		CREATE TABLE app.mv_refresh_log (mv_name text PRIMARY KEY, refreshed_at timestamptz);
 		INSERT INTO app.mv_refresh_log VALUES ('app.mv_t', '2026-01-01');`)
-	e.cfg.RefreshLogTable = "app.mv_refresh_log"
+	e.cfg.RefreshLogTable = config.TableName{Schema: "app", Name: "mv_refresh_log"}
 	e.start()
 	e.expectEvents(e.settle(), "app.mv_t startup ok")
 	var count int64

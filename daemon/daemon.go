@@ -65,21 +65,17 @@ func (d *Daemon) Ready() bool {
 // runOnce connects, prepares (log table, catalog, publication, slot) and
 // then streams and refreshes until ctx ends or something fails.
 func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
-	log, err := refreshLog(d.cfg)
-	if err != nil {
-		return err
-	}
-	d.log = log
+	d.log = refresher.NewLog(d.cfg.RefreshLogTable.Schema, d.cfg.RefreshLogTable.Name)
 	pool, err := d.openPool(ctx)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	slotPool, src, err := openStreamSource(ctx, d.cfg, pool, d.logger)
+	slotPool, src, err := replication.OpenSource(ctx, pool, d.cfg.ReplicationURL, config.RedactURL(d.cfg.ReplicationURL), d.logger)
 	if err != nil {
 		return err
 	}
-	defer closeStreamSource(slotPool, pool)
+	defer replication.CloseSource(slotPool, pool)
 	if err := d.checkServer(ctx, pool, slotPool); err != nil {
 		return err
 	}
@@ -258,7 +254,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 			warns++
 		}
 	}
-	d.logger.Info("starting", "database", databaseName(d.cfg.DatabaseURL), "decoding_on", decodingOn(d.cfg, src),
+	d.logger.Info("starting", "database", replication.DatabaseName(d.cfg.DatabaseURL), "decoding_on", src.DecodingOn(d.cfg.DatabaseURL, d.cfg.ReplicationURL),
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
@@ -480,15 +476,4 @@ func readBatchDelay(cfg config.Config) time.Duration {
 		}
 	}
 	return shortest / 100
-}
-
-// databaseName is host:port/database of a connection string, for logs: no
-// user, no password.
-func databaseName(url string) string {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return "?"
-	}
-	c := cfg.ConnConfig
-	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
 }

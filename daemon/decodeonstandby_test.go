@@ -14,6 +14,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/daemon"
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/inspect"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
@@ -98,8 +99,12 @@ func TestDaemon_DecodesOnAStandby(t *testing.T) {
 	e.settle()
 	e.assertFresh(allViews...)
 
-	var status daemon.StatusReport
-	status, err := daemon.Status(ctx, e.cfg)
+	in, err := inspect.Open(ctx, e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	status, err := in.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,21 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
+
+// discoverOptions has catalog.Discover find the views cfg manages, never
+// taking the refresh log for a source.
+func discoverOptions(cfg config.Config, log refresher.Log) catalog.DiscoverOptions {
+	return catalog.DiscoverOptions{
+		Schemas: cfg.Schemas,
+		Enabled: func(name string) bool { return cfg.ViewSettings(name).Enabled },
+		Log:     log,
+	}
+}
 
 // discoverLoop re-reads the catalog every discovery_interval so that new and
 // dropped views and new source tables are picked up without a restart. The

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/replication"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
@@ -25,8 +26,8 @@ func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *sch
 			case <-ticker.C:
 			}
 		}
-		s := SlotStatus{Name: d.cfg.Slot}
-		if err := readSlot(ctx, pool, &s); err != nil {
+		s, err := replication.ReadSlot(ctx, pool, d.cfg.Slot)
+		if err != nil {
 			if ctx.Err() == nil {
 				d.logger.Warn("read replication slot", "error", err)
 			}

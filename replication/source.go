@@ -31,6 +31,64 @@ type Source struct {
 	PrimarySlot string `json:"primary_slot,omitempty"`
 }
 
+// OpenSource connects to the server the stream decodes on and checks it
+// (CheckSource): primary itself when url (replication_url) is empty, else a
+// standby of it. redactedURL is url as errors show it, its password masked.
+// Close the pool with CloseSource.
+func OpenSource(ctx context.Context, primary *pgxpool.Pool, url, redactedURL string, logger *slog.Logger) (*pgxpool.Pool, Source, error) {
+	if url == "" {
+		return primary, Source{}, nil
+	}
+	poolCfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, Source{}, fmt.Errorf("parse replication_url: %w", err)
+	}
+	// The slot's reads and the replay gate's.
+	poolCfg.MaxConns = 2
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "mvrefresher"
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, Source{}, fmt.Errorf("connect to replication_url: %w", err)
+	}
+	src, err := CheckSource(ctx, primary, pool, logger)
+	if err != nil {
+		pool.Close()
+		return nil, Source{}, fmt.Errorf("%w (replication_url %s)", err, redactedURL)
+	}
+	return pool, src, nil
+}
+
+// CloseSource closes what OpenSource opened: nothing when the stream
+// decodes on primary.
+func CloseSource(pool, primary *pgxpool.Pool) {
+	if pool != primary {
+		pool.Close()
+	}
+}
+
+// DecodingOn says where the stream decodes, for logs, check and status:
+// databaseURL and replicationURL are database_url and replication_url.
+func (s Source) DecodingOn(databaseURL, replicationURL string) string {
+	switch {
+	case s.Standby:
+		return "standby " + DatabaseName(replicationURL)
+	case replicationURL != "":
+		return "primary " + DatabaseName(replicationURL) + " (replication_url, the same server as database_url's)"
+	}
+	return "primary " + DatabaseName(databaseURL)
+}
+
+// DatabaseName is host:port/database of a connection string, for logs: no
+// user, no password.
+func DatabaseName(url string) string {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return "?"
+	}
+	c := cfg.ConnConfig
+	return fmt.Sprintf("%s:%d/%s", c.Host, c.Port, c.Database)
+}
+
 // serverIdentity tells servers apart: a standby shares its primary's system
 // identifier, and only the same running server has the same start time.
 type serverIdentity struct {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
 // runCheck lints the managed views; exit status 1 when any finding is an
@@ -26,19 +26,24 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	findings, err := daemon.Check(ctx, cfg)
+	in, err := inspect.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	stream, streamErr := daemon.CheckStream(ctx, cfg)
+	defer in.Close()
+	findings, err := in.Check(ctx)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	stream, streamErr := in.CheckStream(ctx)
 	if *asJSON {
 		if findings == nil {
 			findings = []catalog.Finding{}
 		}
 		out := struct {
-			Stream      *daemon.StreamStatus `json:"stream"`
-			StreamError string               `json:"stream_error,omitempty"`
-			Findings    []catalog.Finding    `json:"findings"`
+			Stream      *inspect.StreamStatus `json:"stream"`
+			StreamError string                `json:"stream_error,omitempty"`
+			Findings    []catalog.Finding     `json:"findings"`
 		}{Findings: findings}
 		if streamErr != nil {
 			out.StreamError = streamErr.Error()

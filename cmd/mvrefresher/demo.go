@@ -105,7 +105,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.DatabaseURL = dbURL
 	cfg.Slot, cfg.Publication = demoName, demoName
 	cfg.Schemas = []string{"analytics"}
-	cfg.RefreshLogTable = "analytics.mv_refresh_log"
+	cfg.RefreshLogTable = config.TableName{Schema: "analytics", Name: "mv_refresh_log"}
 	cfg.Debounce, cfg.MaxWait = time.Second, 5*time.Second
 	cfg.Listen = *listen
 	cfg.NATS.URL, cfg.NATS.SubjectPrefix = ns.URL(), demoName

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
 // runExplain is the dry run: what a change to a table, or a refresh of a
@@ -42,7 +42,12 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	rep, err := daemon.Explain(ctx, cfg, names[0])
+	in, err := inspect.Open(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	defer in.Close()
+	rep, err := in.Explain(ctx, names[0])
 	if err != nil {
 		return fmt.Errorf("explain: %w", err)
 	}
@@ -55,7 +60,7 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-func printExplain(w io.Writer, rep daemon.ExplainReport) {
+func printExplain(w io.Writer, rep inspect.ExplainReport) {
 	what := "a change to " + rep.Kind + " " + rep.Name
 	if rep.Kind == "view" {
 		what = "a refresh of " + rep.Name

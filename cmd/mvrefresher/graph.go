@@ -11,7 +11,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
 // runGraph prints the dependency graph of the managed views.
@@ -34,11 +34,12 @@ func runGraph(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	g, err := daemon.Graph(ctx, cfg)
+	in, err := inspect.Open(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("graph: %w", err)
 	}
-	return write(stdout, g)
+	defer in.Close()
+	return write(stdout, in.Graph())
 }
 
 func writeGraphJSON(w io.Writer, g catalog.Graph) error {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/daemon"
+	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -26,7 +26,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	rep, err := daemon.Status(ctx, cfg)
+	in, err := inspect.Open(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	defer in.Close()
+	rep, err := in.Status(ctx)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -39,7 +44,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-func printStatus(w io.Writer, rep daemon.StatusReport, now time.Time) {
+func printStatus(w io.Writer, rep inspect.StatusReport, now time.Time) {
 	if rep.Stream.DecodingOn != "" {
 		fmt.Fprintf(w, "stream: decoding on %s\n", rep.Stream.DecodingOn)
 	}

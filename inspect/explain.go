@@ -1,15 +1,12 @@
-package daemon
+package inspect
 
 import (
 	"context"
 	"fmt"
 	"slices"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
@@ -49,16 +46,12 @@ type ExplainedView struct {
 // Explain says what a change to the table name (or a refresh of the view
 // name) refreshes, as the daemon would route it: a dry run that reads the
 // catalog and the refresh log and changes nothing.
-func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport, error) {
+func (in *Inspector) Explain(ctx context.Context, name string) (ExplainReport, error) {
 	schema, relname, err := config.ParseQualifiedName(name)
 	if err != nil {
 		return ExplainReport{}, fmt.Errorf("%q: %w", name, err)
 	}
-	pool, log, cat, err := readCatalog(ctx, cfg)
-	if err != nil {
-		return ExplainReport{}, err
-	}
-	defer pool.Close()
+	pool, cat := in.pool, in.catalog
 	rep := ExplainReport{Waves: [][]ExplainedView{}}
 	if err := pool.QueryRow(ctx, "SELECT format('%I.%I', $1::text, $2::text)", schema, relname).Scan(&rep.Name); err != nil {
 		return rep, fmt.Errorf("quote %q: %w", name, err)
@@ -86,16 +79,16 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 		rep.Kind = "relation" // no managed view reads it
 	}
 	waves := cat.Waves(start)
-	rows, err := log.Rows(ctx, pool, cat.Names()) // targets depend on every view's
+	rows, err := in.log.Rows(ctx, pool, cat.Names()) // targets depend on every view's
 	if err != nil {
 		return rep, err
 	}
-	targets := schedule.TargetsFromLog(cfg, cat, rows)
+	targets := schedule.TargetsFromLog(in.cfg, cat, rows)
 	earlier := map[string]bool{}
 	for _, wave := range waves {
 		var out []ExplainedView
 		for _, v := range wave {
-			s := cfg.ViewSettings(v)
+			s := in.cfg.ViewSettings(v)
 			e := ExplainedView{View: v, After: []string{}, Debounce: s.Debounce.String(), MaxWait: s.MaxWait.String(),
 				MinInterval: s.MinInterval.String(), Concurrently: string(s.Concurrently)}
 			for _, b := range cat.TransitiveBases(v) {
@@ -119,32 +112,5 @@ func Explain(ctx context.Context, cfg config.Config, name string) (ExplainReport
 	return rep, nil
 }
 
-// Graph reads the catalog as the daemon sees it and returns the dependency
-// graph of the managed views.
-func Graph(ctx context.Context, cfg config.Config) (catalog.Graph, error) {
-	pool, _, cat, err := readCatalog(ctx, cfg)
-	if err != nil {
-		return catalog.Graph{}, err
-	}
-	pool.Close()
-	return cat.Graph(), nil
-}
-
-// readCatalog connects to database_url and discovers the catalog as the
-// daemon would; the caller closes the pool.
-func readCatalog(ctx context.Context, cfg config.Config) (*pgxpool.Pool, refresher.Log, *catalog.Catalog, error) {
-	log, err := refreshLog(cfg)
-	if err != nil {
-		return nil, log, nil, err
-	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return nil, log, nil, fmt.Errorf("connect to database: %w", err)
-	}
-	cat, err := catalog.Discover(ctx, pool, discoverOptions(cfg, log))
-	if err != nil {
-		pool.Close()
-		return nil, log, nil, err
-	}
-	return pool, log, cat, nil
-}
+// Graph is the dependency graph of the managed views.
+func (in *Inspector) Graph() catalog.Graph { return in.catalog.Graph() }
