@@ -1,6 +1,7 @@
 // Package client lets an application read its own writes through
 // mvrefresher: after a commit, it waits until a view's last refresh includes
-// the commit, asking the daemon's HTTP endpoints (`listen`).
+// the commit, asking the daemon's HTTP endpoints (`listen`) as package api
+// describes them.
 package client
 
 import (
@@ -9,12 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 
+	"github.com/mvrefresher/mvrefresher/api"
 	"github.com/mvrefresher/mvrefresher/events"
 )
 
@@ -24,9 +25,6 @@ var (
 	// ErrUnknownView: the daemon does not manage the view.
 	ErrUnknownView = errors.New("not a managed view")
 )
-
-// maxWait is the longest wait the daemon accepts in one request.
-const maxWait = 5 * time.Minute
 
 // Client asks one daemon.
 type Client struct {
@@ -54,13 +52,13 @@ func (c *Client) Wait(ctx context.Context, view string, lsn pglogrepl.LSN, timeo
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		chunk := min(time.Until(deadline), maxWait)
+		// The daemon waits api.MaxWaitTimeout at most: a longer wait asks again.
+		chunk := min(time.Until(deadline), api.MaxWaitTimeout)
 		if chunk <= 0 {
 			chunk = time.Millisecond // a last look
 		}
-		q := url.Values{"lsn": {lsn.String()}, "timeout": {chunk.String()}}
 		var st events.ViewState
-		err := c.get(ctx, "/views/"+url.PathEscape(view)+"/wait?"+q.Encode(), &st)
+		err := c.get(ctx, api.WaitPath(view)+"?"+api.WaitQuery(lsn, chunk).Encode(), &st)
 		if errors.Is(err, ErrTimeout) && time.Now().Before(deadline) {
 			continue
 		}
@@ -71,7 +69,7 @@ func (c *Client) Wait(ctx context.Context, view string, lsn pglogrepl.LSN, timeo
 	}
 }
 
-// get decodes the answer to GET path into out; a 504's state too.
+// get decodes the answer to GET path into out; a timed-out wait's state too.
 func (c *Client) get(ctx context.Context, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
@@ -84,20 +82,20 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 	defer resp.Body.Close() //nolint:errcheck // the body is read in full or the error reported
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return json.NewDecoder(resp.Body).Decode(out)
-	case http.StatusGatewayTimeout:
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("read %s's answer: %w", c.base, err)
+		}
+		return nil
+	case api.StatusNotFresh:
 		_ = json.NewDecoder(resp.Body).Decode(out) // the state, when the daemon could read it
 		return ErrTimeout
+	case api.StatusUnknownView:
+		// The status says it all; the daemon's message would say it again.
+		return fmt.Errorf("%s answered %s: %w", c.base, resp.Status, ErrUnknownView)
 	}
-	var body struct {
-		Error string `json:"error"`
-	}
+	var body api.Error
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.Error == "" {
 		body.Error = resp.Status
-	}
-	switch resp.StatusCode {
-	case http.StatusNotFound:
-		return fmt.Errorf("%w: %s", ErrUnknownView, body.Error)
 	}
 	return fmt.Errorf("%s answered %s: %s", c.base, resp.Status, body.Error)
 }

@@ -51,7 +51,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 
 // serveOn runs d and its HTTP endpoints on ln until ctx ends.
 func serveOn(ctx context.Context, d *daemon.Daemon, ln net.Listener, logger *slog.Logger) error {
-	srv := &http.Server{Handler: healthHandler(d), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("serving HTTP: /metrics, /healthz, /readyz, /views", "listen", ln.Addr().String())
@@ -70,27 +70,6 @@ func serveOn(ctx context.Context, d *daemon.Daemon, ln net.Listener, logger *slo
 		return fmt.Errorf("stop HTTP server: %w", shutdownErr)
 	}
 	return nil
-}
-
-func healthHandler(d *daemon.Daemon) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", d.MetricsHandler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if d.Standby() {
-			http.Error(w, "standby: another instance is streaming from the replication slot", http.StatusServiceUnavailable)
-			return
-		}
-		if !d.Ready() {
-			http.Error(w, "not streaming from the replication slot", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "streaming")
-	})
-	handleViews(mux, d)
-	return mux
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
