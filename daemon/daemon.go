@@ -108,10 +108,10 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	debug.FreeOSMemory()
 	stream.Confirm(start.slot.Start)
 	confirm := stream.Confirm
-	var gate *replayGate
+	var gate *replication.ReplayGate
 	if src.Standby {
-		gate = newReplayGate(pool, slotPool, start.wal, stream.Confirm, d.logger.With("component", "replay_gate"))
-		confirm = gate.offer
+		gate = replication.NewReplayGate(pool, slotPool, start.wal, stream, d.logger.With("component", "replay_gate"))
+		confirm = gate.Confirm
 	}
 	skew, err := d.clockSkew(ctx, pool)
 	if err != nil {
@@ -287,7 +287,7 @@ func (d *Daemon) ensureSlot(ctx context.Context, pool, slotPool *pgxpool.Pool, s
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replayGate, sched *schedule.Scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
+func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replication.ReplayGate, sched *schedule.Scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
 	refr := refresher.New(pool, d.log, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
@@ -301,7 +301,7 @@ func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, st
 	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat, discoverNow); return nil })
 	g.Go(func() error { d.monitorSlot(gctx, slotPool, sched, sink); return nil })
 	if gate != nil {
-		g.Go(func() error { return gate.run(gctx) })
+		g.Go(func() error { return gate.Run(gctx) })
 	}
 	var workers errgroup.Group
 	for range d.cfg.Workers {

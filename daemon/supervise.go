@@ -118,7 +118,7 @@ func backoff(attempt int) time.Duration {
 // server that is restarting, as opposed to a problem a restart cannot fix.
 func transient(err error) bool {
 	if errors.Is(err, replication.ErrStreamEnded) || errors.Is(err, replication.ErrServerStopping) ||
-		errors.Is(err, schedule.ErrServerGoingAway) || errors.Is(err, errStandbyPromoted) {
+		errors.Is(err, schedule.ErrServerGoingAway) || errors.Is(err, replication.ErrStandbyPromoted) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -68,7 +68,7 @@ type Stream struct {
 	// DecodeOnStandbyOf).
 	primary *pgxpool.Pool
 
-	confirmable atomic.Uint64 // set by Confirm, read when sending status
+	confirmable forwardLSN    // set by Confirm, read when sending status
 	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
 	lastSent    time.Time     // when a status was last sent; owned by Run, then Close
 	// writeFailed: a write to the server failed, maybe halfway through a
@@ -141,14 +141,7 @@ func (s *Stream) SetBatchDelay(d time.Duration) {
 
 // Confirm tells the stream that the server may forget everything before lsn.
 // It never moves backwards.
-func (s *Stream) Confirm(lsn pglogrepl.LSN) {
-	for {
-		old := s.confirmable.Load()
-		if uint64(lsn) <= old || s.confirmable.CompareAndSwap(old, uint64(lsn)) {
-			return
-		}
-	}
-}
+func (s *Stream) Confirm(lsn pglogrepl.LSN) { s.confirmable.advance(lsn) }
 
 // Streaming reports whether the stream is receiving from the slot.
 func (s *Stream) Streaming() bool { return s.streaming.Load() }
@@ -197,7 +190,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	)
 	for {
 		if now := time.Now(); !now.Before(nextStatus) {
-			moved := pglogrepl.LSN(s.confirmable.Load()) != s.sent
+			moved := s.confirmable.load() != s.sent
 			if !nextStatus.IsZero() && (moved || now.Sub(s.lastSent) >= idleStatusInterval) {
 				if err := s.sendStatus(ctx, now.Add(writeTimeout)); err != nil {
 					return err
@@ -291,13 +284,13 @@ func (s *Stream) handleCopyData(ctx context.Context, data []byte, d *decoder, h 
 // server refuses connections (or, decoding on a standby, cannot be
 // confirmed once the standby stops replaying), it would wait forever.
 func (s *Stream) serverStopping(ka pglogrepl.PrimaryKeepaliveMessage) bool {
-	return s.stopping.ping(ka.ServerWALEnd, ka.ServerTime) && pglogrepl.LSN(s.confirmable.Load()) < ka.ServerWALEnd
+	return s.stopping.ping(ka.ServerWALEnd, ka.ServerTime) && s.confirmable.load() < ka.ServerWALEnd
 }
 
 // sendStatus tells the server the confirmable position, giving up at
 // deadline or when ctx ends.
 func (s *Stream) sendStatus(ctx context.Context, deadline time.Time) error {
-	lsn := pglogrepl.LSN(s.confirmable.Load())
+	lsn := s.confirmable.load()
 	if s.writeFailed {
 		return fmt.Errorf("confirm %s to slot %q: an earlier write failed", lsn, s.slot)
 	}
@@ -349,7 +342,7 @@ func (s *Stream) Close(ctx context.Context) error {
 	// Bounds the final status, and pgconn's Terminate after it.
 	_ = nc.SetDeadline(deadline)
 	var confirmErr error
-	if pglogrepl.LSN(s.confirmable.Load()) != s.sent {
+	if s.confirmable.load() != s.sent {
 		confirmErr = s.sendStatus(ctx, deadline)
 	}
 	return errors.Join(confirmErr, s.conn.Close(ctx))

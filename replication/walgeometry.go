@@ -25,12 +25,12 @@ func ReadWALGeometry(ctx context.Context, pool *pgxpool.Pool) (WALGeometry, erro
 	return g, nil
 }
 
-// RecordEnd moves an insert position (pg_current_wal_lsn,
+// LastRecordEnd moves an insert position (pg_current_wal_lsn,
 // pg_current_wal_insert_lsn) just past a page header, nothing written on the
 // page yet, back to the page's start, where the last record ended and where
 // the stream and a standby's replay stop until more WAL comes. No record
 // ends inside a header. Without a geometry (zero), insert is returned as is.
-func (g WALGeometry) RecordEnd(insert pglogrepl.LSN) pglogrepl.LSN {
+func (g WALGeometry) LastRecordEnd(insert pglogrepl.LSN) pglogrepl.LSN {
 	const shortHeader, longHeader = 24, 40 // SizeOfXLogShortPHD, SizeOfXLogLongPHD (a segment's first page)
 	switch {
 	case g.SegmentSize != 0 && uint64(insert)%g.SegmentSize == longHeader:

@@ -26,7 +26,7 @@ func (s *Scheduler) answer(q viewQuery) {
 	}
 	q.view = name
 	if q.wait {
-		q.lsn = s.wal.RecordEnd(q.lsn)
+		q.lsn = s.wal.LastRecordEnd(q.lsn)
 		if through, ok := s.freshThrough(name); !ok || through < q.lsn {
 			s.waiters.add(q)
 			if s.discovered < q.lsn && s.changesOutsideTheStream(name) {

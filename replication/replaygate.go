@@ -1,70 +1,66 @@
-package daemon
+package replication
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/mvrefresher/mvrefresher/replication"
 )
 
-// replayGate passes a confirmable position on to a slot on a standby only
+// ReplayGate passes a confirmable position on to a slot on a standby only
 // once the standby has replayed everything the daemon wrote on the primary
 // before it: the refreshes covering the changes up to that position, and
 // their log rows. Confirmed earlier, a failover to that standby would lose a
 // refresh whose changes the slot no longer streams.
-type replayGate struct {
+//
+// It wraps the stream's Confirm: the gate's Confirm takes what the stream's
+// would, and Run passes it on.
+type ReplayGate struct {
 	primary, standby *pgxpool.Pool
-	confirm          func(pglogrepl.LSN)
+	stream           *Stream
 	interval         time.Duration
-	wal              replication.WALGeometry
+	wal              WALGeometry
 	logger           *slog.Logger
-	offered          atomic.Uint64
+	offered          forwardLSN
 }
 
-func newReplayGate(primary, standby *pgxpool.Pool, wal replication.WALGeometry, confirm func(pglogrepl.LSN), logger *slog.Logger) *replayGate {
-	return &replayGate{primary: primary, standby: standby, wal: wal, confirm: confirm, interval: replication.DefaultStatusInterval, logger: logger}
+// NewReplayGate gates stream, which decodes on standby, a physical standby
+// of primary.
+func NewReplayGate(primary, standby *pgxpool.Pool, wal WALGeometry, stream *Stream, logger *slog.Logger) *ReplayGate {
+	return &ReplayGate{primary: primary, standby: standby, wal: wal, stream: stream, interval: DefaultStatusInterval, logger: logger}
 }
 
-// offer is the scheduler's confirm: every refresh covering the changes up to
-// lsn has finished.
-func (g *replayGate) offer(lsn pglogrepl.LSN) {
-	for {
-		old := g.offered.Load()
-		if uint64(lsn) <= old || g.offered.CompareAndSwap(old, uint64(lsn)) {
-			return
-		}
-	}
-}
+// Confirm offers lsn: every refresh covering the changes up to it has
+// finished. Run confirms it on the stream once the standby has replayed
+// them. It never moves backwards.
+func (g *ReplayGate) Confirm(lsn pglogrepl.LSN) { g.offered.advance(lsn) }
 
 // inserted is the end of the last record inserted into the primary's WAL,
 // as a standby's replay position would state it. pg_current_wal_insert_lsn
 // is past the next page's header when that record ended a page; a standby
 // that replayed it is at the page's start until more WAL comes, which an
 // idle primary may not write for a long time.
-func (g *replayGate) inserted(ctx context.Context) (pglogrepl.LSN, error) {
+func (g *ReplayGate) inserted(ctx context.Context) (pglogrepl.LSN, error) {
 	var lsn pglogrepl.LSN
 	if err := g.primary.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&lsn); err != nil {
 		return 0, err
 	}
-	return g.wal.RecordEnd(lsn), nil
+	return g.wal.LastRecordEnd(lsn), nil
 }
 
-// errStandbyPromoted means the standby the stream decodes on was promoted.
+// ErrStandbyPromoted means the standby the stream decodes on was promoted.
 // Its WAL from then on is its own, on a new timeline: a position there says
 // nothing about what it has of the old primary's. The attempt ends, and the
 // next one streams from what the slot confirmed, which the gate never let
 // past what the standby had replayed.
-var errStandbyPromoted = errors.New("the standby the stream decodes on was promoted")
+var ErrStandbyPromoted = errors.New("the standby the stream decodes on was promoted")
 
-// run confirms offered positions as the standby replays the primary's WAL,
-// until ctx ends (nil) or the standby is promoted (errStandbyPromoted).
-func (g *replayGate) run(ctx context.Context) error {
+// Run confirms offered positions as the standby replays the primary's WAL,
+// until ctx ends (nil) or the standby is promoted (ErrStandbyPromoted).
+func (g *ReplayGate) Run(ctx context.Context) error {
 	ticker := time.NewTicker(g.interval)
 	defer ticker.Stop()
 	var confirmed pglogrepl.LSN
@@ -77,7 +73,7 @@ func (g *replayGate) run(ctx context.Context) error {
 		}
 	}
 	for tick() {
-		offered := pglogrepl.LSN(g.offered.Load())
+		offered := g.offered.load()
 		if offered <= confirmed {
 			continue
 		}
@@ -97,10 +93,10 @@ func (g *replayGate) run(ctx context.Context) error {
 			case err != nil:
 				g.logger.Debug("read the standby's replay position", "error", err)
 			case !inRecovery:
-				return errStandbyPromoted
+				return ErrStandbyPromoted
 			case replayed != nil && *replayed >= written:
 				g.logger.Debug("the standby has replayed the primary's WAL", "offered", offered.String(), "primary_inserted", written.String(), "standby_replayed", replayed.String())
-				g.confirm(offered)
+				g.stream.Confirm(offered)
 				confirmed = offered
 			}
 			if confirmed == offered {
