@@ -112,7 +112,7 @@ func TestDaemon_StopAfterTimeoutReplaysUnfinishedWork(t *testing.T) {
 		return !still, err
 	})
 	release()
-	e.settleEventsOnly()
+	e.forgetEvents()
 
 	e.start()
 	// The change is replayed: mv_totals is refreshed (mv_big, refreshed

@@ -1,6 +1,8 @@
-// Package daemon runs mvrefresher: it wires the replication stream, the
-// debouncer and the refresher together and decides what the slot may
-// confirm.
+// Package daemon runs mvrefresher: it connects, prepares what streaming
+// starts from (the refresh log, the catalog, the publication, the slot),
+// runs the stream, the scheduler, the refresh workers, discovery and the
+// slot monitor under one errgroup, reconnects or stands by when that ends,
+// and serves the HTTP endpoints.
 package daemon
 
 import (
@@ -29,12 +31,12 @@ import (
 
 // Daemon is one running mvrefresher.
 type Daemon struct {
-	cfg     config.Config
-	logger  *slog.Logger
-	log     refresher.Log
-	stream  atomic.Pointer[replication.Stream]
-	standby atomic.Bool
-	metrics *metrics.Metrics
+	cfg        config.Config
+	logger     *slog.Logger
+	refreshLog refresher.Log
+	stream     atomic.Pointer[replication.Stream]
+	standby    atomic.Bool
+	metrics    *metrics.Metrics
 	// queries reach the scheduler of the attempt streaming now.
 	queries *schedule.Queries
 	// slotUndecodable: the last attempt's stream failed on WAL written
@@ -44,7 +46,8 @@ type Daemon struct {
 
 // New checks nothing and connects to nothing: Run does.
 func New(cfg config.Config, logger *slog.Logger) *Daemon {
-	d := &Daemon{cfg: cfg, logger: logger, queries: schedule.NewQueries()}
+	d := &Daemon{cfg: cfg, logger: logger, queries: schedule.NewQueries(),
+		refreshLog: refresher.NewLog(cfg.RefreshLogTable.Schema, cfg.RefreshLogTable.Name)}
 	d.metrics = metrics.New(d.Ready, d.Standby)
 	return d
 }
@@ -65,7 +68,6 @@ func (d *Daemon) Ready() bool {
 // runOnce connects, prepares (log table, catalog, publication, slot) and
 // then streams and refreshes until ctx ends or something fails.
 func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
-	d.log = refresher.NewLog(d.cfg.RefreshLogTable.Schema, d.cfg.RefreshLogTable.Name)
 	pool, err := d.openPool(ctx)
 	if err != nil {
 		return err
@@ -197,7 +199,7 @@ type startState struct {
 // prepare creates what is missing (the log table, the publication, the
 // slot) and reads what streaming starts from.
 func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src replication.Source, stream *replication.Stream) (startState, error) {
-	if err := d.log.Ensure(ctx, pool); err != nil {
+	if err := d.refreshLog.Ensure(ctx, pool); err != nil {
 		return startState{}, err
 	}
 	wal, err := replication.ReadWALGeometry(ctx, pool)
@@ -224,7 +226,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	}
 	// Everything owed is in the log, whatever this start or an earlier one
 	// that crashed found: a new slot, tables newly published, failures.
-	startup, err := d.log.Owed(ctx, pool, cat.Names())
+	startup, err := d.refreshLog.Owed(ctx, pool, cat.Names())
 	if err != nil {
 		return startState{}, err
 	}
@@ -236,7 +238,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
-	rows, err := d.log.Rows(ctx, pool, cat.Names())
+	rows, err := d.refreshLog.Rows(ctx, pool, cat.Names())
 	if err != nil {
 		return startState{}, err
 	}
@@ -289,7 +291,7 @@ func (d *Daemon) ensureSlot(ctx context.Context, pool, slotPool *pgxpool.Pool, s
 // ctx ends or one of them fails.
 func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replication.ReplayGate, sched *schedule.Scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
-	refr := refresher.New(pool, d.log, d.cfg.LockTimeout, d.cfg.StatementTimeout)
+	refr := refresher.New(pool, d.refreshLog, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
 	g.Go(func() error {
 		err := stream.Run(gctx, sched)
@@ -355,91 +357,6 @@ func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) e
 		}
 	}
 	return errors.Join(problems...)
-}
-
-// discover reads the catalog and syncs the publication with it. In the
-// transaction that adds tables to the publication (or repairs it), the
-// views reading them, the views new since prev (nil at start) and all their
-// dependents are marked in the refresh log as owing a refresh.
-//
-// through is the WAL position read before the catalog: the catalog shows
-// every partition attached, detached or dropped before it.
-func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog.Catalog) (cat *catalog.Catalog, added []replication.Table, through pglogrepl.LSN, err error) {
-	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&through); err != nil {
-		return nil, nil, 0, fmt.Errorf("discover views: read the WAL position: %w", err)
-	}
-	cat, err = catalog.Discover(ctx, pool, discoverOptions(d.cfg, d.log))
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	var tables []replication.Table
-	for _, t := range cat.PublishedTables() {
-		tables = append(tables, replication.Table{OID: t.OID, Schema: t.Schema, Name: t.Relname})
-	}
-	var changed []replication.Table
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// The marked log rows are locked from the mark to the commit: an
-		// ALTER waiting for a busy table would hold up those views'
-		// refreshes as they record themselves. Better to give up and try
-		// again at the next discovery.
-		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
-			return fmt.Errorf("sync publication: %w", err)
-		}
-		var err error
-		changed, err = replication.SyncPublication(ctx, tx, d.cfg.Publication, tables,
-			func(changed []replication.Table) error {
-				// A view managed again (enabled, or its source fixed) may
-				// have a log row from before: its startup refresh must
-				// survive a crash too. One statement, one lock order.
-				return d.markOwed(ctx, tx, cat.WithDependents(append(readersOf(cat, changed), newViews(cat, prev)...)...))
-			},
-			func(msg string) { d.logger.Warn(msg) })
-		return err
-	})
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	return cat, changed, through, nil
-}
-
-func (d *Daemon) markOwed(ctx context.Context, tx pgx.Tx, views []string) error {
-	return d.log.MarkOwed(ctx, tx, views)
-}
-
-// markAllOwed notes in the refresh log that every managed view owes a
-// refresh: the slot is about to be created, and nothing before it will be
-// streamed.
-func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		return d.log.MarkOwed(ctx, tx, cat.Names())
-	})
-}
-
-// newViews lists the views of cat that prev did not manage, managed as
-// another view (see catalog.View.Same), or saw populated when they are not
-// now (REFRESH ... WITH NO DATA); none without prev.
-func newViews(cat, prev *catalog.Catalog) []string {
-	if prev == nil {
-		return nil
-	}
-	var out []string
-	for _, name := range cat.Names() {
-		v := cat.Views[name]
-		if old := prev.Views[name]; old == nil || !old.Same(v) || old.Populated && !v.Populated {
-			out = append(out, name)
-		}
-	}
-	return out
-}
-
-// readersOf lists the views reading tables.
-func readersOf(cat *catalog.Catalog, tables []replication.Table) []string {
-	var views []string
-	for _, t := range tables {
-		readers, _, _ := cat.Route(t.OID)
-		views = append(views, readers...)
-	}
-	return views
 }
 
 func (d *Daemon) logCatalog(cat *catalog.Catalog) {

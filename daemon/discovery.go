@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
 	"github.com/mvrefresher/mvrefresher/schedule"
 )
 
@@ -134,5 +137,86 @@ func (d *Daemon) markRepartitioned(ctx context.Context, pool *pgxpool.Pool, cat 
 		views = append(views, v)
 	}
 	views = cat.WithDependents(views...)
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.markOwed(ctx, tx, views) })
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return d.refreshLog.MarkOwed(ctx, tx, views) })
+}
+
+// discover reads the catalog and syncs the publication with it. In the
+// transaction that adds tables to the publication (or repairs it), the
+// views reading them, the views new since prev (nil at start) and all their
+// dependents are marked in the refresh log as owing a refresh.
+//
+// through is the WAL position read before the catalog: the catalog shows
+// every partition attached, detached or dropped before it.
+func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog.Catalog) (cat *catalog.Catalog, added []replication.Table, through pglogrepl.LSN, err error) {
+	if err := pool.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()").Scan(&through); err != nil {
+		return nil, nil, 0, fmt.Errorf("discover views: read the WAL position: %w", err)
+	}
+	cat, err = catalog.Discover(ctx, pool, discoverOptions(d.cfg, d.refreshLog))
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	var tables []replication.Table
+	for _, t := range cat.PublishedTables() {
+		tables = append(tables, replication.Table{OID: t.OID, Schema: t.Schema, Name: t.Relname})
+	}
+	var changed []replication.Table
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// The marked log rows are locked from the mark to the commit: an
+		// ALTER waiting for a busy table would hold up those views'
+		// refreshes as they record themselves. Better to give up and try
+		// again at the next discovery.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '2s'"); err != nil {
+			return fmt.Errorf("sync publication: %w", err)
+		}
+		var err error
+		changed, err = replication.SyncPublication(ctx, tx, d.cfg.Publication, tables,
+			func(changed []replication.Table) error {
+				// A view managed again (enabled, or its source fixed) may
+				// have a log row from before: its startup refresh must
+				// survive a crash too. One statement, one lock order.
+				return d.refreshLog.MarkOwed(ctx, tx, cat.WithDependents(append(readersOf(cat, changed), newViews(cat, prev)...)...))
+			},
+			func(msg string) { d.logger.Warn(msg) })
+		return err
+	})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return cat, changed, through, nil
+}
+
+// markAllOwed notes in the refresh log that every managed view owes a
+// refresh: the slot is about to be created, and nothing before it will be
+// streamed.
+func (d *Daemon) markAllOwed(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return d.refreshLog.MarkOwed(ctx, tx, cat.Names())
+	})
+}
+
+// newViews lists the views of cat that prev did not manage, managed as
+// another view (see catalog.View.Same), or saw populated when they are not
+// now (REFRESH ... WITH NO DATA); none without prev.
+func newViews(cat, prev *catalog.Catalog) []string {
+	if prev == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range cat.Names() {
+		v := cat.Views[name]
+		if old := prev.Views[name]; old == nil || !old.Same(v) || old.Populated && !v.Populated {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// readersOf lists the views reading tables.
+func readersOf(cat *catalog.Catalog, tables []replication.Table) []string {
+	var views []string
+	for _, t := range tables {
+		readers, _, _ := cat.Route(t.OID)
+		views = append(views, readers...)
+	}
+	return views
 }

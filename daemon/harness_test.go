@@ -466,9 +466,9 @@ func (e *env) logRow(view string) logRow {
 	return r
 }
 
-// settleEventsOnly forgets the events received so far, for phases whose
+// forgetEvents forgets the events received so far, for phases whose
 // events the test does not assert.
-func (e *env) settleEventsOnly() {
+func (e *env) forgetEvents() {
 	e.mu.Lock()
 	e.events = nil
 	e.mu.Unlock()

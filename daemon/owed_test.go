@@ -108,7 +108,7 @@ func TestDaemon_StartupDebtSurvivesACrash(t *testing.T) {
 	}
 	e.stop() // the refresh is cancelled: for the log, as good as a crash
 	release()
-	e.settleEventsOnly()
+	e.forgetEvents()
 
 	e.start()
 	e.expectEvents(e.settle(), "app.mv_totals startup ok", "app.mv_grand startup ok")
@@ -141,7 +141,7 @@ func TestDaemon_DetachDebtSurvivesACrash(t *testing.T) {
 	e.waitFor("the refresh of mv_totals to wait for its log row", 30*time.Second, e.waiting("%INSERT INTO%mv_refresh_log%"))
 	e.stop()
 	release()
-	e.settleEventsOnly()
+	e.forgetEvents()
 
 	e.start()
 	evs := e.settle()
@@ -214,7 +214,7 @@ func TestDaemon_CascadeDebtSurvivesACrash(t *testing.T) {
 	})
 	e.stop()
 	release()
-	e.settleEventsOnly()
+	e.forgetEvents()
 
 	// Restarted, mv_totals is retried and succeeds; its cascade to
 	// mv_grand waits for a lock, and the daemon stops before it is done.
@@ -227,7 +227,7 @@ func TestDaemon_CascadeDebtSurvivesACrash(t *testing.T) {
 	}
 	e.stop()
 	releaseGrand()
-	e.settleEventsOnly()
+	e.forgetEvents()
 
 	e.start()
 	e.expectEvents(e.settle(), "app.mv_grand startup ok")

@@ -262,7 +262,7 @@ func testFailover(t *testing.T, slotSync bool) {
 			return err == nil && synced != nil && *synced >= confirmed, nil
 		})
 	}
-	e.settleEventsOnly()
+	e.forgetEvents()
 	e.failover(primary, standby, both, 3000)
 	evs := e.settle()
 	startups := slices.DeleteFunc(slices.Clone(evs), func(ev events.Refresh) bool { return ev.Reason != events.ReasonStartup })

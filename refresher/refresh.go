@@ -216,11 +216,11 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		// sequence order).
 		out.LSN = v.unseenTxn.CommitLSN
 	}
-	populated, uniqueIndex, ins0, del0, err := counters(ctx, tx, req.View.OID)
+	before, err := readViewState(ctx, tx, req.View.OID)
 	if err != nil {
 		return err
 	}
-	concurrently, plainReason := decide(req.Mode, populated, uniqueIndex)
+	concurrently, plainReason := decide(req.Mode, before.populated, before.uniqueIndex)
 	if req.Mode == ModeConcurrently && !concurrently {
 		return fmt.Errorf("%w: %s (concurrently: always)", ErrNotConcurrent, plainReason)
 	}
@@ -234,11 +234,11 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		return err
 	}
 	if concurrently {
-		_, _, ins1, del1, err := counters(ctx, tx, req.View.OID)
+		after, err := readViewState(ctx, tx, req.View.OID)
 		if err != nil {
 			return err
 		}
-		ins, del := ins1-ins0, del1-del0
+		ins, del := after.inserted-before.inserted, after.deleted-before.deleted
 		out.RowsInserted, out.RowsDeleted = &ins, &del
 		if out.Rows, err = rowCount(ctx, tx, req.View, ins, del); err != nil {
 			return err
@@ -276,23 +276,30 @@ func rowCount(ctx context.Context, tx pgx.Tx, v *catalog.View, ins, del int64) (
 	return n, nil
 }
 
-// counters reads, inside the refresh's transaction, whether the view is
-// populated and has a unique index CONCURRENTLY can use (both can change
-// between discoveries), and its row counters of this transaction. Read
-// before and after the refresh, their difference is what the refresh did:
-// earlier transactions of the backend may still be in them.
-func counters(ctx context.Context, tx pgx.Tx, oid uint32) (populated, uniqueIndex bool, inserted, deleted int64, err error) {
-	err = tx.QueryRow(ctx, `
+// viewState is what a refresh reads of its view inside its transaction:
+// whether it is populated and has a unique index CONCURRENTLY can use (both
+// can change between discoveries), and its row counters of this
+// transaction. Read before and after the refresh, the counters' difference
+// is what the refresh did: earlier transactions of the backend may still be
+// in them.
+type viewState struct {
+	populated, uniqueIndex bool
+	inserted, deleted      int64
+}
+
+func readViewState(ctx context.Context, tx pgx.Tx, oid uint32) (viewState, error) {
+	var st viewState
+	err := tx.QueryRow(ctx, `
 		SELECT c.relispopulated, `+catalog.UsableUniqueIndexSQL+`, coalesce(s.n_tup_ins, 0), coalesce(s.n_tup_del, 0)
 		FROM pg_class c LEFT JOIN pg_stat_xact_user_tables s ON s.relid = c.oid
-		WHERE c.oid = $1`, oid).Scan(&populated, &uniqueIndex, &inserted, &deleted)
+		WHERE c.oid = $1`, oid).Scan(&st.populated, &st.uniqueIndex, &st.inserted, &st.deleted)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, false, 0, 0, errors.New("the view no longer exists")
+		return st, errors.New("the view no longer exists")
 	}
 	if err != nil {
-		return false, false, 0, 0, fmt.Errorf("read row counters: %w", err)
+		return st, fmt.Errorf("read row counters: %w", err)
 	}
-	return populated, uniqueIndex, inserted, deleted, nil
+	return st, nil
 }
 
 func decide(mode Mode, populated, uniqueIndex bool) (concurrently bool, plainReason string) {
