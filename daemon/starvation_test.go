@@ -55,10 +55,12 @@ func TestDaemon_SustainedWritesDoNotStarveADependent(t *testing.T) {
 		}
 	}
 	e.mu.Unlock()
-	// max_wait 2s, a base refresh of 300 ms: the dependent refreshes at
-	// least every 2.3 s plus its own refresh, so at least 3 times in 10 s.
-	if dep < 3 {
-		t.Errorf("during %v of writes the base refreshed %d times and its dependent %d, want at least 3", load, base, dep)
+	// A coarse check on two busy cores: the dependent refreshes during the
+	// writes. When exactly is TestSim_SustainedWritesDoNotStarveADependent's
+	// (package schedule), on the scheduler's fake clock: every 2 x max_wait
+	// and the two refreshes, 4.4 s here.
+	if dep < 1 {
+		t.Errorf("during %v of writes the base refreshed %d times and its dependent %d, want at least once", load, base, dep)
 	}
 	if endLSN <= midLSN {
 		t.Errorf("the slot stayed at %s for the last %v of writes", midLSN, load-3*time.Second)

@@ -43,9 +43,9 @@ func (s *Scheduler) drainInbox() {
 	}
 }
 
-// receive takes what the stream handed over.
+// receive takes what the stream handed over, received at s.now.
 func (s *Scheduler) receive(item streamItem) {
-	received := time.Now()
+	received := s.now
 	s.catchUp.lastReceived = received
 	if tx := item.tx; tx != nil {
 		s.route(tx, item.newRels)
@@ -70,7 +70,7 @@ func (s *Scheduler) setBehind(behind bool) {
 	}
 	s.catchUp.behind = behind
 	s.debouncer.SetBehind(behind)
-	now := time.Now()
+	now := s.now
 	if behind {
 		s.catchUp.since = now
 		s.logger.Debug("catching up on a backlog: views wait for the stream to catch up, or for their max_wait")

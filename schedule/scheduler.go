@@ -316,7 +316,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			}
 		case <-wake:
 			s.now = time.Now()
-			if idle, behind := s.catchUp.idleAt(); behind && !time.Now().Before(idle) {
+			if idle, behind := s.catchUp.idleAt(); behind && !s.now.Before(idle) {
 				s.setBehind(false)
 			}
 		}

@@ -1,0 +1,114 @@
+package schedule
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/metrics"
+	"github.com/mvrefresher/mvrefresher/refresher"
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// sim runs a scheduler on its fake clock, as Run would, without a server:
+// the clock moves in steps of simStep; at each step the refreshes that are
+// done finish (each takes took[view] and succeeds), then the due views
+// start. Every refresh event is kept.
+type sim struct {
+	t       *testing.T
+	s       *Scheduler
+	took    map[string]time.Duration
+	running []simRefresh
+	events  []events.Refresh
+	xid     uint32
+	end     pglogrepl.LSN
+}
+
+type simRefresh struct {
+	req     refresher.Request
+	started time.Time
+}
+
+const simStep = 5 * time.Millisecond
+
+func (m *sim) PublishRefresh(_, _ string, e events.Refresh) { m.events = append(m.events, e) }
+
+// newSim manages cat's views, all reading source OID srcOID, with cfg.
+func newSim(t *testing.T, cfg config.Config, took map[string]time.Duration, views ...*catalog.View) *sim {
+	t.Helper()
+	m := &sim{t: t, took: took, end: 0x100}
+	m.s = New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(func() bool { return true }, func() bool { return false }),
+		Catalog: catalog.New(views...), Start: m.end, Confirm: func(pglogrepl.LSN) {}, Events: m, Durations: took})
+	return m
+}
+
+// commit hands the scheduler a transaction changing the source now.
+func (m *sim) commit() {
+	m.xid++
+	commit := m.end + 0x10
+	m.end = commit + 0x10
+	m.s.receive(streamItem{tx: &replication.Transaction{Xid: m.xid, CommitLSN: commit, EndLSN: m.end, CommitTime: m.s.now,
+		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
+	m.s.dispatch()
+	m.take()
+}
+
+// advance moves the clock by d, step by step.
+func (m *sim) advance(d time.Duration) {
+	for until := m.s.now.Add(d); m.s.now.Before(until); {
+		m.s.now = m.s.now.Add(simStep)
+		kept := m.running[:0]
+		for _, r := range m.running {
+			name := r.req.View.Name
+			if finished := r.started.Add(m.took[name]); !finished.After(m.s.now) {
+				m.s.finish(result{view: name, outcome: refresher.Outcome{LSN: r.req.LSN, Recorded: true,
+					StartedAt: r.started, FinishedAt: finished, VisibleBefore: r.req.Txns.To + 1}})
+				continue
+			}
+			kept = append(kept, r)
+		}
+		m.running = kept
+		m.s.dispatch()
+		m.take()
+	}
+}
+
+// take starts the refreshes dispatch handed out.
+func (m *sim) take() {
+	for {
+		select {
+		case req := <-m.s.jobs:
+			m.running = append(m.running, simRefresh{req: req, started: m.s.now})
+		default:
+			return
+		}
+	}
+}
+
+// refreshesOf returns the events of view's refreshes.
+func (m *sim) refreshesOf(view string) []events.Refresh {
+	var out []events.Refresh
+	for _, e := range m.events {
+		if e.View == view {
+			if e.Status != events.StatusOK {
+				m.t.Fatalf("refresh of %s failed in a simulation: %+v", view, e)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func summarize(evs []events.Refresh) string {
+	var s string
+	for _, e := range evs {
+		s += fmt.Sprintf(" [%d changes, %.0f ms stale]", e.Changes, e.StalenessMS)
+	}
+	return s
+}
