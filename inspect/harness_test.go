@@ -36,6 +36,9 @@ type env struct {
 // its postgres database.
 func newEnv(t *testing.T, sql string) *env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; -short")
+	}
 	ctx := context.Background()
 	cluster, err := localpg.Start(ctx, localpg.Options{})
 	if err != nil {

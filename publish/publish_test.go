@@ -30,6 +30,9 @@ import (
 // back the stream acknowledges it, the latest-event bucket holds it, and no
 // event is counted as dropped.
 func TestPublisher_JetStreamOutageLongerThanRetries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 40 s outage; -short")
+	}
 	port, store := freePort(t), t.TempDir()
 	ns := startNATSOn(t, port, store)
 	cfg := config.NATS{URL: ns.ClientURL(), SubjectPrefix: "outage", JetStream: true, Stream: "S_outage"}
