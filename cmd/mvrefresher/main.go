@@ -51,6 +51,7 @@ Commands:
   status    the views, their sources and last refresh, and the replication slot (--json)
   explain   dry run: which views a change to a table (or a view's refresh) refreshes, in which order (--json)
   graph     the dependency graph of the managed views (--format dot, mermaid or json)
+  verify    compare materialized views with their definitions, read-only (--json); exit 1 on a difference
   watch     print refresh events as they arrive (--json, --view, --schema)
   wait      wait until a view includes every commit up to a WAL position (--view, --lsn, --timeout); exit 1 on timeout
   teardown  drop the slot and publication (not the log table or the views); --force if a daemon still runs
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runExplain(ctx, rest, stdout, stderr)
 	case "graph":
 		return runGraph(ctx, rest, stdout, stderr)
+	case "verify":
+		return runVerify(ctx, rest, stdout, stderr)
 	case "watch":
 		return runWatch(ctx, rest, stdout, stderr)
 	case "teardown":

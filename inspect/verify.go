@@ -1,0 +1,120 @@
+package inspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mvrefresher/mvrefresher/config"
+)
+
+// Verification is a materialized view compared with its definition.
+type Verification struct {
+	View string `json:"view"`
+	// Equal: the view holds exactly the rows its definition returns now.
+	Equal bool `json:"equal"`
+	// Problem says why the view could not be compared (it is not
+	// populated); the view is not Equal then.
+	Problem string `json:"problem,omitempty"`
+	// DefinitionRows and ViewRows count the rows of each.
+	DefinitionRows int64 `json:"definition_rows"`
+	ViewRows       int64 `json:"view_rows"`
+	// Missing counts the rows the definition returns and the view lacks,
+	// Extra those the view holds and the definition does not return (a
+	// row twice in one and once in the other counts once).
+	Missing int64 `json:"missing"`
+	Extra   int64 `json:"extra"`
+	// MissingRows and ExtraRows are the first of them, in PostgreSQL's
+	// row text form, sorted, at most VerifySamples of each.
+	MissingRows []string `json:"missing_rows"`
+	ExtraRows   []string `json:"extra_rows"`
+	DurationMS  float64  `json:"duration_ms"`
+}
+
+// VerifySamples is how many differing rows of each side a Verification
+// shows.
+const VerifySamples = 10
+
+// Verify compares each materialized view of views (every managed view when
+// views is empty) with its definition, read-only, the view and the
+// definition read in one snapshot. Rows are compared by their text form,
+// as `(1,2.50,x)`: two rows are the same when PostgreSQL prints them the
+// same, which, like REFRESH ... CONCURRENTLY's comparison, tells 1.0 from
+// 1.00. Evaluating a definition costs what a refresh of the view costs.
+func (in *Inspector) Verify(ctx context.Context, views []string) ([]Verification, error) {
+	if len(views) == 0 {
+		views = in.catalog.Names()
+	}
+	out := make([]Verification, 0, len(views))
+	for _, name := range views {
+		v, err := in.verify(ctx, name)
+		if err != nil {
+			return out, fmt.Errorf("verify %s: %w", name, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// verify compares one materialized view with its definition, in one
+// REPEATABLE READ, READ ONLY transaction.
+func (in *Inspector) verify(ctx context.Context, name string) (Verification, error) {
+	schema, relname, err := config.ParseQualifiedName(name)
+	if err != nil {
+		return Verification{View: name}, err
+	}
+	started := time.Now()
+	var v Verification
+	err = pgx.BeginTxFunc(ctx, in.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		// With only pg_catalog on the search path, pg_get_viewdef names
+		// every other relation and function with its schema.
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog, pg_temp"); err != nil {
+			return err
+		}
+		if in.cfg.LockTimeout > 0 {
+			if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", in.cfg.LockTimeout.Milliseconds())); err != nil {
+				return err
+			}
+		}
+		var definition string
+		var populated bool
+		err := tx.QueryRow(ctx, `SELECT format('%I.%I', n.nspname, c.relname), c.relispopulated, pg_get_viewdef(c.oid)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'm'`, schema, relname).Scan(&v.View, &populated, &definition)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errors.New("no such materialized view")
+		}
+		if err != nil {
+			return fmt.Errorf("read its definition: %w", err)
+		}
+		if !populated {
+			v.Problem = "not populated (created or refreshed WITH NO DATA): there is nothing to compare"
+			return nil
+		}
+		definition = strings.TrimSuffix(strings.TrimSpace(definition), ";")
+		view := pgx.Identifier{schema, relname}.Sanitize()
+		err = tx.QueryRow(ctx, `
+			WITH def AS MATERIALIZED (SELECT d::text AS r FROM (`+definition+`) d),
+			cur AS MATERIALIZED (SELECT c::text AS r FROM `+view+` c),
+			missing AS MATERIALIZED (SELECT r FROM def EXCEPT ALL SELECT r FROM cur),
+			extra AS MATERIALIZED (SELECT r FROM cur EXCEPT ALL SELECT r FROM def)
+			SELECT (SELECT count(*) FROM def), (SELECT count(*) FROM cur),
+				(SELECT count(*) FROM missing), (SELECT count(*) FROM extra),
+				ARRAY(SELECT r FROM missing ORDER BY r LIMIT $1), ARRAY(SELECT r FROM extra ORDER BY r LIMIT $1)`,
+			VerifySamples).Scan(&v.DefinitionRows, &v.ViewRows, &v.Missing, &v.Extra, &v.MissingRows, &v.ExtraRows)
+		if err != nil {
+			return fmt.Errorf("compare it with its definition: %w", err)
+		}
+		v.Equal = v.Missing == 0 && v.Extra == 0
+		return nil
+	})
+	v.DurationMS = float64(time.Since(started).Microseconds()) / 1000
+	if v.View == "" {
+		v.View = name
+	}
+	return v, err
+}
