@@ -153,9 +153,9 @@ type Scheduler struct {
 	pendingViews atomic.Int64
 	catchUp      catchUp
 	// clockSkew is how far the daemon's clock is ahead of the server's
-	// (measureClockSkew): Commit moves commit times to the daemon's clock.
+	// (Options.ClockSkew): Commit moves commit times to the daemon's clock.
 	clockSkew time.Duration
-	// gone is set when a refresh found the server going away: run ends.
+	// gone is set when a refresh found the server going away: Run ends.
 	gone error
 	// now is the debouncer's clock, moved once per loop iteration: the
 	// changes of one batch (a transaction touching a base's sources and its
