@@ -156,6 +156,9 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stdout.String())
 	}
 	exploreDemo(t, stdout.String())
+	waitUntil(t, "the demo to print the refresh asked for", func() bool {
+		return strings.Contains(stdout.String(), "analytics.mv_revenue_summary        manual")
+	})
 	interrupt()
 	if err := <-demoErr; err != nil {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -169,7 +172,6 @@ func TestDemo(t *testing.T) {
 		"analytics.mv_revenue_monthly        startup",
 		"analytics.mv_revenue_summary        change",
 		"analytics.mv_revenue_monthly        cascade",
-		"analytics.mv_revenue_summary        manual",
 		"--keep: the traffic stops after 12s",
 	} {
 		if !strings.Contains(out, want) {
