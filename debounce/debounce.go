@@ -340,9 +340,38 @@ func (d *Debouncer) Startable(name string) bool {
 	return due && !at.After(now)
 }
 
+// MinIntervalHold is how long the minimum interval has held a pending view
+// back past the time its quiet period, max wait, retry or request made it
+// due: 0 when it did not. Ask before Start, which clears the pending state.
+func (d *Debouncer) MinIntervalHold(name string) time.Duration {
+	v, ok := d.views[name]
+	if !ok || !v.pending || !v.started {
+		return 0
+	}
+	ready, allowed := v.readyIgnoringMinInterval(d.behind), v.lastStart.Add(v.s.MinInterval)
+	if !ready.Before(allowed) {
+		return 0
+	}
+	if now := d.now(); now.Before(allowed) {
+		return now.Sub(ready)
+	}
+	return allowed.Sub(ready)
+}
+
 // readyAt is the time a pending view becomes due, ignoring bases and
 // running state.
 func (v *view) readyAt(behind bool) time.Time {
+	r := v.readyIgnoringMinInterval(behind)
+	if v.started {
+		if m := v.lastStart.Add(v.s.MinInterval); m.After(r) {
+			r = m
+		}
+	}
+	return r
+}
+
+// readyIgnoringMinInterval is readyAt without the minimum interval.
+func (v *view) readyIgnoringMinInterval(behind bool) time.Time {
 	r := v.lastChange.Add(max(v.s.Quiet, 0))
 	if behind {
 		r = never
@@ -357,11 +386,6 @@ func (v *view) readyAt(behind bool) time.Time {
 	}
 	if v.requested && v.requestAt.Before(r) {
 		r = v.requestAt
-	}
-	if v.started {
-		if m := v.lastStart.Add(v.s.MinInterval); m.After(r) {
-			r = m
-		}
 	}
 	return r
 }

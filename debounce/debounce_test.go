@@ -839,3 +839,37 @@ func TestDebouncer_PutOffStartDoesNotCountForMinInterval(t *testing.T) {
 	d.Change("v")
 	check(t, clock, d, nil, 11*ms+20*time.Second, true)
 }
+
+// MinIntervalHold says how long the minimum interval held a view back
+// past the time it was otherwise due, so that a late refresh can name it.
+func TestDebouncer_MinIntervalHold(t *testing.T) {
+	clock := newClock()
+	d := New(clock.Now)
+	d.Set("v", Settings{Quiet: time.Second, MinInterval: 10 * time.Second}, nil)
+	d.Change("v")
+	clock.Advance(time.Second)
+	if h := d.MinIntervalHold("v"); h != 0 {
+		t.Fatalf("first start: held %s, want 0 (no start before it)", h)
+	}
+	d.Start("v")
+	d.Finish("v")
+	clock.Advance(2 * time.Second)
+	d.Change("v") // 3s in: quiet until 4s, min_interval until 11s
+	clock.Advance(5 * time.Second)
+	if h := d.MinIntervalHold("v"); h != 4*time.Second {
+		t.Errorf("8s in: held %s, want 4s (due at 4s)", h)
+	}
+	clock.Advance(10 * time.Second)
+	check(t, clock, d, []string{"v"}, 11*time.Second, true)
+	if h := d.MinIntervalHold("v"); h != 7*time.Second {
+		t.Errorf("past min_interval: held %s, want 7s (due at 4s, allowed at 11s)", h)
+	}
+	d.Start("v")
+	d.Finish("v")
+	clock.Advance(20 * time.Second)
+	d.Change("v")
+	clock.Advance(time.Second)
+	if h := d.MinIntervalHold("v"); h != 0 {
+		t.Errorf("a change long after the last start: held %s, want 0", h)
+	}
+}

@@ -2,7 +2,10 @@ package inspect
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mvrefresher/mvrefresher/replication"
 	"github.com/mvrefresher/mvrefresher/schedule"
@@ -37,7 +40,11 @@ type ViewStatus struct {
 type StatusReport struct {
 	Stream StreamStatus           `json:"stream"`
 	Slot   replication.SlotStatus `json:"slot"`
-	Views  []ViewStatus           `json:"views"`
+	// SlotsInDatabase are the logical slots of the database, listed when
+	// the configured slot does not exist: most often the slot setting
+	// names the wrong one.
+	SlotsInDatabase []string     `json:"slots_in_database,omitempty"`
+	Views           []ViewStatus `json:"views"`
 }
 
 // Status reads the slot, the managed views and the refresh log.
@@ -51,6 +58,13 @@ func (in *Inspector) Status(ctx context.Context) (StatusReport, error) {
 	rep.Stream = stream
 	if rep.Slot, err = replication.ReadSlot(ctx, slotPool, in.cfg.Slot); err != nil {
 		return rep, err
+	}
+	if !rep.Slot.Exists {
+		rows, _ := slotPool.Query(ctx, `SELECT slot_name::text FROM pg_replication_slots
+			WHERE slot_type = 'logical' AND database = current_database() ORDER BY slot_name`)
+		if rep.SlotsInDatabase, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return rep, fmt.Errorf("list the replication slots: %w", err)
+		}
 	}
 	cat := in.catalog
 	for _, name := range cat.Names() {

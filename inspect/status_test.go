@@ -1,6 +1,7 @@
 package inspect_test
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -50,13 +51,23 @@ func TestStatus(t *testing.T) {
 		CREATE TABLE app.keyless (v int);
 		CREATE MATERIALIZED VIEW app.mv_keyless AS SELECT count(*) AS n FROM app.keyless;`)
 
-	// Before the first start: no slot, nothing refreshed.
+	// Before the first start: no slot, nothing refreshed; the slots that
+	// do exist are named.
+	if _, err := e.pool.Exec(context.Background(), "SELECT pg_create_logical_replication_slot('other_slot', 'pgoutput')"); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := e.status()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Slot.Exists || len(rep.Views) != 6 || rep.Views[0].Status != nil {
 		t.Fatalf("status before start: %+v", rep)
+	}
+	if !slices.Equal(rep.SlotsInDatabase, []string{"other_slot"}) {
+		t.Errorf("slots in the database %q, want other_slot", rep.SlotsInDatabase)
+	}
+	if _, err := e.pool.Exec(context.Background(), "SELECT pg_drop_replication_slot('other_slot')"); err != nil {
+		t.Fatal(err)
 	}
 
 	e.start()
@@ -67,6 +78,9 @@ func TestStatus(t *testing.T) {
 	}
 	if !rep.Slot.Exists || !rep.Slot.Active || rep.Slot.LagBytes == nil || rep.Slot.WALStatus == nil || *rep.Slot.WALStatus != "reserved" {
 		t.Errorf("slot: %+v", rep.Slot)
+	}
+	if rep.SlotsInDatabase != nil {
+		t.Errorf("slots in the database listed although the slot exists: %q", rep.SlotsInDatabase)
 	}
 	byName := map[string]inspect.ViewStatus{}
 	for _, v := range rep.Views {

@@ -152,6 +152,8 @@ func (s *Scheduler) missReason(name string, w *work, out refresher.Outcome) stri
 		return fmt.Sprintf("its refresh failed first (attempt %d)", w.attempt)
 	case w.late.baseAttempts > 1:
 		return "a base view's refresh failed first"
+	case w.late.heldByMinInterval > 0 && w.late.heldByMinInterval >= took-planned:
+		return fmt.Sprintf("min_interval (%s) held its start back %s after it was due", s.cfg.ViewSettings(name).MinInterval, w.late.heldByMinInterval.Round(time.Millisecond))
 	case w.late.waitedForWorker:
 		return "workers busy: it was due while every worker refreshed another view"
 	case w.late.waitedForRelated:

@@ -357,6 +357,7 @@ func (s *Scheduler) dispatch() {
 			s.debouncer.Finish(name)
 			continue
 		}
+		w.late.heldByMinInterval = max(w.late.heldByMinInterval, s.debouncer.MinIntervalHold(name))
 		s.debouncer.Start(name)
 		s.running[name] = w
 		s.free--

@@ -114,6 +114,54 @@ func TestScheduler_MissedTargetIsCountedWithItsReason(t *testing.T) {
 	}
 }
 
+// A refresh held back by min_interval past its planned start misses its
+// target because of min_interval, and the log says so, not that the
+// refresh (faster than planned) was slow.
+func TestScheduler_MissedTargetBlamesMinInterval(t *testing.T) {
+	var logs bytes.Buffer
+	s := newTestScheduler(t, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Config.MaxStaleness = 10 * time.Second
+		o.Config.MinInterval = 30 * time.Second
+		o.Durations = map[string]time.Duration{"app.base": time.Second, "app.dep": time.Second}
+	})
+	// app.base must finish within 9s (app.dep's 10s less its 1s): it is
+	// due 7.55s after a change (9s less 1s less the 5% margin).
+	t0 := s.now
+	s.commitForTest(7, 0x200, 0x210)
+	s.now = t0.Add(7600 * time.Millisecond)
+	req := s.nextForTest(t)
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true,
+		StartedAt: s.now, FinishedAt: s.now.Add(100 * time.Millisecond)}})
+	if req = s.nextForTest(t); req.View.Name != "app.dep" {
+		t.Fatalf("refresh of %s, want the cascade to app.dep", req.View.Name)
+	}
+	s.succeedForTest(req)
+
+	// The next change is due at 17.55s, but min_interval allows a start
+	// at 37.6s only.
+	s.now = t0.Add(10 * time.Second)
+	s.commitForTest(8, 0x300, 0x310)
+	s.now = t0.Add(37500 * time.Millisecond)
+	s.expectIdle(t)
+	s.now = t0.Add(37600 * time.Millisecond)
+	req = s.nextForTest(t)
+	if req.View.Name != "app.base" {
+		t.Fatalf("refresh of %s, want app.base", req.View.Name)
+	}
+	s.finish(result{view: "app.base", outcome: refresher.Outcome{LSN: req.LSN, Recorded: true,
+		StartedAt: s.now, FinishedAt: s.now.Add(100 * time.Millisecond)}})
+	if n := missed(t, s, "app.base"); n != 1 {
+		t.Fatalf("missed_total %v, want 1", n)
+	}
+	if !strings.Contains(logs.String(), `reason="min_interval (30s) held its start back 20.05s after it was due"`) {
+		t.Errorf("log does not blame min_interval:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "slower than planned") {
+		t.Errorf("log blames the refresh's speed:\n%s", logs.String())
+	}
+}
+
 func missed(t *testing.T, s *Scheduler, view string) float64 {
 	t.Helper()
 	var m dto.Metric

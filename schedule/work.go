@@ -126,6 +126,9 @@ type lateCauses struct {
 	// but no worker was free, or a base or dependent of it ran.
 	waitedForWorker  bool
 	waitedForRelated bool
+	// heldByMinInterval is how long min_interval kept the view from
+	// starting after it was due (the longest, over the starts merged).
+	heldByMinInterval time.Duration
 	// planned is the duration estimate when the refresh started, set at
 	// each start: not merged.
 	planned time.Duration
@@ -135,6 +138,7 @@ func (l *lateCauses) merge(o lateCauses) {
 	l.baseAttempts = max(l.baseAttempts, o.baseAttempts)
 	l.waitedForWorker = l.waitedForWorker || o.waitedForWorker
 	l.waitedForRelated = l.waitedForRelated || o.waitedForRelated
+	l.heldByMinInterval = max(l.heldByMinInterval, o.heldByMinInterval)
 }
 
 // reasonRank orders reasons when work merges: the event names the most

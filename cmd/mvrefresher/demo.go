@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,14 +36,28 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
+	keep := fs.Bool("keep", false, "with --duration: stop only the traffic then, and keep PostgreSQL, NATS and the daemon running until Ctrl-C, for exploring")
 	listen := fs.String("listen", "127.0.0.1:9188", `serve /metrics, /healthz, /readyz and /views here ("" for none)`)
 	databaseURL := fs.String("database-url", "", "use this PostgreSQL (wal_level=logical) instead of a throwaway local one; the demo creates schemas core and analytics there and drops them afterwards")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "mvrefresher demo: unexpected argument %q\n", fs.Arg(0))
+		return exitError{2}
+	}
+	if *keep && *duration <= 0 {
+		fmt.Fprintln(stderr, "mvrefresher demo: --keep needs --duration: the traffic stops after --duration, the rest keeps running until Ctrl-C")
+		return exitError{2}
+	}
+	// The traffic stops at trafficEnd; without --keep, so does everything.
+	var trafficEnd time.Time
 	if *duration > 0 {
+		trafficEnd = time.Now().Add(*duration)
+	}
+	if *duration > 0 && !*keep {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
+		ctx, cancel = context.WithDeadline(ctx, trafficEnd)
 		defer cancel()
 	}
 	// The NATS callback, the traffic and this goroutine all print.
@@ -117,15 +132,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	d := daemon.New(cfg, logger)
 	runDaemon := func(ctx context.Context) error { return d.Run(ctx) }
+	addr := ""
 	if *listen != "" {
 		ln, err := net.Listen("tcp", *listen)
 		if err != nil {
 			return fmt.Errorf("demo: listen on %s (another mvrefresher? pass --listen 127.0.0.1:0, or --listen '' for none): %w", *listen, err)
 		}
-		addr := "http://" + ln.Addr().String()
+		addr = "http://" + ln.Addr().String()
 		runDaemon = func(ctx context.Context) error { return serveOn(ctx, d, ln, logger) }
-		say("serving %s/metrics (Prometheus) and %s/views (each view's freshness); read your writes with:", addr, addr)
-		say("  mvrefresher wait --url %s --database-url '%s' --view analytics.mv_revenue_summary", addr, dbURL)
+		say("serving %s/metrics (Prometheus) and %s/views (each view's freshness)", addr, addr)
+	}
+	printDemoCommands(say, cfg, addr)
+	if *keep {
+		say("--keep: the traffic stops after %s; PostgreSQL, NATS and the daemon keep running until Ctrl-C", *duration)
 	}
 	say("starting mvrefresher (debounce 1s, max wait 5s); events arrive on NATS subject %s.>", demoName)
 	say("first start: every view is refreshed once (reason startup), then only what changes")
@@ -137,8 +156,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	daemonErr := make(chan error, 1)
 	wg.Go(func() { daemonErr <- runDaemon(runCtx) })
 	wg.Go(func() {
-		if err := demoTraffic(runCtx, pool, say); err != nil && runCtx.Err() == nil {
+		trafficCtx := runCtx
+		if *keep {
+			var stopTraffic context.CancelFunc
+			trafficCtx, stopTraffic = context.WithDeadline(runCtx, trafficEnd)
+			defer stopTraffic()
+		}
+		if err := demoTraffic(trafficCtx, pool, say); err != nil && trafficCtx.Err() == nil {
 			logger.Error("demo traffic", "error", err)
+		}
+		if *keep && runCtx.Err() == nil {
+			say("-- traffic stopped; PostgreSQL, NATS and the daemon keep running for the commands above: Ctrl-C stops and removes them")
 		}
 	})
 
@@ -157,6 +185,32 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: flush NATS: %w", err)
 	}
 	return nil
+}
+
+// printDemoCommands prints the command lines that find the demo's
+// database, slot, publication, refresh log, NATS and HTTP address (addr,
+// "" when it serves none). Flags rather than a config file: a
+// DATABASE_URL in the environment would override the file's.
+func printDemoCommands(say func(string, ...any), cfg config.Config, addr string) {
+	db := fmt.Sprintf("--database-url %s", shellQuote(cfg.DatabaseURL))
+	demo := fmt.Sprintf("%s --schemas %s --slot %s --publication %s --refresh-log-table %s",
+		db, strings.Join(cfg.Schemas, ","), cfg.Slot, cfg.Publication, cfg.RefreshLogTable)
+	say("from another terminal (`go install ./cmd/mvrefresher` first, or go run ./cmd/mvrefresher in place of mvrefresher):")
+	say("  mvrefresher status %s", demo)
+	say("  mvrefresher explain %s --debounce %s --max-wait %s core.fact_events", demo, cfg.Debounce, cfg.MaxWait)
+	say("  mvrefresher graph %s --format mermaid", demo)
+	say("  mvrefresher verify %s", demo)
+	say("  mvrefresher watch --nats-url %s --subject-prefix %s", cfg.NATS.URL, cfg.NATS.SubjectPrefix)
+	say("  psql %s   (write to core.fact_events: the views follow)", shellQuote(cfg.DatabaseURL))
+	if addr != "" {
+		say("  mvrefresher refresh --url %s %s --wait analytics.mv_revenue_summary", addr, db)
+		say("  mvrefresher wait --url %s %s --view analytics.mv_revenue_summary", addr, db)
+	}
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // demoDatabase returns the URL of the demo's database: a new throwaway

@@ -53,6 +53,7 @@ Commands:
   graph     the dependency graph of the managed views (--format dot, mermaid or json)
   verify    compare materialized views with their definitions, read-only (--json); exit 1 on a difference
   watch     print refresh events as they arrive (--json, --view, --schema)
+  refresh   ask the running daemon for a refresh of views (--wait: exit when done, 1 on timeout)
   wait      wait until a view includes every commit up to a WAL position (--view, --lsn, --timeout); exit 1 on timeout
   teardown  drop the slot and publication (not the log table or the views); --force if a daemon still runs
   demo      everything local: a throwaway PostgreSQL and NATS, the seed's views, synthetic traffic
@@ -89,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, rest, stdout, stderr)
 	case "health":
 		return runHealth(ctx, rest, stdout, stderr)
+	case "refresh":
+		return runRefresh(ctx, rest, stdout, stderr)
 	case "wait":
 		return runWait(ctx, rest, stdout, stderr)
 	case "version":

@@ -121,16 +121,19 @@ func waitReady(t *testing.T, url string, exited <-chan error, logs *bytes.Buffer
 	}
 }
 
-// TestDemo runs the demo for a few seconds: every view is refreshed at start,
-// a burst refreshes the views, the view over a view follows its base, and it
-// exits 0 leaving nothing running.
+// TestDemo runs the demo with --keep: every view is refreshed at start, a
+// burst refreshes the views, the view over a view follows its base; once
+// the traffic stops the demo keeps running, and the command lines it
+// printed find it; Ctrl-C stops it with exit 0, leaving nothing running.
 func TestDemo(t *testing.T) {
 	needsPostgreSQL(t)
 	var stdout syncBuffer
 	var stderr bytes.Buffer
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
 	demoErr := make(chan error, 1)
 	go func() {
-		demoErr <- run(context.Background(), []string{"demo", "--duration", "12s", "--listen", "127.0.0.1:0"}, &stdout, &stderr)
+		demoErr <- run(ctx, []string{"demo", "--duration", "12s", "--keep", "--listen", "127.0.0.1:0"}, &stdout, &stderr)
 	}()
 	// While it runs, its address serves the views' freshness.
 	addr := regexp.MustCompile(`serving (http://127\.0\.0\.1:\d+)/metrics`)
@@ -146,13 +149,21 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Errorf("%v (last answer %v)\n%s", err, views, stdout.String())
 	}
+	err = wait.Until("the traffic to stop", 60*time.Second, func() (bool, error) {
+		return strings.Contains(stdout.String(), "-- traffic stopped; PostgreSQL, NATS and the daemon keep running"), nil
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stdout.String())
+	}
+	exploreDemo(t, stdout.String())
+	waitUntil(t, "the demo to print the refresh asked for", func() bool {
+		return strings.Contains(stdout.String(), "analytics.mv_revenue_summary        manual")
+	})
+	interrupt()
 	if err := <-demoErr; err != nil {
 		t.Fatalf("demo: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	if !strings.Contains(out, "mvrefresher wait --url http://127.0.0.1:") {
-		t.Errorf("demo output does not show how to wait for a view:\n%s", out)
-	}
 	for _, want := range []string{
 		"analytics.mv_conversion_funnels     startup",
 		"analytics.mv_retention_cohorts      startup",
@@ -161,6 +172,7 @@ func TestDemo(t *testing.T) {
 		"analytics.mv_revenue_monthly        startup",
 		"analytics.mv_revenue_summary        change",
 		"analytics.mv_revenue_monthly        cascade",
+		"--keep: the traffic stops after 12s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
@@ -173,4 +185,95 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out, "-- slot mvrefresher_demo: confirmed") || strings.Contains(out, "00:00:00.000") {
 		t.Errorf("demo output lacks the slot's health, or shows it as a refresh:\n%s", out)
 	}
+}
+
+// exploreDemo runs the command lines the demo printed against it.
+func exploreDemo(t *testing.T, out string) {
+	t.Helper()
+	command := func(name string) []string {
+		t.Helper()
+		for _, line := range strings.Split(out, "\n") {
+			if rest, ok := strings.CutPrefix(line, "  mvrefresher "+name+" "); ok {
+				return append([]string{name}, shellFields(t, rest)...)
+			}
+		}
+		t.Fatalf("the demo prints no %s command:\n%s", name, out)
+		return nil
+	}
+	mvrefresher := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+
+	status := command("status")
+	if out, err := mvrefresher(status...); err != nil || !strings.Contains(out, "slot mvrefresher_demo: active") ||
+		!regexp.MustCompile(`analytics\.mv_revenue_monthly +ok`).MatchString(out) {
+		t.Errorf("the demo's status command: %v\n%s", err, out)
+	}
+	if out, err := mvrefresher(append(status, "--slot", "nosuch")...); err != nil ||
+		!strings.Contains(out, "slot nosuch: does not exist in this database, which has: mvrefresher_demo") {
+		t.Errorf("status for a slot that does not exist: %v\n%s", err, out)
+	}
+	if out, err := mvrefresher(command("explain")...); err != nil || !strings.Contains(out, "refreshes 5 view(s) in 2 wave(s)") ||
+		!strings.Contains(out, "debounce 1s, max_wait 5s") {
+		t.Errorf("the demo's explain command: %v\n%s", err, out)
+	}
+	if out, err := mvrefresher(command("graph")...); err != nil || !strings.Contains(out, "mv_revenue_monthly") {
+		t.Errorf("the demo's graph command: %v\n%s", err, out)
+	}
+	if out, err := mvrefresher(command("verify")...); err != nil {
+		t.Errorf("the demo's verify command: %v\n%s", err, out)
+	}
+
+	// watch sees the refresh the refresh command asks for.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	var watchOut, watchErr syncBuffer
+	watched := make(chan error, 1)
+	go func() { watched <- run(watchCtx, command("watch"), &watchOut, &watchErr) }()
+	waitUntil(t, "watch to subscribe", func() bool { return strings.Contains(watchErr.String(), "watching") })
+	if out, err := mvrefresher(command("refresh")...); err != nil || !strings.Contains(out, "analytics.mv_revenue_summary is refreshed") {
+		t.Errorf("the demo's refresh command: %v\n%s", err, out)
+	}
+	waitUntil(t, "watch to show the manual refresh", func() bool {
+		return regexp.MustCompile(`analytics\.mv_revenue_summary +manual`).MatchString(watchOut.String())
+	})
+	stopWatch()
+	if err := <-watched; err != nil {
+		t.Errorf("the demo's watch command: %v\n%s", err, watchErr.String())
+	}
+	if out, err := mvrefresher(command("wait")...); err != nil || !strings.Contains(out, "fresh through") {
+		t.Errorf("the demo's wait command: %v\n%s", err, out)
+	}
+}
+
+// shellFields splits a command line the demo printed as a POSIX shell
+// would: words separated by spaces, single quotes kept together.
+func shellFields(t *testing.T, line string) []string {
+	t.Helper()
+	var fields []string
+	var word strings.Builder
+	inWord, quoted := false, false
+	for _, r := range line {
+		switch {
+		case r == '\'':
+			quoted, inWord = !quoted, true
+		case r == ' ' && !quoted:
+			if inWord {
+				fields = append(fields, word.String())
+				word.Reset()
+			}
+			inWord = false
+		default:
+			word.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unbalanced quotes in %q", line)
+	}
+	if inWord {
+		fields = append(fields, word.String())
+	}
+	return fields
 }

@@ -50,8 +50,11 @@ func printStatus(w io.Writer, rep inspect.StatusReport, now time.Time) {
 	}
 	s := rep.Slot
 	switch {
+	case !s.Exists && len(rep.SlotsInDatabase) > 0:
+		fmt.Fprintf(w, "slot %s: does not exist in this database, which has: %s (is the slot setting right? else the first `mvrefresher run` creates it)\n",
+			s.Name, strings.Join(rep.SlotsInDatabase, ", "))
 	case !s.Exists:
-		fmt.Fprintf(w, "slot %s: does not exist (created by the first `mvrefresher run`)\n", s.Name)
+		fmt.Fprintf(w, "slot %s: does not exist, nor any other logical slot in this database (created by the first `mvrefresher run`)\n", s.Name)
 	default:
 		state := "inactive (no daemon streams from it: it retains WAL)"
 		if s.InactiveSince != nil {

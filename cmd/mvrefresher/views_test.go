@@ -9,12 +9,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pglogrepl"
 
 	"github.com/mvrefresher/mvrefresher/events"
-	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
 // The /views endpoints and `mvrefresher wait` against a running daemon:
@@ -26,29 +24,8 @@ func TestViewsEndpointsAndWait(t *testing.T) {
 		CREATE MATERIALIZED VIEW app.mv_totals AS
 			SELECT count(*)::int AS n, (100 / (coalesce(min(amount), 1) + 100))::int AS ratio FROM app.orders;
 		CREATE UNIQUE INDEX ON app.mv_totals (n);`)
-	addr := freeAddr(t)
-	base := "http://" + addr
 	flags := []string{"--database-url", cluster.URL("postgres"), "--schemas", "app", "--debounce", "100ms", "--nats-url", ""}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs bytes.Buffer
-	stopped := make(chan error, 1)
-	go func() {
-		stopped <- run(ctx, append([]string{"run", "--listen", addr, "--log-format", "json"}, flags...), &logs, &logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-stopped; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-	})
-	err := wait.Until("the startup refresh", 30*time.Second, func() (bool, error) {
-		var views []events.ViewState
-		code, err := getJSON(base+"/views", &views)
-		return err == nil && code == http.StatusOK && len(views) == 1 && views[0].FreshThrough != "", nil
-	})
-	if err != nil {
-		t.Fatalf("%v\n%s", err, logs.String())
-	}
+	base := startDaemon(t, flags, 1)
 
 	for _, c := range []struct {
 		path string
