@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -35,9 +36,10 @@ type relation struct {
 	schema, relname, name        string
 	kind, persistence, replident byte
 	populated, hasPK, uniqueIdx  bool
-	hasReplIdentIndex            bool // an index marked by REPLICA IDENTITY USING INDEX
-	canRefresh                   bool // owner, or MAINTAIN on PostgreSQL 17
-	owner                        string
+	hasReplIdentIndex            bool   // an index marked by REPLICA IDENTITY USING INDEX
+	canRefresh                   bool   // owner, or MAINTAIN on PostgreSQL 17
+	owner                        string // quoted as an identifier where needed
+	ownerIsSuperuser             bool
 }
 
 // UsableUniqueIndexSQL tells whether the relation c (an SQL expression on
@@ -66,7 +68,8 @@ SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
        c.relkind = 'm' AND ` + UsableUniqueIndexSQL + `,
        pg_has_role(c.relowner, 'USAGE') OR CASE WHEN current_setting('server_version_num')::int >= 170000
          THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END,
-       pg_get_userbyid(c.relowner)::text
+       quote_ident(pg_get_userbyid(c.relowner)),
+       coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner), false)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -98,6 +101,10 @@ func Discover(ctx context.Context, q Querier, opts DiscoverOptions) (*Catalog, e
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only: nothing to lose
 		q = tx
 	}
+	b := builder{tables: map[uint32]*Table{}, opts: opts}
+	if err := q.QueryRow(ctx, "SELECT quote_ident(current_user), current_setting('server_version_num')::int / 10000").Scan(&b.role, &b.serverMajor); err != nil {
+		return nil, fmt.Errorf("discover: read the role and the server version: %w", err)
+	}
 	rels, err := queryRelations(ctx, q)
 	if err != nil {
 		return nil, err
@@ -110,7 +117,7 @@ func Discover(ctx context.Context, q Querier, opts DiscoverOptions) (*Catalog, e
 	if err != nil {
 		return nil, err
 	}
-	b := builder{rels: rels, deps: deps, ancestors: ancestors, tables: map[uint32]*Table{}, opts: opts}
+	b.rels, b.deps, b.ancestors = rels, deps, ancestors
 	return b.build(), nil
 }
 
@@ -128,7 +135,7 @@ func queryRelations(ctx context.Context, q Querier) (map[uint32]*relation, error
 	var kind, persistence, replident string
 	for rows.Next() {
 		r := &relation{}
-		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.hasReplIdentIndex, &r.uniqueIdx, &r.canRefresh, &r.owner); err != nil {
+		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.hasReplIdentIndex, &r.uniqueIdx, &r.canRefresh, &r.owner, &r.ownerIsSuperuser); err != nil {
 			return nil, fmt.Errorf("discover relations: %w", err)
 		}
 		r.kind, r.persistence, r.replident = kind[0], persistence[0], replident[0]
@@ -198,6 +205,10 @@ type builder struct {
 	ancestors map[uint32][]uint32
 	tables    map[uint32]*Table
 	opts      DiscoverOptions
+	// role is the role discovering (current_user, quoted where needed),
+	// which refreshes the views; serverMajor the PostgreSQL major version.
+	role        string
+	serverMajor int
 	// edges are what each relation walked reads directly: the graph of
 	// `mvrefresher graph`, plain views in between included.
 	edges map[string][]Edge
@@ -345,10 +356,7 @@ func (b *builder) build() *Catalog {
 		excluded := false
 		if !r.canRefresh {
 			excluded = true
-			c.Excluded = append(c.Excluded, Problem{v.Name, "not-owner", fmt.Sprintf(
-				"is owned by %s, and REFRESH needs ownership (PostgreSQL 17: the MAINTAIN privilege), so the view is not managed. "+
-					"Fix: GRANT %s TO <mvrefresher's role>, or ALTER MATERIALIZED VIEW %s OWNER TO <mvrefresher's role>, or disable the view",
-				r.owner, r.owner, v.Name)})
+			c.Excluded = append(c.Excluded, Problem{v.Name, "not-owner", b.notOwnerMessage(r)})
 		}
 		for _, oid := range tables {
 			rel := b.rels[oid]
@@ -430,4 +438,24 @@ func AnyRows(ctx context.Context, q Querier, oids []uint32) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// notOwnerMessage says why the role cannot refresh r and how to let it:
+// membership in the owner role, unless the owner is a superuser (the
+// bootstrap superuser, typically), whose membership would make the role
+// one; then a new owner, or the MAINTAIN privilege from PostgreSQL 17 on.
+func (b *builder) notOwnerMessage(r *relation) string {
+	var fixes []string
+	if b.serverMajor >= 17 {
+		fixes = append(fixes, fmt.Sprintf("GRANT MAINTAIN ON %s TO %s", r.name, b.role))
+	}
+	if r.ownerIsSuperuser {
+		fixes = append(fixes, fmt.Sprintf("ALTER MATERIALIZED VIEW %s OWNER TO %s (or to another role that is not a superuser and that %s is a member of; "+
+			"granting %s to %s would make it a superuser)", r.name, b.role, b.role, r.owner, b.role))
+	} else {
+		fixes = append(fixes, fmt.Sprintf("GRANT %s TO %s", r.owner, b.role),
+			fmt.Sprintf("ALTER MATERIALIZED VIEW %s OWNER TO %s", r.name, b.role))
+	}
+	return fmt.Sprintf("is owned by %s, and REFRESH needs ownership (PostgreSQL 17: the MAINTAIN privilege), so the view is not managed. Fix: %s, or disable the view",
+		r.owner, strings.Join(fixes, ", or "))
 }

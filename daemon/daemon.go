@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"runtime/debug"
 	"slices"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/sync/errgroup"
 
@@ -174,7 +174,15 @@ func (d *Daemon) checkServer(ctx context.Context, pool, slotPool *pgxpool.Pool) 
 	if err := replication.CheckSlotFree(ctx, slotPool, d.cfg.Slot); err != nil {
 		return err
 	}
-	return d.checkConfiguredViews(ctx, pool)
+	problems, err := catalog.CheckViewKeys(ctx, pool, slices.Collect(maps.Keys(d.cfg.Views)), d.cfg.Schemas)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range problems {
+		errs = append(errs, errors.New(p.Message))
+	}
+	return errors.Join(errs...)
 }
 
 // startState is what streaming starts from.
@@ -331,32 +339,6 @@ func (d *Daemon) letGo(ctx context.Context, stream *replication.Stream) {
 	if err := stream.Close(context.WithoutCancel(ctx)); err != nil {
 		d.logger.Debug("close replication connection", "error", err)
 	}
-}
-
-// checkConfiguredViews fails for a views: entry naming no materialized view.
-func (d *Daemon) checkConfiguredViews(ctx context.Context, pool *pgxpool.Pool) error {
-	var problems []error
-	for key := range d.cfg.Views {
-		schema, name, err := config.ParseQualifiedName(key)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("views: %q: %w", key, err))
-			continue
-		}
-		var kind string
-		err = pool.QueryRow(ctx, `SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2`, schema, name).Scan(&kind)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			problems = append(problems, fmt.Errorf("views: %q: no such materialized view", key))
-		case err != nil:
-			return fmt.Errorf("check configured views: %w", err)
-		case kind != "m":
-			problems = append(problems, fmt.Errorf("views: %q is not a materialized view", key))
-		case len(d.cfg.Schemas) > 0 && !slices.Contains(d.cfg.Schemas, schema):
-			problems = append(problems, fmt.Errorf("views: %q is outside the managed schemas %v", key, d.cfg.Schemas))
-		}
-	}
-	return errors.Join(problems...)
 }
 
 func (d *Daemon) logCatalog(cat *catalog.Catalog) {

@@ -61,9 +61,36 @@ func (l Log) Is(schema, relname string) bool {
 	return l.ident != "" && schema == l.schema && relname == l.name
 }
 
+// CheckCreatable fails, saying the fix, when the refresh log does not exist
+// and the role cannot create it: its schema is missing, or the role lacks
+// CREATE on it (PostgreSQL 15 and later grant none on public).
+func (l Log) CheckCreatable(ctx context.Context, q Querier) error {
+	var exists, schemaExists, canCreate bool
+	var role, schema string // quoted where needed
+	err := q.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, n.oid IS NOT NULL,
+		       coalesce(has_schema_privilege(n.oid, 'CREATE'), false), quote_ident(current_user), quote_ident($2::text)
+		FROM (SELECT) one LEFT JOIN pg_namespace n ON n.nspname = $2::text`, l.ident, l.schema).Scan(&exists, &schemaExists, &canCreate, &role, &schema)
+	if err != nil {
+		return fmt.Errorf("read refresh log table %s: %w", l.ident, err)
+	}
+	switch {
+	case exists || (schemaExists && canCreate):
+		return nil
+	case !schemaExists:
+		return fmt.Errorf("cannot create refresh log table %s: schema %s does not exist: CREATE SCHEMA %s AUTHORIZATION %s, or set refresh_log_table to a table in a schema the role owns",
+			l.ident, schema, schema, role)
+	}
+	return fmt.Errorf("cannot create refresh log table %s: the role %s lacks CREATE on schema %s (PostgreSQL 15 and later no longer grant it on public to every role): "+
+		"GRANT CREATE ON SCHEMA %s TO %s, or set refresh_log_table to a table in a schema the role owns (CREATE SCHEMA mvrefresher AUTHORIZATION %s; refresh_log_table: mvrefresher.%s)",
+		l.ident, role, schema, schema, role, role, l.name)
+}
+
 // Ensure creates the refresh log, or adds the missing columns to an
 // existing one (such as the seed's two-column table).
 func (l Log) Ensure(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := l.CheckCreatable(ctx, pool); err != nil {
+		return err
+	}
 	ident := l.ident
 	var exists bool
 	var have []string

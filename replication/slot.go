@@ -37,12 +37,13 @@ var ErrPublicationMissing = errors.New("the publication was missing where the sl
 var ErrSlotInUse = errors.New("replication slot is active in another process")
 
 // CheckSlotFree fails with ErrSlotInUse while another process streams from
-// the slot.
+// the slot, and, when the slot does not exist yet, if max_replication_slots
+// leaves no room to create it.
 func CheckSlotFree(ctx context.Context, pool *pgxpool.Pool, slot string) error {
 	var pid *int32
 	err := pool.QueryRow(ctx, `SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&pid)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
+		return checkSlotRoom(ctx, pool, slot)
 	}
 	if err != nil {
 		return fmt.Errorf("read replication slot %q: %w", slot, err)
@@ -51,6 +52,25 @@ func CheckSlotFree(ctx context.Context, pool *pgxpool.Pool, slot string) error {
 		return fmt.Errorf("replication slot %q (walsender pid %d): %w", slot, *pid, ErrSlotInUse)
 	}
 	return nil
+}
+
+// checkSlotRoom fails when every slot max_replication_slots allows exists,
+// so that slot cannot be created: the server would refuse with a bare "all
+// replication slots are in use".
+func checkSlotRoom(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+	var used, allowed int
+	var names string
+	err := pool.QueryRow(ctx, `SELECT count(*), current_setting('max_replication_slots')::int, coalesce(string_agg(slot_name, ', ' ORDER BY slot_name), '')
+		FROM pg_replication_slots`).Scan(&used, &allowed, &names)
+	if err != nil {
+		return fmt.Errorf("count replication slots: %w", err)
+	}
+	if used < allowed {
+		return nil
+	}
+	return fmt.Errorf("cannot create replication slot %q: all %d replication slots (max_replication_slots) are in use (%s): "+
+		"drop one that is no longer needed (SELECT pg_drop_replication_slot('name')), or raise max_replication_slots in postgresql.conf and restart PostgreSQL",
+		slot, allowed, names)
 }
 
 // SlotState is where streaming from the slot starts.

@@ -97,7 +97,7 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open replication connection: %w%s", err, replicationHint(err))
+		return nil, fmt.Errorf("open replication connection: %w%s", err, replicationHint(err, cfg.User))
 	}
 	major, err := strconv.Atoi(strings.SplitN(conn.ParameterStatus("server_version"), ".", 2)[0])
 	if err != nil {
@@ -121,9 +121,17 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 	}, nil
 }
 
-func replicationHint(err error) string {
-	if code := sqlState(err); code == pgerrcode.InsufficientPrivilege || code == pgerrcode.InvalidAuthorizationSpecification {
-		return " (the role needs the REPLICATION attribute: ALTER ROLE <role> REPLICATION, and pg_hba.conf must allow it)"
+// replicationHint says how to let role open a replication connection the
+// server refused.
+func replicationHint(err error, role string) string {
+	role = pgx.Identifier{role}.Sanitize()
+	switch sqlState(err) {
+	case pgerrcode.InsufficientPrivilege:
+		return fmt.Sprintf(" (the role needs the REPLICATION attribute: ALTER ROLE %s REPLICATION)", role)
+	case pgerrcode.InvalidAuthorizationSpecification:
+		return fmt.Sprintf(" (pg_hba.conf must allow the role %s a connection to this database; a logical replication connection matches the lines of its database, not those of \"replication\")", role)
+	case pgerrcode.TooManyConnections:
+		return " (no walsender is free: max_wal_senders counts every replication connection, physical standbys' included (pg_stat_replication lists them); raise it in postgresql.conf and restart PostgreSQL)"
 	}
 	return ""
 }

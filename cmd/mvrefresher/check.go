@@ -6,14 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
-// runCheck lints the managed views; exit status 1 when any finding is an
-// error, so that it can gate a migration in CI.
+// runCheck checks what the daemon would refuse to start with (the server,
+// the role's privileges, the configuration's views) and lints the managed
+// views; exit status 1 when any finding is an error, so that it can gate a
+// deployment or a migration in CI.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -31,11 +35,20 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("check: %w", err)
 	}
 	defer in.Close()
-	findings, err := in.Check(ctx)
+	findings, err := in.CheckSetup(ctx)
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
 	}
-	stream, streamErr := in.CheckStream(ctx)
+	stream, streamFindings, streamErr := in.CheckStream(ctx)
+	findings = append(findings, streamFindings...)
+	viewFindings, err := in.Check(ctx)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	// Grouped by view, those about no view first; catalog.Check puts a
+	// view's errors before its warnings.
+	findings = append(findings, viewFindings...)
+	slices.SortStableFunc(findings, func(a, b catalog.Finding) int { return strings.Compare(a.View, b.View) })
 	if *asJSON {
 		if findings == nil {
 			findings = []catalog.Finding{}
@@ -72,9 +85,13 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func printFindings(w io.Writer, findings []catalog.Finding) {
 	errs, warns := 0, 0
 	last := ""
-	for _, f := range findings {
-		if f.View != last {
-			fmt.Fprintln(w, f.View)
+	for i, f := range findings {
+		if i == 0 || f.View != last {
+			header := f.View
+			if header == "" { // not about one view: the server, the role, the configuration
+				header = "setup"
+			}
+			fmt.Fprintln(w, header)
 			last = f.View
 		}
 		fmt.Fprintf(w, "  %-7s  %s: %s\n", f.Severity, f.Code, f.Message)
