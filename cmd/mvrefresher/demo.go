@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,12 +31,11 @@ var demoSchema string
 const demoName = "mvrefresher_demo"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandFlags("demo", stdout, stderr)
 	duration := fs.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
 	listen := fs.String("listen", "127.0.0.1:9188", `serve /metrics, /healthz, /readyz and /views here ("" for none)`)
 	databaseURL := fs.String("database-url", "", "use this PostgreSQL (wal_level=logical) instead of a throwaway local one; the demo creates schemas core and analytics there and drops them afterwards")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if *duration > 0 {
