@@ -6,7 +6,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.buildVersion=${VERSION}" -o /mvrefresher ./cmd/mvrefresher
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/mvrefresher/mvrefresher/internal/buildinfo.version=${VERSION}" -o /mvrefresher ./cmd/mvrefresher
 
 # distroless/static: CA certificates, tzdata, a nonroot user (65532), no shell.
 FROM gcr.io/distroless/static-debian12:nonroot

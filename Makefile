@@ -1,6 +1,6 @@
 # Release builds: static, trimmed, version-stamped binaries.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.buildVersion=$(VERSION)
+LDFLAGS := -s -w -X github.com/mvrefresher/mvrefresher/internal/buildinfo.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 PLATFORMS := linux/amd64 linux/arm64
 

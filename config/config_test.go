@@ -336,3 +336,31 @@ func TestLoad_ReplicationURL(t *testing.T) {
 		t.Fatalf("a bad replication_url: got %v", err)
 	}
 }
+
+func TestBindFlags_OnlyTheNamedKeys(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(new(strings.Builder))
+	f := BindFlags(fs, "database_url", "nats.subject_prefix")
+	for _, name := range []string{"config", "database-url", "nats-subject-prefix"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("missing flag --%s", name)
+		}
+	}
+	if fs.Lookup("workers") != nil {
+		t.Error("--workers is bound though not named")
+	}
+	if err := fs.Parse([]string{"--workers", "3"}); err == nil {
+		t.Error("an unbound flag was accepted")
+	}
+	if err := fs.Parse([]string{"--nats-subject-prefix", "app.mv"}); err != nil {
+		t.Fatal(err)
+	}
+	// The environment still sets the keys that have no flag.
+	cfg, err := Load("", envOf(map[string]string{"MVREFRESHER_DATABASE_URL": testURL, "MVREFRESHER_WORKERS": "5"}), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.SubjectPrefix != "app.mv" || cfg.Workers != 5 {
+		t.Errorf("got prefix %q and workers %d, want app.mv and 5", cfg.NATS.SubjectPrefix, cfg.Workers)
+	}
+}

@@ -14,18 +14,36 @@ type Flags struct {
 	values []*flagValue // in keyDefs order
 }
 
-// BindFlags binds one flag per key on fs (--database-url, --max-wait,
-// --nats-subject-prefix, ...; --schemas takes a comma-separated list) plus
-// --config, the path of the YAML file. Invalid values are rejected by
-// fs.Parse, with the same messages as the file and the environment.
-func BindFlags(fs *flag.FlagSet) *Flags {
+// BindFlags binds --config, the path of the YAML file, and one flag for each
+// of keys (--database-url, --max-wait, --nats-subject-prefix, ...; --schemas
+// takes a comma-separated list), or for every key when none is named: the
+// daemon reads them all, a command only the keys it uses, so that its -h
+// lists no flag it would ignore. The file and the environment still set
+// every key. Invalid values are rejected by fs.Parse, with the same
+// messages as the file and the environment.
+//
+// Naming a key that does not exist is a mistake in the program, not in its
+// input, and panics as flag.FlagSet.Var does for a flag bound twice.
+func BindFlags(fs *flag.FlagSet, keys ...string) *Flags {
 	f := &Flags{}
-	fs.StringVar(&f.config, "config", "", "path of the YAML configuration file")
-	for i := range keyDefs {
-		d := &keyDefs[i]
+	fs.StringVar(&f.config, "config", "", "path of the YAML configuration `file`")
+	bind := func(d *keyDef) {
 		v := &flagValue{def: d}
 		f.values = append(f.values, v)
 		fs.Var(v, flagName(d.name), d.usage())
+	}
+	if len(keys) == 0 {
+		for i := range keyDefs {
+			bind(&keyDefs[i])
+		}
+		return f
+	}
+	for _, k := range keys {
+		d := lookupKey(k)
+		if d == nil {
+			panic(fmt.Sprintf("config: BindFlags: no key %q", k))
+		}
+		bind(d)
 	}
 	return f
 }

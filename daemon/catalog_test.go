@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +21,16 @@ func TestDaemon_NeverPublishesATableWithoutReplicaIdentity(t *testing.T) {
 		CREATE UNIQUE INDEX ON app.mv_keyed (n);`)
 	e.start()
 	e.expectEvents(e.settle(), "app.mv_keyed startup ok")
+	e.expectMetrics(
+		// mv_keyed and the harness's mv_barrier.
+		`mvrefresher_views{reason="",state="managed"} 2`,
+		`mvrefresher_views{reason="no-replica-identity",state="unmanaged"} 1`,
+		// The failure series exist from the start, for the alerts.
+		`mvrefresher_refreshes_total{status="failed",view="app.mv_keyed"} 0`,
+		`mvrefresher_staleness_target_missed_total{view="app.mv_keyed"} 0`,
+		`mvrefresher_last_success_timestamp_seconds{view="app.mv_keyed"} 1.`,
+		`mvrefresher_build_info{commit="`,
+	)
 
 	var published bool
 	if err := e.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM pg_publication_tables
@@ -42,9 +54,34 @@ func TestDaemon_NeverPublishesATableWithoutReplicaIdentity(t *testing.T) {
 		return n == 1, err
 	})
 	e.expectEvents(e.settle(), "app.mv_keyless startup ok")
+	e.expectMetrics(
+		`mvrefresher_views{reason="",state="managed"} 3`,
+		`mvrefresher_views{reason="no-replica-identity",state="unmanaged"} 0`,
+		`mvrefresher_refreshes_total{status="failed",view="app.mv_keyless"} 0`,
+	)
 	e.exec("INSERT INTO app.keyless VALUES (2, 5)")
 	e.expectEvents(e.settle(), "app.mv_keyless change ok")
 	e.assertFresh("app.mv_keyless")
+}
+
+// expectMetrics fails unless /metrics has a line starting with each of want.
+func (e *env) expectMetrics(want ...string) {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.daemon.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, w := range want {
+		if !strings.Contains(body, "\n"+w) {
+			name, _, _ := strings.Cut(w, "{")
+			var got []string
+			for _, line := range strings.Split(body, "\n") {
+				if strings.HasPrefix(line, name+"{") {
+					got = append(got, line)
+				}
+			}
+			e.t.Errorf("/metrics has no line starting with %s; it has %q", w, got)
+		}
+	}
 }
 
 func TestDaemon_PlainRefreshWithoutUniqueIndex(t *testing.T) {

@@ -219,6 +219,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		return startState{}, err
 	}
 	d.logCatalog(cat)
+	d.exportCatalog(cat)
 	findings, err := d.logFindings(ctx, pool, cat)
 	if err != nil {
 		return startState{}, err

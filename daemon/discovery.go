@@ -12,6 +12,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
@@ -89,6 +90,7 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			// would lose it.
 			d.logger.Warn("record owed refreshes after partition changes", "error", err)
 		}
+		d.exportCatalog(cat)
 		update := schedule.CatalogUpdate{Catalog: cat, Startup: startup, Barrier: barrier, Repartitioned: repartitioned, Discovered: through}
 		if sched.UpdateCatalog(ctx, update) != nil {
 			return
@@ -183,6 +185,29 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog
 		return nil, nil, 0, err
 	}
 	return cat, changed, through, nil
+}
+
+// exportCatalog sets mvrefresher_views from cat, and has every managed
+// view's failure series exist, at 0, from when it is managed: an alert on
+// their rate needs a series to start from.
+func (d *Daemon) exportCatalog(cat *catalog.Catalog) {
+	unmanaged := map[string]int{}
+	counted := map[catalog.Problem]bool{}
+	for _, p := range cat.Excluded {
+		// A view excluded for two sources' lack of replica identity is one
+		// view without it.
+		key := catalog.Problem{View: p.View, Code: p.Code}
+		if !counted[key] {
+			counted[key] = true
+			unmanaged[p.Code]++
+		}
+	}
+	d.metrics.SetViews(len(cat.Views), unmanaged)
+	for name := range cat.Views {
+		d.metrics.Refreshes.WithLabelValues(name, string(events.StatusOK))
+		d.metrics.Refreshes.WithLabelValues(name, string(events.StatusFailed))
+		d.metrics.TargetMissed.WithLabelValues(name)
+	}
 }
 
 // markAllOwed notes in the refresh log that every managed view owes a

@@ -4,10 +4,13 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mvrefresher/mvrefresher/internal/buildinfo"
 )
 
 // Metrics are updated by the daemon and served on /metrics.
@@ -27,6 +30,9 @@ type Metrics struct {
 	TargetMissed      *prometheus.CounterVec   // view
 	PendingViews      prometheus.Gauge
 	EventsDropped     prometheus.Counter
+	LastSuccess       *prometheus.GaugeVec // view
+
+	views *viewCounts
 }
 
 // New creates and registers the metrics. connected and standby report the
@@ -74,10 +80,26 @@ func New(connected, standby func() bool) *Metrics {
 		EventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mvrefresher_events_dropped_total", Help: "Refresh events not published because NATS was unreachable for too long (buffer full or retries exhausted).",
 		}),
+		LastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mvrefresher_last_success_timestamp_seconds", Help: "When the view's last successful refresh finished, in seconds since the Unix epoch.",
+		}, []string{"view"}),
+		views: &viewCounts{
+			gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "mvrefresher_views", Help: `Views by state: managed (reason ""), or unmanaged with the reason (check's code, such as no-replica-identity); a view with two reasons counts under each.`,
+			}, []string{"state", "reason"}),
+			reasons: map[string]bool{},
+		},
 	}
+	build := buildinfo.Read()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mvrefresher_build_info", Help: "Always 1; the labels say which build runs.",
+		ConstLabels: prometheus.Labels{"version": build.Version, "commit": build.Commit, "goversion": build.GoVersion},
+	})
+	buildInfo.Set(1)
 	m.Registry.MustRegister(
 		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.ChurnRatio, m.WALChanges,
 		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.VisibilityWaits, m.TargetMissed, m.PendingViews, m.EventsDropped,
+		m.LastSuccess, m.views.gauge, buildInfo,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "mvrefresher_replication_connected", Help: "1 while this instance streams from its slot.",
 		}, boolGauge(connected)),
@@ -88,6 +110,29 @@ func New(connected, standby func() bool) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// SetViews sets mvrefresher_views: managed views, and per reason the
+// unmanaged views. A reason seen before and gone now stays, at 0, so that
+// an alert on it resolves rather than loses its series.
+func (m *Metrics) SetViews(managed int, unmanaged map[string]int) {
+	v := m.views
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.gauge.WithLabelValues("managed", "").Set(float64(managed))
+	for reason := range unmanaged {
+		v.reasons[reason] = true
+	}
+	for reason := range v.reasons {
+		v.gauge.WithLabelValues("unmanaged", reason).Set(float64(unmanaged[reason]))
+	}
+}
+
+// viewCounts is mvrefresher_views and the reasons it has shown.
+type viewCounts struct {
+	mu      sync.Mutex
+	gauge   *prometheus.GaugeVec // state, reason
+	reasons map[string]bool
 }
 
 // Handler serves the metrics in the Prometheus text format.

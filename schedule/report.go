@@ -115,6 +115,7 @@ func (r *reporter) refreshed(view *catalog.View, e events.Refresh, out refresher
 	r.metrics.Refreshes.WithLabelValues(name, string(e.Status)).Inc()
 	if out.Err == nil {
 		r.metrics.RefreshDuration.WithLabelValues(name).Observe(out.FinishedAt.Sub(out.StartedAt).Seconds())
+		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(out.FinishedAt.UnixNano()) / 1e9)
 		if out.RowsInserted != nil {
 			r.metrics.RowsChanged.WithLabelValues(name, "inserted").Add(float64(*out.RowsInserted))
 			r.metrics.RowsChanged.WithLabelValues(name, "deleted").Add(float64(*out.RowsDeleted))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -19,11 +18,10 @@ import (
 // views; exit status 1 when any finding is an error, so that it can gate a
 // deployment or a migration in CI.
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("check", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, checkKeys...)
 	asJSON := fs.Bool("json", false, `print {"findings": [...]} as JSON`)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	cfg, err := flags.Load()

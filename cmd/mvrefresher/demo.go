@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,13 +32,12 @@ var demoSchema string
 const demoName = "mvrefresher_demo"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandFlags("demo", stdout, stderr)
 	duration := fs.Duration("duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
 	keep := fs.Bool("keep", false, "with --duration: stop only the traffic then, and keep PostgreSQL, NATS and the daemon running until Ctrl-C, for exploring")
 	listen := fs.String("listen", "127.0.0.1:9188", `serve /metrics, /healthz, /readyz and /views here ("" for none)`)
 	databaseURL := fs.String("database-url", "", "use this PostgreSQL (wal_level=logical) instead of a throwaway local one; the demo creates schemas core and analytics there and drops them afterwards")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -200,7 +198,7 @@ func printDemoCommands(say func(string, ...any), cfg config.Config, addr string)
 	say("  mvrefresher explain %s --debounce %s --max-wait %s core.fact_events", demo, cfg.Debounce, cfg.MaxWait)
 	say("  mvrefresher graph %s --format mermaid", demo)
 	say("  mvrefresher verify %s", demo)
-	say("  mvrefresher watch --nats-url %s --subject-prefix %s", cfg.NATS.URL, cfg.NATS.SubjectPrefix)
+	say("  mvrefresher watch --nats-url %s --nats-subject-prefix %s", cfg.NATS.URL, cfg.NATS.SubjectPrefix)
 	say("  psql %s   (write to core.fact_events: the views follow)", shellQuote(cfg.DatabaseURL))
 	if addr != "" {
 		say("  mvrefresher refresh --url %s %s --wait analytics.mv_revenue_summary", addr, db)

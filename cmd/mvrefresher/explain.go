@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,28 +14,15 @@ import (
 // runExplain is the dry run: what a change to a table, or a refresh of a
 // view, refreshes, in which order.
 func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: mvrefresher explain [flags] SCHEMA.TABLE_OR_VIEW")
-		fs.PrintDefaults()
-	}
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("explain", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, explainKeys...)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
+	names, err := fs.parseNames(args)
+	if err != nil {
 		return err
 	}
-	// Flags may also follow the name.
-	var names []string
-	for fs.NArg() > 0 {
-		names = append(names, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return err
-		}
-	}
 	if len(names) != 1 {
-		fs.Usage()
-		return fmt.Errorf("explain: name one table or materialized view (got %d)", len(names))
+		return fs.misuse(fmt.Errorf("name one table or materialized view (got %d)", len(names)))
 	}
 	cfg, err := flags.Load()
 	if err != nil {

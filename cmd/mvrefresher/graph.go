@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,19 +15,15 @@ import (
 
 // runGraph prints the dependency graph of the managed views.
 func runGraph(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("graph", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("graph", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, graphKeys...)
 	format := fs.String("format", "dot", "dot (Graphviz), mermaid or json")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("graph: unexpected argument %q", fs.Arg(0))
 	}
 	write, ok := map[string]func(io.Writer, catalog.Graph) error{"dot": writeDot, "mermaid": writeMermaid, "json": writeGraphJSON}[*format]
 	if !ok {
-		return fmt.Errorf("graph: unknown format %q (use dot, mermaid or json)", *format)
+		return fs.misuse(fmt.Errorf("unknown format %q (use dot, mermaid or json)", *format))
 	}
 	cfg, err := flags.Load()
 	if err != nil {

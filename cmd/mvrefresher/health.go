@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,10 +11,9 @@ import (
 // runHealth asks a running daemon's /healthz, for container health checks
 // in an image without a shell or curl.
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandFlags("health", stdout, stderr)
 	url := fs.String("url", "http://127.0.0.1:9188/healthz", "health endpoint to ask")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

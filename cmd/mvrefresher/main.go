@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/mvrefresher/mvrefresher/internal/buildinfo"
 )
 
 func main() {
@@ -19,7 +21,7 @@ func main() {
 	stop()
 	if err != nil {
 		var quiet exitError
-		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &quiet) {
+		if !errors.As(err, &quiet) {
 			fmt.Fprintln(os.Stderr, "mvrefresher:", err)
 		}
 		os.Exit(exitCode(err))
@@ -27,7 +29,8 @@ func main() {
 }
 
 // exitError carries an exit code for results that are not failures of the
-// program itself (check finding errors).
+// program itself (check finding errors), or that were reported already (2:
+// misuse, with the usage).
 type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
@@ -37,41 +40,26 @@ func exitCode(err error) int {
 	if errors.As(err, &e) {
 		return e.code
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 2
-	}
 	return 1
 }
 
-const usage = `Usage: mvrefresher <command> [flags]
-
-Commands:
-  run       the daemon: refresh materialized views when their sources change
-  check     lint the managed views (non-deterministic columns, missing unique index, ...); exit 1 on errors
-  status    the views, their sources and last refresh, and the replication slot (--json)
-  explain   dry run: which views a change to a table (or a view's refresh) refreshes, in which order (--json)
-  graph     the dependency graph of the managed views (--format dot, mermaid or json)
-  verify    compare materialized views with their definitions, read-only (--json); exit 1 on a difference
-  watch     print refresh events as they arrive (--json, --view, --schema)
-  refresh   ask the running daemon for a refresh of views (--wait: exit when done, 1 on timeout)
-  wait      wait until a view includes every commit up to a WAL position (--view, --lsn, --timeout); exit 1 on timeout
-  teardown  drop the slot and publication (not the log table or the views); --force if a daemon still runs
-  demo      everything local: a throwaway PostgreSQL and NATS, the seed's views, synthetic traffic
-  health    ask a running daemon's /healthz (for container health checks)
-  version   print the version
-
-Run 'mvrefresher <command> -h' for a command's flags.
-`
-
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the usage asked for is printed
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+		fmt.Fprint(stderr, usage())
+		return exitError{2}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return runDaemon(ctx, rest, stderr)
+		return runDaemon(ctx, rest, stdout, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
 	case "status":
@@ -95,12 +83,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "wait":
 		return runWait(ctx, rest, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "mvrefresher", version())
+		if err := newCommandFlags("version", stdout, stderr).parse(rest); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "mvrefresher", buildinfo.Read())
+		return nil
+	case "-version", "--version":
+		fmt.Fprintln(stdout, "mvrefresher", buildinfo.Read())
 		return nil
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
+		if len(rest) > 0 && cmd == "help" { // help COMMAND
+			return dispatch(ctx, []string{rest[0], "-h"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage())
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	fmt.Fprintf(stderr, "mvrefresher: unknown command %q\n\n%s", cmd, usage())
+	return exitError{2}
 }

@@ -35,15 +35,9 @@ func TestRun_BadConfigurationIsAClearError(t *testing.T) {
 	}
 }
 
-func TestRun_UnknownCommand(t *testing.T) {
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"frobnicate"}, &out, &out); err == nil || !strings.Contains(err.Error(), "frobnicate") {
-		t.Fatalf("unknown command: err %v", err)
-	}
-}
-
-// TestMain_StopsGracefullyOnSignal runs the real binary: SIGTERM and SIGINT
-// stop it with exit status 0.
+// TestMain_StopsGracefullyOnSignal runs the real binary: SIGHUP does not
+// stop it (it logs that there is no reload), SIGTERM and SIGINT stop it with
+// exit status 0.
 func TestMain_StopsGracefullyOnSignal(t *testing.T) {
 	cluster, _ := startCluster(t, "")
 	bin := binary(t)
@@ -52,7 +46,7 @@ func TestMain_StopsGracefullyOnSignal(t *testing.T) {
 			addr := freeAddr(t)
 			cmd := exec.Command(bin, "run", "--listen", addr)
 			cmd.Env = append(os.Environ(), "MVREFRESHER_DATABASE_URL="+cluster.URL("postgres"), "MVREFRESHER_LOG_FORMAT=json")
-			var logs bytes.Buffer
+			var logs syncBuffer
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -60,6 +54,12 @@ func TestMain_StopsGracefullyOnSignal(t *testing.T) {
 			exited := make(chan error, 1)
 			go func() { exited <- cmd.Wait() }()
 			waitReady(t, "http://"+addr+"/readyz", exited, &logs)
+			if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "the SIGHUP to be logged", func() bool {
+				return strings.Contains(logs.String(), "configuration reload is not supported")
+			})
 			resp, err := http.Get("http://" + addr + "/metrics")
 			if err != nil {
 				t.Fatal(err)
@@ -101,7 +101,7 @@ func freeAddr(t *testing.T) string {
 }
 
 // waitReady polls url until it answers 200, failing if the process exits.
-func waitReady(t *testing.T, url string, exited <-chan error, logs *bytes.Buffer) {
+func waitReady(t *testing.T, url string, exited <-chan error, logs fmt.Stringer) {
 	t.Helper()
 	err := wait.Until(url+" to answer 200", 30*time.Second, func() (bool, error) {
 		select {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -24,26 +23,14 @@ import (
 // each view is fresh through the request: exit 0 when done, 1 on timeout,
 // 2 on an error.
 func runRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("refresh", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: mvrefresher refresh [flags] SCHEMA.VIEW ...")
-		fs.PrintDefaults()
-	}
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("refresh", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, refreshKeys...)
 	wait := fs.Bool("wait", false, "wait until the daemon has refreshed every view named")
 	timeout := fs.Duration("timeout", 30*time.Second, "with --wait: how long to wait for all of them")
 	daemonURL := fs.String("url", "", "with --wait: the daemon's HTTP address (default: from listen)")
-	if err := fs.Parse(args); err != nil {
+	views, err := fs.parseNames(args)
+	if err != nil {
 		return err
-	}
-	// Flags may also follow the names.
-	var views []string
-	for fs.NArg() > 0 {
-		views = append(views, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return err
-		}
 	}
 	fail := func(err error) error {
 		fmt.Fprintln(stderr, "mvrefresher refresh:", err)
@@ -51,10 +38,9 @@ func runRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	switch {
 	case len(views) == 0:
-		fs.Usage()
-		return fail(errors.New("name at least one materialized view (schema.name)"))
+		return fs.misuse(errors.New("name at least one materialized view (schema.name)"))
 	case *timeout <= 0:
-		return fail(fmt.Errorf("--timeout %s: want more than 0", *timeout))
+		return fs.misuse(fmt.Errorf("--timeout %s: want more than 0", *timeout))
 	}
 	for _, v := range views {
 		if _, _, err := config.ParseQualifiedName(v); err != nil {

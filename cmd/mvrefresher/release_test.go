@@ -6,8 +6,8 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,14 +29,14 @@ func TestRelease_BinaryAsInTheImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "mvrefresher")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.buildVersion=v9.8.7", "-o", bin, ".")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X github.com/mvrefresher/mvrefresher/internal/buildinfo.version=v9.8.7", "-o", bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("release build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "version").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "mvrefresher v9.8.7" {
-		t.Fatalf("version: %q, %v", out, err)
+	if err != nil || !regexp.MustCompile(`^mvrefresher v9\.8\.7 \(commit \S+, go1\.\d+\S*\)\n$`).Match(out) {
+		t.Fatalf("version: %q, %v; want the stamped version, the commit and the Go version", out, err)
 	}
 
 	cluster, _ := startCluster(t, "")

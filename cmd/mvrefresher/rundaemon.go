@@ -3,27 +3,25 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/daemon"
 )
 
-func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
+func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newCommandFlags("run", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet)
+	if err := fs.parse(args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := flags.Load()
 	if err != nil {
@@ -33,7 +31,35 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopHangups := ignoreHangups(logger)
+	defer stopHangups()
 	return serve(ctx, cfg, logger)
+}
+
+// ignoreHangups keeps SIGHUP, whose default action ends the process, from
+// stopping the daemon: a reload is what an operator sending it expects, and
+// the log says there is none. The returned function stops it.
+func ignoreHangups(logger *slog.Logger) (stop func()) {
+	hangups := make(chan os.Signal, 1)
+	signal.Notify(hangups, syscall.SIGHUP)
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hangups:
+				logger.Warn("SIGHUP received: configuration reload is not supported; restart the daemon to apply a new configuration")
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hangups)
+		close(done)
+		<-stopped
+	}
 }
 
 // serve runs the daemon and its HTTP endpoints until ctx ends.
@@ -72,14 +98,23 @@ func serveOn(ctx context.Context, d *daemon.Daemon, ln net.Listener, logger *slo
 	return nil
 }
 
+// newLogger builds the daemon's logger. Durations are written as 30s, as
+// in the configuration, rather than the JSON handler's integer nanoseconds.
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log_level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: formatDuration}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+func formatDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
@@ -16,11 +15,10 @@ import (
 // the views: the way to stop the slot from retaining WAL after removing
 // mvrefresher.
 func runTeardown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("teardown", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("teardown", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, teardownKeys...)
 	force := fs.Bool("force", false, "terminate the walsender of an active slot (a running mvrefresher) instead of refusing")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	cfg, err := flags.Load()

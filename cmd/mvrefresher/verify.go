@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -14,24 +13,12 @@ import (
 // runVerify compares materialized views with their definitions; exit
 // status 1 when one differs, so that it can gate a deploy or a test.
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: mvrefresher verify [flags] [SCHEMA.VIEW ...]   (every managed view without names)")
-		fs.PrintDefaults()
-	}
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("verify", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, verifyKeys...)
 	asJSON := fs.Bool("json", false, `print {"views": [...]} as JSON`)
-	if err := fs.Parse(args); err != nil {
+	names, err := fs.parseNames(args)
+	if err != nil {
 		return err
-	}
-	// Flags may also follow the names.
-	var names []string
-	for fs.NArg() > 0 {
-		names = append(names, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return err
-		}
 	}
 	cfg, err := flags.Load()
 	if err != nil {

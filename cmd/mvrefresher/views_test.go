@@ -53,7 +53,7 @@ func TestViewsEndpointsAndWait(t *testing.T) {
 
 	waitCmd := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := run(context.Background(), append(append([]string{"wait", "--url", base}, flags...), args...), &out, &errOut)
+		err := run(context.Background(), append([]string{"wait", "--url", base, "--database-url", cluster.URL("postgres")}, args...), &out, &errOut)
 		return out.String() + errOut.String(), err
 	}
 	// A write, then a wait for the position read after it.

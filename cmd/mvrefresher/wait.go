@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -20,14 +19,13 @@ import (
 // runWait waits until a view is fresh through a WAL position: exit 0 when
 // it is, 1 on timeout, 2 on an error.
 func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	flags := config.BindFlags(fs)
+	fs := newCommandFlags("wait", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, waitKeys...)
 	view := fs.String("view", "", "the view to wait for (schema.name); required")
 	lsnText := fs.String("lsn", "", "the WAL position it must be fresh through: pg_current_wal_insert_lsn() read after the write's commit (default: read now on database_url)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait")
 	daemonURL := fs.String("url", "", "the daemon's HTTP address (default: from listen)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	fail := func(err error) error {
@@ -35,12 +33,10 @@ func runWait(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return exitError{2}
 	}
 	switch {
-	case fs.NArg() > 0:
-		return fail(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	case *view == "":
-		return fail(errors.New("--view is required"))
+		return fs.misuse(errors.New("--view is required"))
 	case *timeout <= 0:
-		return fail(fmt.Errorf("--timeout %s: want more than 0", *timeout))
+		return fs.misuse(fmt.Errorf("--timeout %s: want more than 0", *timeout))
 	}
 	// With --lsn, the database is not needed.
 	cfg, err := flags.LoadDatabaseOptional()

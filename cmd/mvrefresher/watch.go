@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,18 +16,28 @@ import (
 
 // runWatch prints refresh events as they arrive, until ctx ends.
 func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	url := fs.String("nats-url", envOr("MVREFRESHER_NATS_URL", nats.DefaultURL), "NATS server (env MVREFRESHER_NATS_URL)")
-	prefix := fs.String("subject-prefix", envOr("MVREFRESHER_NATS_SUBJECT_PREFIX", "mvrefresher"), "subject prefix the daemon publishes under")
+	fs := newCommandFlags("watch", stdout, stderr)
+	flags := config.BindFlags(fs.FlagSet, watchKeys...)
+	// The daemon's "" disables publishing; watch needs a server.
+	fs.Lookup("nats-url").Usage = "NATS server `URL`; \"\" means " + nats.DefaultURL + " (env MVREFRESHER_NATS_URL)"
+	// The spellings of before --nats-subject-prefix and --nats-stream.
+	fs.Var(fs.Lookup("nats-subject-prefix").Value, "subject-prefix", "deprecated: use --nats-subject-prefix")
+	fs.Var(fs.Lookup("nats-stream").Value, "stream", "deprecated: use --nats-stream")
 	asJSON := fs.Bool("json", false, "print each event as published, one JSON document per line")
-	stream := fs.String("stream", envOr("MVREFRESHER_NATS_STREAM", "MVREFRESHER"), "JetStream stream whose latest-event bucket is shown first, if it exists")
 	view := fs.String("view", "", "only this view (schema.name)")
 	schema := fs.String("schema", "", "only views in this schema")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
-	subject := *prefix + ".*.>"
+	cfg, err := flags.LoadDatabaseOptional()
+	if err != nil {
+		return err
+	}
+	url, prefix, stream := cfg.NATS.URL, cfg.NATS.SubjectPrefix, cfg.NATS.Stream
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	subject := prefix + ".*.>"
 	var viewName string
 	switch {
 	case *view != "":
@@ -37,14 +45,14 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return fmt.Errorf("watch: --view: %w", err)
 		}
-		subject = *prefix + ".*." + events.SubjectToken(s) + "." + events.SubjectToken(n)
+		subject = prefix + ".*." + events.SubjectToken(s) + "." + events.SubjectToken(n)
 		viewName = s + "." + n
 	case *schema != "":
-		subject = *prefix + ".*." + events.SubjectToken(*schema) + ".*"
+		subject = prefix + ".*." + events.SubjectToken(*schema) + ".*"
 	}
-	nc, err := nats.Connect(*url, nats.Name("mvrefresher watch"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(url, nats.Name("mvrefresher watch"), nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("watch: connect to NATS %s: %w", config.RedactURL(*url), err)
+		return fmt.Errorf("watch: connect to NATS %s: %w", config.RedactURL(url), err)
 	}
 	defer nc.Close()
 	msgs := make(chan *nats.Msg, 1024)
@@ -72,8 +80,8 @@ func runWatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			printEvent(stdout, e)
 		}
 	}
-	showLatest(ctx, nc, events.LatestBucket(*stream), show, stderr)
-	fmt.Fprintf(stderr, "watching %s on %s\n", subject, config.RedactURL(*url))
+	showLatest(ctx, nc, events.LatestBucket(stream), show, stderr)
+	fmt.Fprintf(stderr, "watching %s on %s\n", subject, config.RedactURL(url))
 	for {
 		select {
 		case <-ctx.Done():
@@ -108,13 +116,6 @@ func showLatest(ctx context.Context, nc *nats.Conn, bucket string, show func([]b
 			show(entry.Value())
 		}
 	}
-}
-
-func envOr(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
 }
 
 // printEvent renders an event as one readable line.

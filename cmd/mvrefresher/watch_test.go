@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -121,5 +123,53 @@ func TestWatch(t *testing.T) {
 	}
 	if out := one.String(); !strings.Contains(out, `analytics."Mixed Case"`) || strings.Contains(out, "mv_revenue") || strings.Contains(out, "mv_old") {
 		t.Errorf("--view output:\n%s", out)
+	}
+}
+
+// TestWatch_SubjectPrefix: watch reads nats.subject_prefix like the daemon,
+// from --config, the environment or --nats-subject-prefix, and still takes
+// the deprecated --subject-prefix.
+func TestWatch_SubjectPrefix(t *testing.T) {
+	ns, err := localnats.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	config := filepath.Join(t.TempDir(), "mvrefresher.yaml")
+	if err := os.WriteFile(config, []byte("nats:\n  url: "+ns.URL()+"\n  subject_prefix: from.file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args   []string
+		prefix string
+	}{
+		{[]string{"--config", config}, "from.file"},
+		{[]string{"--config", config, "--nats-subject-prefix", "from.flag"}, "from.flag"},
+		{[]string{"--nats-url", ns.URL(), "--subject-prefix", "old.spelling"}, "old.spelling"},
+	} {
+		stdout, stderr := &syncBuffer{}, &syncBuffer{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- run(ctx, append([]string{"watch"}, c.args...), stdout, stderr) }()
+		waitUntil(t, "watch to subscribe", func() bool { return strings.Contains(stderr.String(), "watching") })
+		data, _ := json.Marshal(events.Refresh{View: "app.v", Status: events.StatusOK, Reason: events.ReasonChange, FinishedAt: time.Now()})
+		for _, prefix := range []string{"mvrefresher", c.prefix} {
+			if err := nc.Publish(events.Subject(prefix, events.StatusOK, "app", "v"), data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitUntil(t, "the event under "+c.prefix, func() bool { return strings.Contains(stdout.String(), "app.v") })
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watch %v: %v", c.args, err)
+		}
+		if n := strings.Count(stdout.String(), "app.v"); n != 1 || !strings.Contains(stderr.String(), "watching "+c.prefix+".*.>") {
+			t.Errorf("watch %v: %d events, want the one under %s only:\n%s\n%s", c.args, n, c.prefix, stdout.String(), stderr.String())
+		}
 	}
 }
