@@ -1,6 +1,10 @@
 # mvrefresher: a static binary on a minimal, non-root image.
-# Build: docker build --build-arg VERSION=v0.1.0 -t mvrefresher .
-FROM golang:1.26 AS build
+# Build: docker build -t mvrefresher:dev . (add --build-arg VERSION=v0.1.0 for
+# a release); the manifests of deploy/kubernetes use that tag.
+# With podman or buildah, build with --format docker: their default, the OCI
+# image format, has no HEALTHCHECK and drops it (with a warning).
+# Base images are named in full: podman and buildah refuse short names.
+FROM docker.io/library/golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

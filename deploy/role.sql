@@ -22,8 +22,11 @@ GRANT CREATE ON DATABASE app TO mvrefresher;
 -- Read the catalog and the schemas it manages.
 GRANT USAGE ON SCHEMA analytics, core TO mvrefresher;
 
--- The refresh log (default public.mv_refresh_log), created on first start.
-GRANT CREATE ON SCHEMA public TO mvrefresher;
+-- The refresh log, created on first start: in a schema of its own
+-- (refresh_log_table: mvrefresher.refresh_log), since PostgreSQL 15 no
+-- longer lets every role create in public. To keep the default
+-- public.mv_refresh_log instead: GRANT CREATE ON SCHEMA public TO mvrefresher;
+CREATE SCHEMA mvrefresher AUTHORIZATION mvrefresher;
 
 -- PostgreSQL 17 and later, instead of ownership of the views:
 -- GRANT MAINTAIN ON ALL TABLES IN SCHEMA analytics TO mvrefresher;
