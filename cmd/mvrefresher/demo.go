@@ -186,18 +186,18 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // printDemoCommands prints the command lines that find the demo's
-// database, slot, publication, refresh log, NATS and HTTP address (addr,
+// database, slot, refresh log, NATS and HTTP address (addr,
 // "" when it serves none). Flags rather than a config file: a
 // DATABASE_URL in the environment would override the file's.
 func printDemoCommands(say func(string, ...any), cfg config.Config, addr string) {
+	// Each command takes the flags of the keys it reads.
 	db := fmt.Sprintf("--database-url %s", shellQuote(cfg.DatabaseURL))
-	demo := fmt.Sprintf("%s --schemas %s --slot %s --publication %s --refresh-log-table %s",
-		db, strings.Join(cfg.Schemas, ","), cfg.Slot, cfg.Publication, cfg.RefreshLogTable)
+	views := fmt.Sprintf("%s --schemas %s --refresh-log-table %s", db, strings.Join(cfg.Schemas, ","), cfg.RefreshLogTable)
 	say("from another terminal (`go install ./cmd/mvrefresher` first, or go run ./cmd/mvrefresher in place of mvrefresher):")
-	say("  mvrefresher status %s", demo)
-	say("  mvrefresher explain %s --debounce %s --max-wait %s core.fact_events", demo, cfg.Debounce, cfg.MaxWait)
-	say("  mvrefresher graph %s --format mermaid", demo)
-	say("  mvrefresher verify %s", demo)
+	say("  mvrefresher status %s --slot %s", views, cfg.Slot)
+	say("  mvrefresher explain %s --debounce %s --max-wait %s core.fact_events", views, cfg.Debounce, cfg.MaxWait)
+	say("  mvrefresher graph %s --format mermaid", views)
+	say("  mvrefresher verify %s", views)
 	say("  mvrefresher watch --nats-url %s --nats-subject-prefix %s", cfg.NATS.URL, cfg.NATS.SubjectPrefix)
 	say("  psql %s   (write to core.fact_events: the views follow)", shellQuote(cfg.DatabaseURL))
 	if addr != "" {

@@ -26,7 +26,7 @@ func TestRefresh(t *testing.T) {
 	base := startDaemon(t, flags, 2)
 	refresh := func(args ...string) (string, int) {
 		var out bytes.Buffer
-		if err := run(context.Background(), append(append([]string{"refresh", "--url", base}, flags...), args...), &out, &out); err != nil {
+		if err := run(context.Background(), append([]string{"refresh", "--url", base, "--database-url", cluster.URL("postgres")}, args...), &out, &out); err != nil {
 			return out.String(), exitCode(err)
 		}
 		return out.String(), 0
