@@ -200,9 +200,9 @@ func workloads(objects []any) []workload {
 // TestManifests_ApplyAsTheyAre checks each base's references: the Secrets,
 // ConfigMaps and Services its pods name exist in it with the keys used,
 // selectors select its pods, probes use declared ports, and the daemon's
-// image is the one the README builds.
+// image is the one docs/deployment.md builds.
 func TestManifests_ApplyAsTheyAre(t *testing.T) {
-	image := readmeImage(t)
+	image := documentedImage(t)
 	for _, b := range loadBases(t) {
 		secrets, configMaps, services := map[string]map[string]bool{}, map[string]bool{}, map[string]*corev1.Service{}
 		for _, o := range b.objects {
@@ -247,7 +247,7 @@ func TestManifests_ApplyAsTheyAre(t *testing.T) {
 		}
 		for _, img := range b.kust.Images {
 			if ref := img.Name + ":" + img.NewTag; img.NewName != "" || ref != image {
-				t.Errorf("%s/kustomization.yaml: images sets %s (newName %q), want the README's %s", b.dir, ref, img.NewName, image)
+				t.Errorf("%s/kustomization.yaml: images sets %s (newName %q), want docs/deployment.md's %s", b.dir, ref, img.NewName, image)
 			}
 		}
 	}
@@ -302,7 +302,7 @@ func checkPod(t *testing.T, where string, pod corev1.PodSpec, secrets map[string
 		}
 		daemons++
 		if c.Image != image {
-			t.Errorf("%s: the daemon's image is %q, the README builds %q", where, c.Image, image)
+			t.Errorf("%s: the daemon's image is %q, docs/deployment.md builds %q", where, c.Image, image)
 		}
 		if !ports[daemonPort] {
 			t.Errorf("%s: the daemon declares no port named %q, which monitoring scrapes", where, daemonPort)
@@ -322,12 +322,12 @@ func checkPod(t *testing.T, where string, pod corev1.PodSpec, secrets map[string
 	}
 }
 
-// readmeImage is the image tag the README's build command gives.
-func readmeImage(t *testing.T) string {
+// documentedImage is the image tag the build command of docs/deployment.md gives.
+func documentedImage(t *testing.T) string {
 	t.Helper()
-	m := regexp.MustCompile("docker build [^`\n]*-t (\\S+) \\.").FindSubmatch(readFile(t, "../README.md"))
+	m := regexp.MustCompile("docker build [^`\n]*-t (\\S+) \\.").FindSubmatch(readFile(t, "../docs/deployment.md"))
 	if m == nil {
-		t.Fatal("README.md: no `docker build ... -t IMAGE .` command")
+		t.Fatal("docs/deployment.md: no `docker build ... -t IMAGE .` command")
 	}
 	return string(m[1])
 }
@@ -339,7 +339,8 @@ type ruleFile struct {
 
 // TestAlerts_ConsistentAndDocumented checks that the rule file decodes
 // strictly, matches the PrometheusRule, that every alert has a severity, a
-// summary, a description and a runbook link to a README heading, and that
+// summary, a description and a runbook link to a heading of
+// docs/metrics-and-alerts.md, and that
 // MvrefresherDown selects the job the shipped scrape configurations set.
 func TestAlerts_ConsistentAndDocumented(t *testing.T) {
 	var rules ruleFile
@@ -365,8 +366,8 @@ func TestAlerts_ConsistentAndDocumented(t *testing.T) {
 		t.Error("the PrometheusRule's groups differ from prometheus/alerts.yml")
 	}
 
-	anchors := readmeAnchors(t)
-	const runbooks = "https://github.com/mvrefresher/mvrefresher/blob/main/README.md#"
+	anchors := headingAnchors(t, "../docs/metrics-and-alerts.md")
+	const runbooks = "https://github.com/mvrefresher/mvrefresher/blob/main/docs/metrics-and-alerts.md#"
 	var downExpr string
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -386,7 +387,7 @@ func TestAlerts_ConsistentAndDocumented(t *testing.T) {
 			}
 			anchor, ok := strings.CutPrefix(r.Annotations["runbook_url"], runbooks)
 			if !ok || !anchors[anchor] {
-				t.Errorf("%s: runbook_url %q is no heading of README.md", r.Alert, r.Annotations["runbook_url"])
+				t.Errorf("%s: runbook_url %q is no heading of docs/metrics-and-alerts.md", r.Alert, r.Annotations["runbook_url"])
 			}
 		}
 	}
@@ -431,33 +432,6 @@ func TestAlerts_ConsistentAndDocumented(t *testing.T) {
 	if !strings.Contains(downExpr, `up{job="`+job+`"}`) {
 		t.Errorf("MvrefresherDown (%s) does not select job %q, which the scrape configurations set", downExpr, job)
 	}
-}
-
-// readmeAnchors are the anchors GitHub gives README.md's headings.
-func readmeAnchors(t *testing.T) map[string]bool {
-	t.Helper()
-	anchors := map[string]bool{}
-	inCode := false
-	for _, line := range strings.Split(string(readFile(t, "../README.md")), "\n") {
-		if strings.HasPrefix(line, "```") {
-			inCode = !inCode
-		}
-		heading, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " ")
-		if inCode || !strings.HasPrefix(line, "#") || !ok {
-			continue
-		}
-		var b strings.Builder
-		for _, r := range strings.ToLower(heading) {
-			switch {
-			case r == ' ':
-				b.WriteRune('-')
-			case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
-				b.WriteRune(r)
-			}
-		}
-		anchors[b.String()] = true
-	}
-	return anchors
 }
 
 // TestAlerts_Promtool runs promtool check rules, and the rules' unit tests

@@ -10,10 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// TestMetrics_DocumentedInREADME keeps the README's metrics table in step
-// with the metrics the daemon serves.
-func TestMetrics_DocumentedInREADME(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+// TestMetrics_Documented keeps the metrics table of docs/metrics-and-alerts.md
+// in step with the metrics the daemon serves.
+func TestMetrics_Documented(t *testing.T) {
+	reference, err := os.ReadFile("../docs/metrics-and-alerts.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +56,8 @@ func TestMetrics_DocumentedInREADME(t *testing.T) {
 		if !strings.HasPrefix(name, "mvrefresher_") {
 			continue // Go runtime and process metrics
 		}
-		if !strings.Contains(string(readme), "| `"+name+"{") && !strings.Contains(string(readme), "| `"+name+"`") {
-			t.Errorf("README's metrics table has no row for %s", name)
+		if !strings.Contains(string(reference), "| `"+name+"{") && !strings.Contains(string(reference), "| `"+name+"`") {
+			t.Errorf("docs/metrics-and-alerts.md: the metrics table has no row for %s", name)
 		}
 	}
 }

@@ -13,7 +13,7 @@ func privilegeHint(err error) string {
 	if sqlState(err) != pgerrcode.InsufficientPrivilege {
 		return ""
 	}
-	return " (the role needs CREATE on the database to create the publication and must own every source table it adds; see the README's privileges section)"
+	return " (the role needs CREATE on the database to create the publication and must own every source table it adds; see Privileges in docs/operations.md)"
 }
 
 // sqlState returns the SQLSTATE of a PostgreSQL error in err's chain, or "".
