@@ -188,8 +188,9 @@ func (d *Daemon) discover(ctx context.Context, pool *pgxpool.Pool, prev *catalog
 }
 
 // exportCatalog sets mvrefresher_views from cat, and has every managed
-// view's failure series exist, at 0, from when it is managed: an alert on
-// their rate needs a series to start from.
+// view's failure, missed-target and visibility-wait series exist, at 0,
+// from when it is managed: an alert or a panel on their rate needs a series
+// to start from.
 func (d *Daemon) exportCatalog(cat *catalog.Catalog) {
 	unmanaged := map[string]int{}
 	counted := map[catalog.Problem]bool{}
@@ -207,6 +208,7 @@ func (d *Daemon) exportCatalog(cat *catalog.Catalog) {
 		d.metrics.Refreshes.WithLabelValues(name, string(events.StatusOK))
 		d.metrics.Refreshes.WithLabelValues(name, string(events.StatusFailed))
 		d.metrics.TargetMissed.WithLabelValues(name)
+		d.metrics.VisibilityWaits.WithLabelValues(name)
 	}
 }
 
