@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// designSample is the configuration shown in DESIGN.md, verbatim.
+// designSample is the project design's sample configuration, verbatim:
+// every key it shows must keep loading.
 const designSample = `database_url: postgres://refresher@db:5432/app   # required
 slot: mvrefresher                # replication slot (created if missing)
 publication: mvrefresher         # publication (created/kept in sync with the sources)

@@ -34,7 +34,8 @@ const publishAll = "insert, update, delete, truncate"
 // is altered, and returned. The caller commits tx.
 //
 // The caller must only pass tables whose updates and deletes can be
-// published: see guarantee 3 in DESIGN.md.
+// published (a table without replica identity makes its views unmanaged;
+// see "What it manages" in docs/how-it-works.md).
 func SyncPublication(ctx context.Context, tx pgx.Tx, name string, tables []Table, beforeAlter func(changed []Table) error, warn func(msg string)) (changed []Table, err error) {
 	pub := pgx.Identifier{name}.Sanitize()
 	state, err := readPublication(ctx, tx, name)

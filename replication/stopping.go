@@ -36,7 +36,7 @@ const stoppingPings = 3
 // timeout of a few tens of milliseconds, or a slow network. The stream then
 // answers the pings as usual and the shutdown waits until the attempt ends
 // for another reason (a refresh failing against the stopping server, the
-// connection breaking; see the README's guarantees). A reload that
+// connection breaking; see Guarantees in docs/how-it-works.md). A reload that
 // lowers wal_sender_timeout while the stream runs can make ordinary pings
 // look like a shutdown's once: the stream lets go, reconnects and reads the
 // new value; nothing is lost.
