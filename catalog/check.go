@@ -42,8 +42,10 @@ var sqlValueFunctions = []string{"CURRENT_DATE", "CURRENT_TIME", "CURRENT_TIME",
 // Check lints the managed views of cat: what discovery found, CONCURRENTLY
 // requirements (errors under concurrently: always), and non-deterministic
 // values read from each view's rewrite rule: in an output column they make
-// every concurrent refresh rewrite every row.
-func Check(ctx context.Context, q Querier, cat *Catalog, concurrentlyRequired func(view string) bool) ([]Finding, error) {
+// every concurrent refresh rewrite every row; in a filter they make the
+// rows change with the time alone, which only a view refreshed on a period
+// (refreshedPeriodically: refresh_every is set for it) keeps up with.
+func Check(ctx context.Context, q Querier, cat *Catalog, concurrentlyRequired, refreshedPeriodically func(view string) bool) ([]Finding, error) {
 	var out []Finding
 	for _, p := range cat.Excluded {
 		out = append(out, Finding{p.View, SeverityError, p.Code, p.Message})
@@ -77,7 +79,7 @@ func Check(ctx context.Context, q Querier, cat *Catalog, concurrentlyRequired fu
 		return nil, err
 	}
 	for _, u := range uses {
-		if f, ok := u.finding(procs); ok {
+		if f, ok := u.finding(procs, refreshedPeriodically); ok {
 			if !slices.Contains(out, f) {
 				out = append(out, f)
 			}
@@ -238,7 +240,7 @@ func (u use) where() string {
 	return s
 }
 
-func (u use) finding(procs map[uint32]proc) (Finding, bool) {
+func (u use) finding(procs map[uint32]proc, refreshedPeriodically func(view string) bool) (Finding, bool) {
 	var fname string
 	timeDependent, volatile := false, false
 	var p proc
@@ -271,6 +273,13 @@ func (u use) finding(procs map[uint32]proc) (Finding, bool) {
 	if u.output {
 		return Finding{u.view, SeverityError, "nondeterministic-output", fmt.Sprintf(
 			"%s is %s and %s: its value differs on every refresh, so every REFRESH ... CONCURRENTLY finds every row changed and rewrites the whole view. Move it out of the view (the refresh log records when each view was refreshed)", fname, what, u.where())}, true
+	}
+	if timeDependent {
+		if refreshedPeriodically(u.view) {
+			return Finding{}, false // refresh_every keeps up with the time
+		}
+		return Finding{u.view, SeverityWarning, "time-based-filter", fmt.Sprintf(
+			"%s is time-dependent and %s: the view's rows change with the time alone, which no change in the WAL announces. Set refresh_every for it (views: {%s: {refresh_every: 1h}}, or the period its rows change on) and the daemon refreshes it on that period too", fname, u.where(), u.view)}, true
 	}
 	return Finding{u.view, SeverityWarning, "nondeterministic-filter", fmt.Sprintf(
 		"%s is %s and %s: the view's rows depend on when it is refreshed, and the passing of time alone never triggers a refresh", fname, what, u.where())}, true

@@ -38,6 +38,14 @@ CREATE MATERIALIZED VIEW analytics.mv_random AS SELECT id, random() AS r, gen_ra
 CREATE UNIQUE INDEX ON analytics.mv_random (id);
 CREATE MATERIALIZED VIEW analytics.mv_filter AS SELECT id FROM fact_events WHERE at > now() - interval '1 day';
 CREATE UNIQUE INDEX ON analytics.mv_filter (id);
+-- Rows that change with the time alone: refresh_every keeps up with them.
+CREATE MATERIALIZED VIEW analytics.mv_today AS SELECT id FROM fact_events WHERE at >= current_date;
+CREATE UNIQUE INDEX ON analytics.mv_today (id);
+CREATE MATERIALIZED VIEW analytics.mv_join_today AS
+    SELECT e.id FROM fact_events e JOIN fact_events f ON f.id = e.id AND f.at >= current_date;
+CREATE UNIQUE INDEX ON analytics.mv_join_today (id);
+CREATE MATERIALIZED VIEW analytics.mv_sampled AS SELECT id FROM fact_events WHERE random() < 0.5;
+CREATE UNIQUE INDEX ON analytics.mv_sampled (id);
 CREATE MATERIALIZED VIEW analytics.mv_via_view AS SELECT id, seen_at FROM v_stamped;
 CREATE UNIQUE INDEX ON analytics.mv_via_view (id);
 CREATE MATERIALIZED VIEW analytics.mv_subquery AS SELECT * FROM (SELECT id, statement_timestamp() AS t FROM fact_events) sub;
@@ -57,7 +65,9 @@ func TestCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	findings, err := catalog.Check(ctx, pool, cat, func(string) bool { return false })
+	never := func(string) bool { return false }
+	periodic := func(v string) bool { return v == "analytics.mv_today" }
+	findings, err := catalog.Check(ctx, pool, cat, never, periodic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +95,9 @@ func TestCheck(t *testing.T) {
 	expect("analytics.mv_conversion_funnels", catalog.SeverityError, "nondeterministic-output", "now()", `column "last_refreshed_at"`, "rewrites the whole view")
 	expect("analytics.mv_sql_value", catalog.SeverityError, "nondeterministic-output", "CURRENT_TIMESTAMP", `column "ts"`)
 	expect("analytics.mv_random", catalog.SeverityError, "nondeterministic-output", "random()", "gen_random_uuid()", "nextval()")
-	expect("analytics.mv_filter", catalog.SeverityWarning, "nondeterministic-filter", "now()", "filter")
+	expect("analytics.mv_filter", catalog.SeverityWarning, "time-based-filter", "now()", "filter", "refresh_every", "views: {analytics.mv_filter: {refresh_every: 1h}}")
+	expect("analytics.mv_join_today", catalog.SeverityWarning, "time-based-filter", "CURRENT_DATE", "refresh_every")
+	expect("analytics.mv_sampled", catalog.SeverityWarning, "nondeterministic-filter", "random()", "filter")
 	expect("analytics.mv_via_view", catalog.SeverityError, "nondeterministic-output", "clock_timestamp()", "through view v_stamped")
 	expect("analytics.mv_subquery", catalog.SeverityError, "nondeterministic-output", "statement_timestamp()")
 	expect("analytics.mv_user_fn", catalog.SeverityError, "nondeterministic-output", "public.bump()", `column "b"`)
@@ -100,7 +112,7 @@ func TestCheck(t *testing.T) {
 	}
 
 	// concurrently: always turns the missing index into an error.
-	always, err := catalog.Check(ctx, pool, cat, func(v string) bool { return v == "analytics.mv_no_index" })
+	always, err := catalog.Check(ctx, pool, cat, func(v string) bool { return v == "analytics.mv_no_index" }, periodic)
 	if err != nil {
 		t.Fatal(err)
 	}

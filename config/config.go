@@ -42,6 +42,7 @@ type View struct {
 	MaxWait      *time.Duration
 	MinInterval  *time.Duration
 	MaxStaleness *time.Duration
+	RefreshEvery *time.Duration
 	Concurrently Concurrently // "" after load is normalised to auto
 	Enabled      *bool
 }
@@ -85,7 +86,11 @@ type Config struct {
 	// MaxStaleness is a freshness target: the longest time from a commit
 	// until a refresh including it has finished. 0 = none (debounce and
 	// max_wait decide).
-	MaxStaleness      time.Duration
+	MaxStaleness time.Duration
+	// RefreshEvery refreshes a view this long after its last refresh
+	// started even without changes, for views whose rows depend on the
+	// time (now() in a WHERE clause). 0 = never.
+	RefreshEvery      time.Duration
 	Workers           int
 	LockTimeout       time.Duration // 0 = none
 	StatementTimeout  time.Duration // 0 = none
@@ -141,9 +146,9 @@ func (c Config) StreamURL() string {
 
 // ViewSettings are the effective settings of one view.
 type ViewSettings struct {
-	Debounce, MaxWait, MinInterval, MaxStaleness time.Duration
-	Concurrently                                 Concurrently
-	Enabled                                      bool
+	Debounce, MaxWait, MinInterval, MaxStaleness, RefreshEvery time.Duration
+	Concurrently                                               Concurrently
+	Enabled                                                    bool
 }
 
 // ViewSettings resolves the effective settings for a view (overrides
@@ -157,6 +162,7 @@ func (c Config) ViewSettings(qualifiedName string) ViewSettings {
 		MaxWait:      c.MaxWait,
 		MinInterval:  c.MinInterval,
 		MaxStaleness: c.MaxStaleness,
+		RefreshEvery: c.RefreshEvery,
 		Concurrently: ConcurrentlyAuto,
 		Enabled:      true,
 	}
@@ -179,6 +185,9 @@ func (v View) apply(s ViewSettings) ViewSettings {
 	}
 	if v.MaxStaleness != nil {
 		s.MaxStaleness = *v.MaxStaleness
+	}
+	if v.RefreshEvery != nil {
+		s.RefreshEvery = *v.RefreshEvery
 	}
 	if v.Concurrently != "" {
 		s.Concurrently = v.Concurrently

@@ -133,6 +133,7 @@ var viewFields = []viewField{
 	durationField("max_wait", func(v *View) **time.Duration { return &v.MaxWait }),
 	durationField("min_interval", func(v *View) **time.Duration { return &v.MinInterval }),
 	durationField("max_staleness", func(v *View) **time.Duration { return &v.MaxStaleness }),
+	durationField("refresh_every", func(v *View) **time.Duration { return &v.RefreshEvery }),
 	// Checked by Validate, so that a Config built in code is checked too.
 	{"concurrently", func(v *View, s string) error { v.Concurrently = Concurrently(s); return nil }},
 	{"enabled", func(v *View, s string) error {

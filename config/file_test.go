@@ -73,6 +73,10 @@ func TestLoad_FileValues(t *testing.T) {
 			return c.MaxStaleness == time.Minute && c.ViewSettings("analytics.mv_x").MaxStaleness == 20*time.Second &&
 				c.ViewSettings("analytics.other").MaxStaleness == time.Minute
 		}},
+		{"refresh_every", "refresh_every: 1h\nviews:\n  analytics.mv_today:\n    refresh_every: 10s\n  analytics.mv_never:\n    refresh_every: 0", func(c Config) bool {
+			return c.RefreshEvery == time.Hour && c.ViewSettings("analytics.mv_today").RefreshEvery == 10*time.Second &&
+				c.ViewSettings("analytics.mv_never").RefreshEvery == 0 && c.ViewSettings("analytics.other").RefreshEvery == time.Hour
+		}},
 		{"schemas block list", "schemas:\n  - a\n  - B\n", func(c Config) bool { return reflect.DeepEqual(c.Schemas, []string{"a", "B"}) }},
 		{"schemas null", "schemas:\n", func(c Config) bool { return len(c.Schemas) == 0 }},
 		{"schemas scalar", "schemas: a, b", func(c Config) bool { return reflect.DeepEqual(c.Schemas, []string{"a", "b"}) }},

@@ -47,6 +47,8 @@ var keyDefs = []keyDef{
 		func(c *Config) any { return &c.MinInterval }},
 	{"max_staleness", "freshness target: longest time from a commit until a refresh including it has finished (replaces debounce and max_wait); 0 = none",
 		func(c *Config) any { return &c.MaxStaleness }},
+	{"refresh_every", "refresh a view this long after its last refresh started even without changes, for rows that depend on the time (now() in a WHERE clause); at least 1s, 0 = never",
+		func(c *Config) any { return &c.RefreshEvery }},
 	{"workers", "refreshes at once (1-64)",
 		func(c *Config) any { return &c.Workers }},
 	{"lock_timeout", "lock_timeout for the REFRESH statement; 0 = none",

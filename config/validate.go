@@ -79,6 +79,9 @@ func (c Config) problems(requireDatabase bool) []problem {
 			add(d.key, "%s: must not be negative (got %s)", d.key, d.v)
 		}
 	}
+	if err := validRefreshEvery(c.RefreshEvery); err != nil {
+		add("refresh_every", "refresh_every: %w", err)
+	}
 	if c.OnSlotLost != OnSlotLostRecreate && c.OnSlotLost != OnSlotLostStop {
 		add("on_slot_lost", "on_slot_lost: %q is not recreate or stop", c.OnSlotLost)
 	}
@@ -156,6 +159,11 @@ func (c Config) viewProblems() []problem {
 				add(path+"."+d.field, "%s.%s: must not be negative (got %s)", path, d.field, *d.v)
 			}
 		}
+		if v.RefreshEvery != nil {
+			if err := validRefreshEvery(*v.RefreshEvery); err != nil {
+				add(path+".refresh_every", "%s.refresh_every: %w", path, err)
+			}
+		}
 		// Only when the view changes one of the two: otherwise the global
 		// check has already said it.
 		if v.Debounce != nil || v.MaxWait != nil {
@@ -171,6 +179,19 @@ func (c Config) viewProblems() []problem {
 		}
 	}
 	return ps
+}
+
+// minRefreshEvery is the shortest refresh_every: a view refreshed more
+// often than every second on a timer is a view that should not be
+// materialized.
+const minRefreshEvery = time.Second
+
+// validRefreshEvery accepts 0 (never) or a period of at least minRefreshEvery.
+func validRefreshEvery(d time.Duration) error {
+	if d != 0 && d < minRefreshEvery {
+		return fmt.Errorf("must be 0 (never) or at least %s (got %s)", minRefreshEvery, d)
+	}
+	return nil
 }
 
 // validSlotName follows PostgreSQL's ReplicationSlotValidateName.

@@ -351,7 +351,8 @@ func (d *Daemon) logCatalog(cat *catalog.Catalog) {
 
 // logFindings runs the checks of `mvrefresher check` and logs what they find.
 func (d *Daemon) logFindings(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) ([]catalog.Finding, error) {
-	findings, err := catalog.Check(ctx, pool, cat, func(v string) bool { return schedule.RefreshMode(d.cfg, v) == refresher.ModeConcurrently })
+	findings, err := catalog.Check(ctx, pool, cat, func(v string) bool { return schedule.RefreshMode(d.cfg, v) == refresher.ModeConcurrently },
+		func(v string) bool { return d.cfg.ViewSettings(v).RefreshEvery > 0 })
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,9 @@ const (
 	ReasonStartup Reason = "startup"
 	// ReasonManual: somebody asked for it with pg_logical_emit_message.
 	ReasonManual Reason = "manual"
+	// ReasonPeriodic: refresh_every passed since the view's last refresh
+	// started (its rows depend on the time); no change is behind it.
+	ReasonPeriodic Reason = "periodic"
 )
 
 // Refresh is the payload published after every refresh attempt.
@@ -51,7 +54,7 @@ type Refresh struct {
 	Sources      []string `json:"sources"`
 	Changes      int      `json:"changes"`
 	// FirstChangeAt and StalenessMS are absent when no change is behind
-	// the refresh (a startup refresh, or a cascade from one).
+	// the refresh (a startup or periodic refresh, or a cascade from one).
 	FirstChangeAt time.Time `json:"first_change_at,omitzero"`
 	StalenessMS   float64   `json:"staleness_ms,omitzero"`
 	// RowsInserted and RowsDeleted are null for a plain refresh, which
@@ -92,9 +95,18 @@ func SubjectToken(name string) string {
 // again at the same LSN, so JetStream can drop the duplicate event. A failed
 // attempt gets an id of its own (view@lsn/failed/attempt): sharing the
 // success's id would make JetStream drop the success that follows it.
+//
+// A periodic refresh, or a cascade with no change behind it (from a
+// periodic refresh of its base), is at the LSN of the view's previous
+// refresh when nothing was written since: its id has its start time too
+// (view@lsn/at/<unix nanoseconds>), or JetStream would drop it as a
+// duplicate of the previous refresh's event.
 func MsgID(e Refresh) string {
 	if e.Status == StatusFailed {
 		return fmt.Sprintf("%s@%s/failed/%d", e.View, e.LSN, e.Attempt)
+	}
+	if e.Changes == 0 && (e.Reason == ReasonPeriodic || e.Reason == ReasonCascade) {
+		return fmt.Sprintf("%s@%s/at/%d", e.View, e.LSN, e.StartedAt.UnixNano())
 	}
 	return e.View + "@" + e.LSN
 }

@@ -27,6 +27,8 @@ type StreamStatus struct {
 func (in *Inspector) Check(ctx context.Context) ([]catalog.Finding, error) {
 	return catalog.Check(ctx, in.pool, in.catalog, func(v string) bool {
 		return in.cfg.ViewSettings(v).Concurrently == config.ConcurrentlyAlways
+	}, func(v string) bool {
+		return in.cfg.ViewSettings(v).RefreshEvery > 0
 	})
 }
 

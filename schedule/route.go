@@ -164,6 +164,7 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 	// elsewhere (a partition detached and attached to another table).
 	s.ancestors.Purge()
 	s.planner.plan(cat)
+	s.setPeriods(cat)
 	for _, name := range cat.Names() {
 		s.debouncer.Set(name, s.planner.settings(name), cat.TransitiveBases(name))
 		if s.running[name] != nil && !s.debouncer.Running(name) {

@@ -149,6 +149,8 @@ type Scheduler struct {
 	ancestors *lru.Cache[uint32, []uint32] // relations discovery did not see
 	planner   *planner
 	reporter  *reporter
+	// periods are the views with refresh_every (see periodic.go).
+	periods map[string]period
 	// pendingViews is len(pending), for PendingViews.
 	pendingViews atomic.Int64
 	catchUp      catchUp
@@ -262,6 +264,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for {
 		s.now = time.Now()
 		if !stopping {
+			s.requestPeriodic()
 			s.dispatch()
 		}
 		s.answerWaiters()
@@ -279,6 +282,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		ok = ok && s.free > 0
 		if idle, behind := s.catchUp.idleAt(); behind && (!ok || idle.Before(at)) {
 			at, ok = idle, true
+		}
+		if due, periodic := s.nextPeriodic(); periodic && (!ok || due.Before(at)) {
+			at, ok = due, true
 		}
 		if ok && !stopping {
 			timer.Reset(time.Until(at))
@@ -359,6 +365,7 @@ func (s *Scheduler) dispatch() {
 		}
 		w.late.heldByMinInterval = max(w.late.heldByMinInterval, s.debouncer.MinIntervalHold(name))
 		s.debouncer.Start(name)
+		s.restartPeriod(name)
 		s.running[name] = w
 		s.free--
 		w.attempt++

@@ -18,8 +18,8 @@ import (
 
 // sim runs a scheduler on its fake clock, as Run would, without a server:
 // the clock moves in steps of simStep; at each step the refreshes that are
-// done finish (each takes took[view] and succeeds), then the due views
-// start. Every refresh event is kept.
+// done finish (each takes took[view] and succeeds), then the periodic
+// refreshes due are asked for and the due views start. Every refresh event is kept.
 type sim struct {
 	t       *testing.T
 	s       *Scheduler
@@ -74,6 +74,7 @@ func (m *sim) advance(d time.Duration) {
 			kept = append(kept, r)
 		}
 		m.running = kept
+		m.s.requestPeriodic()
 		m.s.dispatch()
 		m.take()
 	}

@@ -144,10 +144,11 @@ func (l *lateCauses) merge(o lateCauses) {
 // reasonRank orders reasons when work merges: the event names the most
 // deliberate one.
 var reasonRank = map[events.Reason]int{
-	events.ReasonCascade: 1,
-	events.ReasonChange:  2,
-	events.ReasonManual:  3,
-	events.ReasonStartup: 4,
+	events.ReasonPeriodic: 1,
+	events.ReasonCascade:  2,
+	events.ReasonChange:   3,
+	events.ReasonManual:   4,
+	events.ReasonStartup:  5,
 }
 
 // addReason makes r the work's reason if it is more deliberate than the

@@ -35,7 +35,7 @@ var commands = []commandDoc{
 // The configuration keys each command reads, bound as its flags (run binds
 // every key); the configuration file and the environment set them all.
 var (
-	checkKeys    = []string{"database_url", "replication_url", "slot", "publication", "schemas", "refresh_log_table", "max_staleness", "min_interval"}
+	checkKeys    = []string{"database_url", "replication_url", "slot", "publication", "schemas", "refresh_log_table", "max_staleness", "min_interval", "refresh_every"}
 	statusKeys   = []string{"database_url", "replication_url", "slot", "schemas", "refresh_log_table", "max_staleness"}
 	explainKeys  = []string{"database_url", "schemas", "refresh_log_table", "debounce", "max_wait", "min_interval", "max_staleness"}
 	graphKeys    = []string{"database_url", "schemas", "refresh_log_table"}
