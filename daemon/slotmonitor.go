@@ -39,10 +39,15 @@ func (d *Daemon) monitorSlot(ctx context.Context, pool *pgxpool.Pool, sched *sch
 			PendingViews:       sched.PendingViews(), At: time.Now().UTC()}
 		d.metrics.SlotLagBytes.WithLabelValues(s.Name).Set(float64(e.LagBytes))
 		d.metrics.SlotRetainedBytes.WithLabelValues(s.Name).Set(float64(e.RetainedBytes))
-		d.metrics.SlotActive.WithLabelValues(s.Name).Set(map[bool]float64{true: 1, false: 0}[s.Active])
+		active := 0.0
+		if s.Active {
+			active = 1
+		}
+		d.metrics.SlotActive.WithLabelValues(s.Name).Set(active)
 		sink.PublishSlot(e)
 		limit := int64(d.cfg.SlotWarnMB) << 20
-		switch over := limit > 0 && e.RetainedBytes > limit; {
+		over := limit > 0 && e.RetainedBytes > limit
+		switch {
 		case over && !warned:
 			d.logger.Warn("the replication slot retains a lot of WAL", "slot", s.Name, "retained_bytes", e.RetainedBytes,
 				"slot_warn_mb", d.cfg.SlotWarnMB, "lag_bytes", e.LagBytes, "pending_views", e.PendingViews, "wal_status", e.WALStatus)

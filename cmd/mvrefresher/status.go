@@ -84,8 +84,12 @@ func printStatus(w io.Writer, rep inspect.StatusReport, now time.Time) {
 		if v.RefreshedAt != nil {
 			last = now.Sub(*v.RefreshedAt).Round(time.Second).String() + " ago"
 		}
-		if v.Concurrently != nil {
-			conc = map[bool]string{true: "yes", false: "no"}[*v.Concurrently]
+		switch {
+		case v.Concurrently == nil:
+		case *v.Concurrently:
+			conc = "yes"
+		default:
+			conc = "no"
 		}
 		target := "-"
 		if v.MaxStaleness != "" {
