@@ -73,6 +73,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.logger.Warn("the stream failed on WAL written while the publication was dropped", "error", err)
 			d.slotUndecodable = true
 			attempt, pause = 0, 0
+		case errors.Is(err, replication.ErrNoSlotRoom):
+			// As the server's own refusal was before the check: a slot may
+			// be dropped soon, and the daemon should start then.
+			standby = false
+			attempt++
+			pause = backoff(attempt)
+			d.logger.Error("waiting for room for the replication slot", "attempt", attempt, "in", pause.Round(time.Millisecond), "error", err)
 		case transient(err):
 			if standby {
 				standby = false

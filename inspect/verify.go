@@ -95,6 +95,13 @@ func (in *Inspector) verify(ctx context.Context, name string) (Verification, err
 			v.Problem = "not populated (created or refreshed WITH NO DATA): there is nothing to compare"
 			return nil
 		}
+		// REFRESH evaluates the definition with search_path pg_catalog,
+		// pg_temp from PostgreSQL 17 on, with the session's before: a user
+		// function's body may depend on it.
+		if _, err := tx.Exec(ctx, `DO $$ BEGIN
+			IF current_setting('server_version_num')::int < 170000 THEN SET LOCAL search_path TO DEFAULT; END IF; END $$`); err != nil {
+			return err
+		}
 		definition = strings.TrimSuffix(strings.TrimSpace(definition), ";")
 		view := pgx.Identifier{schema, relname}.Sanitize()
 		err = tx.QueryRow(ctx, `

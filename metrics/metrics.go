@@ -148,3 +148,18 @@ func boolGauge(f func() bool) func() float64 {
 		return 0
 	}
 }
+
+// ForgetView deletes every series of a view no longer managed: a dropped
+// view's last success must not age into an alert, nor its counters linger
+// until a restart.
+func (m *Metrics) ForgetView(view string) {
+	labels := prometheus.Labels{"view": view}
+	m.Refreshes.DeletePartialMatch(labels)
+	m.RefreshDuration.DeletePartialMatch(labels)
+	m.ViewStaleness.DeletePartialMatch(labels)
+	m.RowsChanged.DeletePartialMatch(labels)
+	m.ChurnRatio.DeletePartialMatch(labels)
+	m.VisibilityWaits.DeletePartialMatch(labels)
+	m.TargetMissed.DeletePartialMatch(labels)
+	m.LastSuccess.DeletePartialMatch(labels)
+}

@@ -54,7 +54,12 @@ func CheckSlotFree(ctx context.Context, pool *pgxpool.Pool, slot string) error {
 	return nil
 }
 
-// checkSlotRoom fails when every slot max_replication_slots allows exists,
+// ErrNoSlotRoom means the slot does not exist and every slot
+// max_replication_slots allows does: a slot may be dropped soon (a base
+// backup's temporary one), so the daemon waits for room.
+var ErrNoSlotRoom = errors.New("max_replication_slots reached")
+
+// checkSlotRoom fails with ErrNoSlotRoom when every slot max_replication_slots allows exists,
 // so that slot cannot be created: the server would refuse with a bare "all
 // replication slots are in use".
 func checkSlotRoom(ctx context.Context, pool *pgxpool.Pool, slot string) error {
@@ -68,9 +73,9 @@ func checkSlotRoom(ctx context.Context, pool *pgxpool.Pool, slot string) error {
 	if used < allowed {
 		return nil
 	}
-	return fmt.Errorf("cannot create replication slot %q: all %d replication slots (max_replication_slots) are in use (%s): "+
+	return fmt.Errorf("%w: cannot create replication slot %q: all %d replication slots are in use (%s): "+
 		"drop one that is no longer needed (SELECT pg_drop_replication_slot('name')), or raise max_replication_slots in postgresql.conf and restart PostgreSQL",
-		slot, allowed, names)
+		ErrNoSlotRoom, slot, allowed, names)
 }
 
 // SlotState is where streaming from the slot starts.

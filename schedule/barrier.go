@@ -30,7 +30,7 @@ func (b *txnBarrier) merge(o txnBarrier) {
 // end, so after the first seconds the tries come every few seconds.
 var barrierRetry = retryPolicy{base: 10 * time.Millisecond, most: 5 * time.Second, noteAfter: time.Second, warnAfter: 30 * time.Second}
 
-const barrierWait = "a transaction that was writing to a source of the view when it joined the publication has not ended: its earlier writes to that table were not streamItem, so the view's refresh waits for it"
+const barrierWait = "a transaction that was writing to a source of the view when it joined the publication has not ended: its earlier writes to that table were not streamed, so the view's refresh waits for it"
 
 var barrierMessages = map[slog.Level]string{
 	slog.LevelDebug: barrierWait,

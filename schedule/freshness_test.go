@@ -126,7 +126,7 @@ func TestFreshThrough_PageHeaderAndUnknownViews(t *testing.T) {
 	<-ctx.Done()
 	s.answer(viewQuery{ctx: ctx, view: "app.base", wait: true, lsn: 0x9000, reply: make(chan viewAnswer, 1)})
 	s.answerWaiters()
-	if s.waiters.len() != 0 {
+	if s.waiters.count != 0 {
 		t.Fatal("a waiter that gave up is kept")
 	}
 }

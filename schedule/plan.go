@@ -38,7 +38,7 @@ func (p *planner) hasTargets() bool { return len(p.targets) > 0 }
 // plan recomputes the targets of cat's views from the configuration and
 // the duration estimates.
 func (p *planner) plan(cat *catalog.Catalog) {
-	p.targets = PlanTargets(cat,
+	p.targets = effectiveTargets(cat,
 		func(v string) time.Duration { return p.cfg.ViewSettings(v).MaxStaleness },
 		p.durations.estimate)
 	p.warnUnmeetable(cat)

@@ -48,11 +48,11 @@ func (r *reporter) walChanged(source string, rows int) {
 	counter.Add(float64(rows))
 }
 
-// forget drops what is kept of a view no longer managed.
+// forget drops what is kept of a view no longer managed, its metrics
+// included.
 func (r *reporter) forget(name string) {
 	delete(r.lastRefresh, name)
-	r.metrics.ViewStaleness.DeleteLabelValues(name)
-	r.metrics.TargetMissed.DeleteLabelValues(name)
+	r.metrics.ForgetView(name)
 }
 
 // report logs and publishes the outcome of a refresh of w.

@@ -33,3 +33,39 @@ func TestReporter_LastSuccessIsTheLastSuccessfulRefresh(t *testing.T) {
 		t.Errorf("mvrefresher_last_success_timestamp_seconds = %f, want %f (the successful refresh, not the failed one after it)", got.GetGauge().GetValue(), want)
 	}
 }
+
+// A view no longer managed leaves no series behind: its last success would
+// otherwise age into an alert.
+func TestScheduler_ADroppedViewsSeriesAreDeleted(t *testing.T) {
+	s := newTestScheduler(t)
+	s.commitForTest(7, 0x200, 0x210)
+	req := s.nextForTest(t)
+	s.finish(result{view: req.View.Name, outcome: refresher.Outcome{LSN: req.LSN, Recorded: true, StartedAt: s.now, FinishedAt: s.now.Add(time.Millisecond)}})
+	s.metrics.VisibilityWaits.WithLabelValues("app.base")
+	if !hasSeries(t, s.metrics, "app.base") {
+		t.Fatal("no series of app.base after its refresh")
+	}
+	s.applyCatalog(CatalogUpdate{Catalog: catalog.New(s.catalog.Views["app.dep"])})
+	if hasSeries(t, s.metrics, "app.base") {
+		t.Error("a series of app.base is left after it was dropped")
+	}
+}
+
+// hasSeries reports whether any metric has a series for view.
+func hasSeries(t *testing.T, m *metrics.Metrics, view string) bool {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "view" && l.GetValue() == view {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}

@@ -197,7 +197,7 @@ func (s *Scheduler) applyCatalog(u CatalogUpdate) {
 }
 
 // startup asks for a refresh of views whose earlier changes were never
-// streamItem, once the transactions of barrier have ended. The work holds the
+// streamed, once the transactions of barrier have ended. The work holds the
 // slot where the stream is now, so that the confirmed position passing a
 // point means all work queued before it is done, startup refreshes
 // included.

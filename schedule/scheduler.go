@@ -33,7 +33,7 @@ type streamItem struct {
 // CatalogUpdate is a discovery's result.
 type CatalogUpdate struct {
 	Catalog *catalog.Catalog
-	// Startup lists views whose earlier changes were not streamItem (new
+	// Startup lists views whose earlier changes were not streamed (new
 	// views, views over newly published tables); their refreshes wait for
 	// the transactions of Barrier (see refresher.Writers).
 	Startup []string

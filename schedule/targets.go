@@ -19,9 +19,9 @@ type Target struct {
 	From         string
 }
 
-// PlanTargets computes every managed view's target; views without one
+// effectiveTargets computes every managed view's target; views without one
 // are absent.
-func PlanTargets(cat *catalog.Catalog, own func(view string) time.Duration, est func(view string) time.Duration) map[string]Target {
+func effectiveTargets(cat *catalog.Catalog, own func(view string) time.Duration, est func(view string) time.Duration) map[string]Target {
 	out := map[string]Target{}
 	done := map[string]bool{}
 	var visit func(string) (Target, bool)
@@ -59,7 +59,7 @@ func PlanTargets(cat *catalog.Catalog, own func(view string) time.Duration, est 
 // TargetsFromLog are the targets a daemon starting now would plan, from the
 // refresh log's last durations: what status and explain show.
 func TargetsFromLog(cfg config.Config, cat *catalog.Catalog, rows map[string]refresher.LogRow) map[string]Target {
-	return PlanTargets(cat, func(v string) time.Duration { return cfg.ViewSettings(v).MaxStaleness },
+	return effectiveTargets(cat, func(v string) time.Duration { return cfg.ViewSettings(v).MaxStaleness },
 		func(v string) time.Duration { return rows[v].Duration() })
 }
 

@@ -50,9 +50,6 @@ func (ws *waiters) add(q viewQuery) {
 	ws.count++
 }
 
-// len is the number of waiters held, those that gave up included.
-func (ws *waiters) len() int { return ws.count }
-
 // earliest is the least position a waiter of the view waits for.
 func (ws *waiters) earliest(view string) pglogrepl.LSN { return (*ws.byView[view])[0].q.lsn }
 

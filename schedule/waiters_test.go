@@ -83,7 +83,7 @@ func TestWaiters_AnsweredByViewAndPosition(t *testing.T) {
 	s.succeedForTest(s.nextForTest(t)) // app.base, covering 0/310
 	s.answerWaiters()
 	expectAnswer(t, base310, "0/310")
-	if n := s.waiters.len(); n != 0 {
+	if n := s.waiters.count; n != 0 {
 		t.Fatalf("%d waiters kept after all were answered", n)
 	}
 }
@@ -101,7 +101,7 @@ func TestWaiters_ViewDroppedAndSchedulerStopping(t *testing.T) {
 	expectWaiting(t, onBase)
 	s.dropWaiters()
 	expectError(t, onBase, ErrNotStreaming)
-	if n := s.waiters.len(); n != 0 {
+	if n := s.waiters.count; n != 0 {
 		t.Fatalf("%d waiters kept after the scheduler stopped", n)
 	}
 }
@@ -123,7 +123,7 @@ func TestWaiters_GivenUpAreDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.answerWaiters()
-	if n := s.waiters.len(); n != 2 {
+	if n := s.waiters.count; n != 2 {
 		t.Fatalf("%d waiters held, want the 2 still waiting", n)
 	}
 	s.succeedForTest(s.nextForTest(t))
@@ -131,7 +131,7 @@ func TestWaiters_GivenUpAreDropped(t *testing.T) {
 	s.answerWaiters()
 	expectAnswer(t, live[0], "0/210")
 	expectAnswer(t, live[1], "0/210")
-	if n, gone := s.waiters.len(), s.waiters.gaveUp.Load(); n != 0 || gone != 0 {
+	if n, gone := s.waiters.count, s.waiters.gaveUp.Load(); n != 0 || gone != 0 {
 		t.Fatalf("%d waiters held, %d counted as given up, want none", n, gone)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
 func TestCheck_SeedsNowColumnFailsTheCheck(t *testing.T) {
@@ -172,6 +173,30 @@ func (p preflight) runRefuses(want string) {
 	}
 }
 
+// runWaits runs the daemon, which must log an error containing want (its
+// quotes escaped, as the log's text format writes them) and go on waiting
+// (it tries again with backoff) until stopped.
+func (p preflight) runWaits(want string) {
+	p.t.Helper()
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	exited := make(chan error, 1)
+	go func() { exited <- run(ctx, []string{"run", "--config", p.config, "--listen", ""}, &logs, &logs) }()
+	if err := wait.Until("run to say why it cannot start", 30*time.Second, func() (bool, error) { return strings.Contains(logs.String(), strings.ReplaceAll(want, `"`, `\"`)), nil }); err != nil {
+		p.t.Errorf("%v: want %q:\n%s", err, want, logs.String())
+	}
+	select {
+	case err := <-exited:
+		p.t.Fatalf("run exited (%v) instead of waiting for room for its slot:\n%s", err, logs.String())
+	default:
+	}
+	cancel()
+	if err := <-exited; err != nil {
+		p.t.Errorf("run after a stop: %v", err)
+	}
+}
+
 func TestCheck_RefusesWhatRunRefusesForTheRoleAndTheConfiguration(t *testing.T) {
 	ctx := context.Background()
 	cluster, pool := startCluster(t, `CREATE SCHEMA app;
@@ -270,8 +295,8 @@ func TestCheck_RefusesWhatRunRefusesForTheServer(t *testing.T) {
 	}
 	p.runRefuses(messages["wal-level"])
 
-	// The fix for wal_level, and for the walsender; the daemon refuses the
-	// full slots on its own too.
+	// The fix for wal_level, and for the walsender; the daemon says why it
+	// cannot start while the slots are full, and waits for room.
 	for _, sql := range []string{"ALTER SYSTEM SET wal_level = logical", "ALTER SYSTEM SET max_wal_senders = 10"} {
 		if _, err := pool.Exec(ctx, sql); err != nil {
 			t.Fatal(err)
@@ -286,7 +311,7 @@ func TestCheck_RefusesWhatRunRefusesForTheServer(t *testing.T) {
 	}
 	findings, code = p.check()
 	p.wantRefusal(findings, code, map[string]string{"replication-slot": ""})
-	p.runRefuses(messages["replication-slot"])
+	p.runWaits(messages["replication-slot"])
 
 	// All slots in use, but one is the daemon's: nothing to create.
 	if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot('taken'); SELECT pg_create_logical_replication_slot('mvrefresher', 'pgoutput')"); err != nil {
