@@ -69,36 +69,9 @@ func materializedViewNames(ctx context.Context, q Querier) ([]string, error) {
 // close enough to be a typo: at most a quarter of its characters (and at
 // least two) edited.
 func didYouMean(want string, names []string) string {
-	best, bestDist := "", max(2, len(want)/4)+1
-	for _, n := range names {
-		if d := editDistance(want, n); d < bestDist {
-			best, bestDist = n, d
-		}
-	}
+	best := config.ClosestName(want, names, max(2, len(want)/4))
 	if best == "" {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b, in runes.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
