@@ -24,13 +24,9 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	cfg, err := flags.Load()
+	in, err := openInspector(ctx, "check", flags)
 	if err != nil {
 		return err
-	}
-	in, err := inspect.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("check: %w", err)
 	}
 	defer in.Close()
 	findings, err := in.CheckSetup(ctx)

@@ -24,13 +24,9 @@ func runExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(names) != 1 {
 		return fs.misuse(fmt.Errorf("name one table or materialized view (got %d)", len(names)))
 	}
-	cfg, err := flags.Load()
+	in, err := openInspector(ctx, "explain", flags)
 	if err != nil {
 		return err
-	}
-	in, err := inspect.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("explain: %w", err)
 	}
 	defer in.Close()
 	rep, err := in.Explain(ctx, names[0])

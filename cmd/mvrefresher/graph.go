@@ -10,7 +10,6 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
 // runGraph prints the dependency graph of the managed views.
@@ -25,13 +24,9 @@ func runGraph(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !ok {
 		return fs.misuse(fmt.Errorf("unknown format %q (use dot, mermaid or json)", *format))
 	}
-	cfg, err := flags.Load()
+	in, err := openInspector(ctx, "graph", flags)
 	if err != nil {
 		return err
-	}
-	in, err := inspect.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("graph: %w", err)
 	}
 	defer in.Close()
 	return write(stdout, in.Graph())

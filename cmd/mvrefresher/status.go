@@ -20,13 +20,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.parse(args); err != nil {
 		return err
 	}
-	cfg, err := flags.Load()
+	in, err := openInspector(ctx, "status", flags)
 	if err != nil {
 		return err
-	}
-	in, err := inspect.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("status: %w", err)
 	}
 	defer in.Close()
 	rep, err := in.Status(ctx)

@@ -20,13 +20,9 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	cfg, err := flags.Load()
+	in, err := openInspector(ctx, "verify", flags)
 	if err != nil {
 		return err
-	}
-	in, err := inspect.Open(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
 	}
 	defer in.Close()
 	results, err := in.Verify(ctx, names)
