@@ -12,6 +12,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/daemon"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 )
 
 func TestDaemon_UnknownViewInConfigIsAnError(t *testing.T) {
@@ -25,20 +26,11 @@ func TestDaemon_UnknownViewInConfigIsAnError(t *testing.T) {
 }
 
 func TestDaemon_WALLevelNotLogicalIsAnError(t *testing.T) {
-	needsPostgreSQL(t)
 	ctx := context.Background()
-	c, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"wal_level": "replica"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(context.Background()); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
+	c := pgtest.Start(t, localpg.Options{Settings: map[string]string{"wal_level": "replica"}})
 	cfg := config.Default()
 	cfg.DatabaseURL = c.URL("postgres")
-	err = daemon.New(cfg, slog.New(slog.DiscardHandler)).Run(ctx)
+	err := daemon.New(cfg, slog.New(slog.DiscardHandler)).Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), `wal_level is "replica"`) || !strings.Contains(err.Error(), "wal_level = logical") {
 		t.Fatalf("Run on wal_level=replica: %v", err)
 	}

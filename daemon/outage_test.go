@@ -12,6 +12,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/daemon"
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 )
 
 func TestDaemon_ReconnectsWhenTheConnectionDrops(t *testing.T) {
@@ -120,18 +121,7 @@ func TestDaemon_FastShutdownIsNotHeldUp(t *testing.T) {
 // pings are not a shutdown's. The daemon streams on without letting go
 // while a change waits out its debounce, and refreshes it.
 func TestDaemon_ShortWalSenderTimeoutIsNotAShutdown(t *testing.T) {
-	needsPostgreSQL(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	pg, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"wal_sender_timeout": "600ms"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := pg.Stop(context.Background()); err != nil {
-			t.Errorf("stop postgres: %v", err)
-		}
-	})
+	pg := pgtest.Start(t, localpg.Options{Settings: map[string]string{"wal_sender_timeout": "600ms"}})
 	e := newEnvOn(t, pg, schemaSQL)
 	e.cfg.Debounce, e.cfg.MaxWait = 2*time.Second, 10*time.Second
 	e.start()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 )
 
 // startPair starts a primary of the test's own, with primarySettings, and a
@@ -22,23 +23,14 @@ import (
 // standbySettings), stopped when the test ends.
 func startPair(t *testing.T, primarySettings, standbySettings map[string]string) (primary, standby *localpg.Cluster) {
 	t.Helper()
-	needsPostgreSQL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	primary, err := localpg.Start(ctx, localpg.Options{Settings: primarySettings})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := primary.Stop(context.Background()); err != nil {
-			t.Errorf("stop the primary: %v", err)
-		}
-	})
+	primary = pgtest.Start(t, localpg.Options{Settings: primarySettings})
 	settings := map[string]string{"hot_standby_feedback": "on"}
 	for k, v := range standbySettings {
 		settings[k] = v
 	}
-	standby, err = primary.StartStandby(ctx, "standby1", localpg.Options{Settings: settings})
+	standby, err := primary.StartStandby(ctx, "standby1", localpg.Options{Settings: settings})
 	if err != nil {
 		t.Fatal(err)
 	}

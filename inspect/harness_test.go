@@ -16,6 +16,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/daemon"
 	"github.com/mvrefresher/mvrefresher/inspect"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
@@ -36,19 +37,8 @@ type env struct {
 // its postgres database.
 func newEnv(t *testing.T, sql string) *env {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL; -short")
-	}
 	ctx := context.Background()
-	cluster, err := localpg.Start(ctx, localpg.Options{})
-	if err != nil {
-		t.Fatalf("integration tests need PostgreSQL binaries (initdb): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(context.Background()); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
+	cluster := pgtest.Start(t, localpg.Options{})
 	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)

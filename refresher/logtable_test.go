@@ -11,25 +11,15 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
-// startServer starts a throwaway PostgreSQL for the test and connects to
-// it; under -short (make unit) it skips the test.
+// startServer starts a throwaway PostgreSQL for the test (pgtest.Start)
+// and connects to it.
 func startServer(t *testing.T, opts localpg.Options) *pgxpool.Pool {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs PostgreSQL; -short")
-	}
-	c, err := localpg.Start(context.Background(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(context.Background()); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
+	c := pgtest.Start(t, opts)
 	pool, err := pgxpool.New(context.Background(), c.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)

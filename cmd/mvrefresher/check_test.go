@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
@@ -257,18 +258,9 @@ func TestCheck_RefusesWhatRunRefusesForTheRoleAndTheConfiguration(t *testing.T) 
 }
 
 func TestCheck_RefusesWhatRunRefusesForTheServer(t *testing.T) {
-	needsPostgreSQL(t)
 	ctx := context.Background()
-	cluster, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{
+	cluster := pgtest.Start(t, localpg.Options{Settings: map[string]string{
 		"wal_level": "replica", "max_replication_slots": "1", "max_wal_senders": "1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(context.Background()); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
 	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/events"
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
+	"github.com/mvrefresher/mvrefresher/internal/localpg/pgtest"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 )
 
@@ -26,17 +27,8 @@ func needsPostgreSQL(t *testing.T) {
 // its postgres database, running schema there.
 func startCluster(t *testing.T, schema string) (*localpg.Cluster, *pgxpool.Pool) {
 	t.Helper()
-	needsPostgreSQL(t)
 	ctx := context.Background()
-	cluster, err := localpg.Start(ctx, localpg.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cluster.Stop(context.Background()); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
+	cluster := pgtest.Start(t, localpg.Options{})
 	pool, err := pgxpool.New(ctx, cluster.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)
