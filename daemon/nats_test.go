@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localnats/natstest"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -26,7 +26,7 @@ import (
 // and reach the stream (created by the daemon) once NATS is up.
 func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 	e := newEnv(t, schemaSQL)
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	e.cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	e.cfg.NATS.JetStream, e.cfg.NATS.Stream = true, "S_"+e.name
 	e.start()
@@ -35,7 +35,7 @@ func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 	e.exec("INSERT INTO app.events VALUES (50, '2026-01-01', 1, 1)")
 	e.waitFor("the change refreshed without NATS", 30*time.Second, e.refreshCountReaches("app.mv_grand", 2))
 
-	ns := startNATSOn(t, port, t.TempDir(), nil)
+	ns := natstest.StartOn(t, port, t.TempDir(), nil)
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestDaemon_NATSDownDoesNotDelayRefreshes(t *testing.T) {
 // log says when the daemon connected.
 func TestDaemon_NATSDownAtStartKeepsEvents(t *testing.T) {
 	e := newEnv(t, schemaSQL)
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	e.cfg.NATS.URL = fmt.Sprintf("nats://127.0.0.1:%d", port)
 	e.start()
 
@@ -104,7 +104,7 @@ func TestDaemon_NATSDownAtStartKeepsEvents(t *testing.T) {
 	// Core NATS keeps nothing for a subscriber that is not there yet: the
 	// daemon is let in only once the test's subscription is.
 	subscribed := make(chan struct{})
-	ns := startNATSOn(t, port, t.TempDir(), admitAfter{name: "mvrefresher", ready: subscribed})
+	ns := natstest.StartOn(t, port, t.TempDir(), admitAfter{name: "mvrefresher", ready: subscribed})
 	nc, err := nats.Connect(ns.ClientURL(), nats.Name("test-subscriber"))
 	if err != nil {
 		t.Fatal(err)
@@ -169,33 +169,6 @@ func (e *env) refreshCountReaches(view string, want int64) func() (bool, error) 
 		}
 		return n >= want, err
 	}
-}
-
-// freePort returns a local TCP port nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startNATSOn starts a NATS server with JetStream stored in store on port,
-// stopped when the test ends; auth, if not nil, admits its clients.
-func startNATSOn(t *testing.T, port int, store string, auth server.Authentication) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true, CustomClientAuthentication: auth})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	return ns
 }
 
 // admitAfter holds the connection of the client called name until ready is

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -13,12 +12,12 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localnats/natstest"
 	"github.com/mvrefresher/mvrefresher/internal/wait"
 	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/publish"
@@ -33,8 +32,8 @@ func TestPublisher_JetStreamOutageLongerThanRetries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 40 s outage; -short")
 	}
-	port, store := freePort(t), t.TempDir()
-	ns := startNATSOn(t, port, store)
+	port, store := natstest.FreePort(t), t.TempDir()
+	ns := natstest.StartOn(t, port, store, nil)
 	cfg := config.NATS{URL: ns.ClientURL(), SubjectPrefix: "outage", JetStream: true, Stream: "S_outage"}
 	m := metrics.New(func() bool { return true }, func() bool { return false })
 	pub := runPublisher(t, cfg, m)
@@ -90,7 +89,7 @@ func TestPublisher_JetStreamOutageLongerThanRetries(t *testing.T) {
 	// end of the outage: its length is the test's input.
 	time.Sleep(40 * time.Second)
 
-	startNATSOn(t, port, store)
+	natstest.StartOn(t, port, store, nil)
 	waitFor(t, "the change's event of app.mv_totals in the bucket", 30*time.Second, latestTotalsAfter(during))
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -132,31 +131,4 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() (bool
 	if err := wait.Until(what, timeout, cond); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// freePort returns a local TCP port nothing listens on.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startNATSOn starts a NATS server with JetStream stored in store on port,
-// stopped when the test ends.
-func startNATSOn(t *testing.T, port int, store string) *server.Server {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: store, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	t.Cleanup(ns.Shutdown)
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	return ns
 }
