@@ -3,15 +3,23 @@ package replication
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pglogrepl"
 )
 
-type relationName struct{ namespace, name string }
+// relation is what the latest Relation message said of a relation.
+type relation struct {
+	namespace, name string
+	columns         []Column
+}
 
 // decoder assembles pgoutput messages into transactions.
 type decoder struct {
-	relations map[uint32]relationName
+	// selected tells the relations whose row changes become images (see
+	// Stream.SelectImages); nil selects none.
+	selected  func(relationOID uint32) bool
+	relations map[uint32]relation
 	current   *Transaction
 	// changeAt maps a relation OID to its entry in current.Changes: a
 	// transaction can touch thousands of partitions.
@@ -25,12 +33,12 @@ func (d *decoder) inTransaction() bool { return d.current != nil }
 func (d *decoder) decode(data []byte) (*Transaction, error) {
 	// Row changes are nearly all of a busy stream, and routing needs only
 	// their relation: INSERT, UPDATE and DELETE start with its OID (protocol
-	// version 1), so their tuples are not decoded at all.
+	// version 1), so the tuples of a relation not selected are not decoded
+	// at all.
 	if len(data) >= 5 {
 		switch pglogrepl.MessageType(data[0]) {
 		case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
-			d.change(binary.BigEndian.Uint32(data[1:5]), false)
-			return nil, nil
+			return nil, d.rowChange(binary.BigEndian.Uint32(data[1:5]), data)
 		}
 	}
 	// A TRUNCATE states how many relations follow, and pglogrepl allocates
@@ -60,10 +68,7 @@ func (d *decoder) decode(data []byte) (*Transaction, error) {
 		tx.CommitLSN, tx.EndLSN, tx.CommitTime = m.CommitLSN, m.TransactionEndLSN, m.CommitTime
 		return tx, nil
 	case *pglogrepl.RelationMessage:
-		if d.relations == nil {
-			d.relations = make(map[uint32]relationName)
-		}
-		d.relations[m.RelationID] = relationName{m.Namespace, m.RelationName}
+		d.describe(m)
 	case *pglogrepl.TruncateMessage:
 		for _, oid := range m.RelationIDs {
 			d.change(oid, true)
@@ -90,24 +95,66 @@ func parse(data []byte) (msg pglogrepl.Message, err error) {
 	return pglogrepl.Parse(data)
 }
 
-func (d *decoder) change(oid uint32, truncated bool) {
+// describe notes a Relation message. The server sends one before a
+// relation's first change and again after its definition changed, which can
+// be in the middle of a transaction (DDL): images taken before have other
+// columns than those after.
+func (d *decoder) describe(m *pglogrepl.RelationMessage) {
+	if d.relations == nil {
+		d.relations = make(map[uint32]relation)
+	}
+	rel := relation{namespace: m.Namespace, name: m.RelationName, columns: make([]Column, len(m.Columns))}
+	for i, c := range m.Columns {
+		rel.columns[i] = Column{Name: c.Name, TypeOID: c.DataType}
+	}
+	d.relations[m.RelationID] = rel
+	if d.current == nil {
+		return
+	}
+	if i, ok := d.changeAt[m.RelationID]; ok {
+		c := &d.current.Changes[i]
+		if c.Images != nil && !slices.Equal(c.Columns, rel.columns) {
+			loseImages(c, lostColumnsChanged)
+		}
+	}
+}
+
+// rowChange counts an INSERT, UPDATE or DELETE of relation oid, and keeps
+// its image when the relation is selected.
+func (d *decoder) rowChange(oid uint32, data []byte) error {
+	c := d.change(oid, false)
+	if c == nil {
+		return nil
+	}
+	if d.selected == nil || !d.selected(oid) {
+		if c.Images != nil {
+			loseImages(c, lostSelectionChanged)
+		}
+		return nil
+	}
+	return d.image(c, data)
+}
+
+// change counts a row change or a TRUNCATE of relation oid in the current
+// transaction and returns its entry (valid until the next change), or nil
+// outside a transaction.
+func (d *decoder) change(oid uint32, truncated bool) *RelationChange {
 	tx := d.current
 	if tx == nil {
-		return
+		return nil
 	}
-	if i, ok := d.changeAt[oid]; ok {
-		if truncated {
-			tx.Changes[i].Truncated = true
-		} else {
-			tx.Changes[i].Rows++
-		}
-		return
+	i, ok := d.changeAt[oid]
+	if !ok {
+		i = len(tx.Changes)
+		d.changeAt[oid] = i
+		rel := d.relations[oid]
+		tx.Changes = append(tx.Changes, RelationChange{OID: oid, Namespace: rel.namespace, Name: rel.name})
 	}
-	d.changeAt[oid] = len(tx.Changes)
-	rel := d.relations[oid]
-	c := RelationChange{OID: oid, Namespace: rel.namespace, Name: rel.name, Truncated: truncated}
-	if !truncated {
-		c.Rows = 1
+	c := &tx.Changes[i]
+	if truncated {
+		c.Truncated = true
+	} else {
+		c.Rows++
 	}
-	tx.Changes = append(tx.Changes, c)
+	return c
 }

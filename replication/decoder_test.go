@@ -2,6 +2,7 @@ package replication
 
 import (
 	"encoding/binary"
+	"reflect"
 	"testing"
 )
 
@@ -20,13 +21,20 @@ func commit(commitLSN, endLSN uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, 0)
 }
 
-func relation(oid uint32, ns, name string) []byte {
+func relationMessage(oid uint32, ns, name string, columns ...Column) []byte {
 	b := []byte{'R'}
 	b = binary.BigEndian.AppendUint32(b, oid)
 	b = append(append(b, ns...), 0)
 	b = append(append(b, name...), 0)
 	b = append(b, 'd')
-	return binary.BigEndian.AppendUint16(b, 0) // no columns
+	b = binary.BigEndian.AppendUint16(b, uint16(len(columns)))
+	for _, c := range columns {
+		b = append(b, 0) // flags
+		b = append(append(b, c.Name...), 0)
+		b = binary.BigEndian.AppendUint32(b, c.TypeOID)
+		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // typmod -1
+	}
+	return b
 }
 
 func rowChange(kind byte, oid uint32) []byte {
@@ -79,9 +87,9 @@ func TestDecoder_AssemblesTransactions(t *testing.T) {
 	}
 	tx := feed(
 		begin(0x100),
-		relation(16400, "app", "events_2026"),
+		relationMessage(16400, "app", "events_2026"),
 		rowChange('I', 16400), rowChange('I', 16400), rowChange('U', 16400),
-		relation(16500, "app", "accounts"),
+		relationMessage(16500, "app", "accounts"),
 		rowChange('D', 16500),
 		truncate(16600),
 		message(true, "mvrefresher", "app.mv_x"),
@@ -96,13 +104,8 @@ func TestDecoder_AssemblesTransactions(t *testing.T) {
 		{OID: 16500, Namespace: "app", Name: "accounts", Rows: 1},
 		{OID: 16600, Truncated: true},
 	}
-	if len(tx.Changes) != len(want) {
-		t.Fatalf("changes %+v, want %+v", tx.Changes, want)
-	}
-	for i := range want {
-		if tx.Changes[i] != want[i] {
-			t.Errorf("change %d: %+v, want %+v", i, tx.Changes[i], want[i])
-		}
+	if !reflect.DeepEqual(tx.Changes, want) {
+		t.Errorf("changes %+v, want %+v", tx.Changes, want)
 	}
 	if len(tx.Requests) != 1 || tx.Requests[0] != "app.mv_x" {
 		t.Errorf("requests %q, want only the mvrefresher one", tx.Requests)

@@ -19,6 +19,24 @@ type RelationChange struct {
 	Name      string
 	Rows      int
 	Truncated bool
+	// Columns are the relation's columns, in the order of its Images'
+	// values, as the Relation message in force at the first image said; nil
+	// unless an image was taken.
+	Columns []Column
+	// Images are the transaction's row changes of a relation selected by
+	// Stream.SelectImages, in their order: as many as Rows unless ImagesLost
+	// says why not. A TRUNCATE is not among them (Truncated is set, and
+	// which images came before it is not told). nil for a relation not
+	// selected.
+	Images []RowImage
+	// ImagesLost says why Images do not hold every row change of a selected
+	// relation in this transaction; "" when they do. Images is then nil (its
+	// memory freed) and the remaining rows only counted: the transaction
+	// changed more than MaxImagesPerChange rows, the relation's columns
+	// changed in its middle (DDL), the relation became selected or stopped
+	// being selected in its middle, or the server sent rows that do not fit
+	// its Relation message.
+	ImagesLost string
 }
 
 // Transaction is a committed transaction that changed a published table or

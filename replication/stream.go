@@ -67,6 +67,9 @@ type Stream struct {
 	// primary is set when the stream decodes on a standby of it (see
 	// DecodeOnStandbyOf).
 	primary *pgxpool.Pool
+	// selectImages chooses the relations whose row changes are decoded
+	// (see SelectImages); nil selects none.
+	selectImages func(relationOID uint32) bool
 
 	confirmable forwardLSN    // set by Confirm, read when sending status
 	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
@@ -87,6 +90,13 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "mvrefresher"
+	// Row images carry values in the walsender's text forms: make them ones
+	// that every session reads back as the same value, whatever the
+	// server's, database's or role's defaults (a date in 'SQL, DMY' reads
+	// back wrong under MDY; floats otherwise lose digits).
+	cfg.RuntimeParams["DateStyle"] = "ISO"
+	cfg.RuntimeParams["IntervalStyle"] = "postgres"
+	cfg.RuntimeParams["extra_float_digits"] = "3"
 	dial := cfg.DialFunc
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
@@ -193,7 +203,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 	}
 
 	var (
-		decoder    decoder
+		decoder    = decoder{selected: s.selectImages}
 		nextStatus time.Time
 	)
 	for {
