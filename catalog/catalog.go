@@ -65,7 +65,25 @@ type View struct {
 	// Unmanaged are materialized views it reads that are not managed: their
 	// refreshes never show up in the WAL.
 	Unmanaged []string
+	// Maintained is set for a view maintained incrementally: a table (OID
+	// is the table's) whose definition is a plain view next to it.
+	Maintained *Maintained
 }
+
+// Maintained is how the catalog knows a table maintained incrementally:
+// the plain view <name>__definition next to it, whose comment starts with
+// MaintainedMarkerPrefix.
+type Maintained struct {
+	Definition uint32 // the definition view's OID
+	Marker     string // its comment
+}
+
+// MaintainedDefinitionSuffix names a maintained table's definition view,
+// and MaintainedMarkerPrefix starts its comment.
+const (
+	MaintainedDefinitionSuffix = "__definition"
+	MaintainedMarkerPrefix     = "mvrefresher incremental "
+)
 
 // ChangesOutsideTheStream reports whether the view's sources can change
 // without a row change in the WAL: a partitioned source gains rows when a
@@ -270,6 +288,18 @@ func (c *Catalog) Route(oid uint32) (views []string, source string, known bool) 
 		return nil, "", false
 	}
 	return c.readers[oid], t.Publish.Name, true
+}
+
+// Partitions lists the partitions discovery saw below table oid.
+func (c *Catalog) Partitions(oid uint32) []uint32 {
+	var out []uint32
+	for p, anc := range c.ancestors {
+		if p != oid && slices.Contains(anc, oid) {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Knows reports whether discovery saw relation oid: Route's known, without

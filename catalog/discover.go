@@ -40,6 +40,10 @@ type relation struct {
 	canRefresh                   bool   // owner, or MAINTAIN on PostgreSQL 17
 	owner                        string // quoted as an identifier where needed
 	ownerIsSuperuser             bool
+	// definition is the plain view holding the definition of a table
+	// maintained incrementally (see Maintained), 0 for any other relation.
+	definition uint32
+	marker     string
 }
 
 // UsableUniqueIndexSQL tells whether the relation c (an SQL expression on
@@ -69,8 +73,12 @@ SELECT c.oid, n.nspname, c.relname, format('%I.%I', n.nspname, c.relname),
        pg_has_role(c.relowner, 'USAGE') OR CASE WHEN current_setting('server_version_num')::int >= 170000
          THEN has_table_privilege(c.oid, 'MAINTAIN') ELSE false END,
        quote_ident(pg_get_userbyid(c.relowner)),
-       coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner), false)
+       coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner), false),
+       coalesce(d.oid, 0), coalesce(obj_description(d.oid, 'pg_class'), '')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class d ON c.relkind = 'r' AND d.relnamespace = c.relnamespace AND d.relkind = 'v'
+  AND d.relname = c.relname || '` + MaintainedDefinitionSuffix + `'
+  AND starts_with(coalesce(obj_description(d.oid, 'pg_class'), ''), '` + MaintainedMarkerPrefix + `')
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_toast'`
@@ -135,7 +143,7 @@ func queryRelations(ctx context.Context, q Querier) (map[uint32]*relation, error
 	var kind, persistence, replident string
 	for rows.Next() {
 		r := &relation{}
-		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.hasReplIdentIndex, &r.uniqueIdx, &r.canRefresh, &r.owner, &r.ownerIsSuperuser); err != nil {
+		if err := rows.Scan(&r.oid, &r.schema, &r.relname, &r.name, &kind, &persistence, &replident, &r.populated, &r.hasPK, &r.hasReplIdentIndex, &r.uniqueIdx, &r.canRefresh, &r.owner, &r.ownerIsSuperuser, &r.definition, &r.marker); err != nil {
 			return nil, fmt.Errorf("discover relations: %w", err)
 		}
 		r.kind, r.persistence, r.replident = kind[0], persistence[0], replident[0]
@@ -215,7 +223,7 @@ type builder struct {
 }
 
 func (b *builder) managedCandidate(r *relation) bool {
-	if r.kind != KindMatview {
+	if r.kind != KindMatview && r.definition == 0 {
 		return false
 	}
 	if len(b.opts.Schemas) > 0 && !slices.Contains(b.opts.Schemas, r.schema) {
@@ -319,7 +327,13 @@ func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
 				walk(ref)
 			case KindMatview:
 				matviews = append(matviews, ref)
-			case KindTable, KindPartitioned, KindForeign:
+			case KindTable:
+				if r.definition != 0 {
+					matviews = append(matviews, ref) // maintained: a view, not a source
+				} else {
+					tables = append(tables, ref)
+				}
+			case KindPartitioned, KindForeign:
 				tables = append(tables, ref)
 			}
 		}
@@ -352,7 +366,12 @@ func (b *builder) build() *Catalog {
 			continue
 		}
 		v := &View{OID: r.oid, Schema: r.schema, Relname: r.relname, Name: r.name, Populated: r.populated, UniqueIndex: r.uniqueIdx}
-		tables, matviews := b.reads(r.oid)
+		query := r.oid
+		if r.definition != 0 {
+			v.Maintained = &Maintained{Definition: r.definition, Marker: r.marker}
+			v.Populated, query = true, r.definition
+		}
+		tables, matviews := b.reads(query)
 		excluded := false
 		if !r.canRefresh {
 			excluded = true

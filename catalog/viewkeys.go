@@ -12,7 +12,8 @@ import (
 )
 
 // CheckViewKeys finds the keys of the configuration's views: section that
-// name no materialized view in the managed schemas (none: every schema),
+// name no materialized view (or table maintained incrementally, which was
+// one) in the managed schemas (none: every schema),
 // one Problem (code unknown-view, View the key) each, suggesting the
 // closest existing name.
 func CheckViewKeys(ctx context.Context, q Querier, keys, schemas []string) ([]Problem, error) {
@@ -29,7 +30,11 @@ func CheckViewKeys(ctx context.Context, q Querier, keys, schemas []string) ([]Pr
 			continue
 		}
 		var kind string
-		err = q.QueryRow(ctx, `SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		err = q.QueryRow(ctx, `SELECT CASE WHEN c.relkind = 'r' AND EXISTS (SELECT 1 FROM pg_class d WHERE d.relnamespace = c.relnamespace
+			  AND d.relname = c.relname || '`+MaintainedDefinitionSuffix+`' AND d.relkind = 'v'
+			  AND starts_with(coalesce(obj_description(d.oid, 'pg_class'), ''), '`+MaintainedMarkerPrefix+`'))
+			THEN 'm' ELSE c.relkind::text END
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = $1 AND c.relname = $2`, schema, name).Scan(&kind)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):

@@ -45,6 +45,7 @@ type View struct {
 	RefreshEvery *time.Duration
 	Concurrently Concurrently // "" after load is normalised to auto
 	Enabled      *bool
+	Incremental  *bool
 }
 
 // NATS configures event publishing.
@@ -149,6 +150,10 @@ type ViewSettings struct {
 	Debounce, MaxWait, MinInterval, MaxStaleness, RefreshEvery time.Duration
 	Concurrently                                               Concurrently
 	Enabled                                                    bool
+	// Incremental: the view is maintained incrementally (a table the
+	// daemon keeps equal to the view's definition by recomputing only the
+	// rows the changes touch).
+	Incremental bool
 }
 
 // ViewSettings resolves the effective settings for a view (overrides
@@ -194,6 +199,9 @@ func (v View) apply(s ViewSettings) ViewSettings {
 	}
 	if v.Enabled != nil {
 		s.Enabled = *v.Enabled
+	}
+	if v.Incremental != nil {
+		s.Incremental = *v.Incremental
 	}
 	return s
 }

@@ -136,14 +136,19 @@ var viewFields = []viewField{
 	durationField("refresh_every", func(v *View) **time.Duration { return &v.RefreshEvery }),
 	// Checked by Validate, so that a Config built in code is checked too.
 	{"concurrently", func(v *View, s string) error { v.Concurrently = Concurrently(s); return nil }},
-	{"enabled", func(v *View, s string) error {
+	boolField("enabled", func(v *View) **bool { return &v.Enabled }),
+	boolField("incremental", func(v *View) **bool { return &v.Incremental }),
+}
+
+func boolField(name string, field func(*View) **bool) viewField {
+	return viewField{name, func(v *View, s string) error {
 		b, err := parseBool(s)
 		if err != nil {
 			return err
 		}
-		v.Enabled = &b
+		*field(v) = &b
 		return nil
-	}},
+	}}
 }
 
 func viewFieldNames() []string {

@@ -122,7 +122,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	discoverNow := make(chan struct{}, 1)
 	sched := schedule.New(schedule.Options{
 		Config: d.cfg, Logger: d.logger.With("component", "scheduler"), Metrics: d.metrics,
-		Catalog: start.catalog, Findings: start.findings,
+		Catalog: start.catalog, Findings: start.findings, Maintenance: start.maintenance,
 		Start: start.slot.Start, Confirm: confirm, Events: sink, Queries: d.queries, WAL: start.wal,
 		PartitionAncestors: func(ctx context.Context, oid uint32) ([]uint32, error) {
 			return catalog.PartitionAncestors(ctx, pool, oid)
@@ -136,6 +136,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 		},
 		ClockSkew: skew, Durations: start.durations, Startup: start.startup, Barrier: start.barrier,
 	})
+	stream.SelectImages(sched.WantsImages)
 	d.stream.Store(stream)
 	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, discoverNow, sink); err != nil {
 		return err
@@ -202,6 +203,8 @@ type startState struct {
 	wal        replication.WALGeometry
 	// durations are the views' last refresh durations in the log.
 	durations map[string]time.Duration
+	// maintenance has the views maintained incrementally.
+	maintenance map[string]*refresher.Maintenance
 }
 
 // prepare creates what is missing (the log table, the publication, the
@@ -214,7 +217,14 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
+	if err := d.convertViews(ctx, pool); err != nil {
+		return startState{}, err
+	}
 	cat, _, discovered, err := d.discover(ctx, pool, nil)
+	if err != nil {
+		return startState{}, err
+	}
+	maintenance, err := d.maintenancePlans(ctx, pool, cat)
 	if err != nil {
 		return startState{}, err
 	}
@@ -269,7 +279,8 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
-	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, discovered: discovered, wal: wal, durations: durations}, nil
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, discovered: discovered, wal: wal, durations: durations,
+		maintenance: maintenance}, nil
 }
 
 // ensureSlot finds or creates the slot, and recreates one the server

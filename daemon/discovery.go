@@ -90,8 +90,12 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 			// would lose it.
 			d.logger.Warn("record owed refreshes after partition changes", "error", err)
 		}
+		maintenance, err := d.maintenancePlans(ctx, pool, cat)
+		if err != nil {
+			return // ctx ended
+		}
 		d.exportCatalog(cat)
-		update := schedule.CatalogUpdate{Catalog: cat, Startup: startup, Barrier: barrier, Repartitioned: repartitioned, Discovered: through}
+		update := schedule.CatalogUpdate{Catalog: cat, Maintenance: maintenance, Startup: startup, Barrier: barrier, Repartitioned: repartitioned, Discovered: through}
 		if sched.UpdateCatalog(ctx, update) != nil {
 			return
 		}

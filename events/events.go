@@ -61,8 +61,17 @@ type Refresh struct {
 	// rewrites the whole view without counting.
 	RowsInserted *int64 `json:"rows_inserted"`
 	RowsDeleted  *int64 `json:"rows_deleted"`
-	Attempt      int    `json:"attempt"`
-	Error        string `json:"error,omitempty"`
+	// Maintenance is set for a view maintained incrementally: "incremental"
+	// when only the rows the changes named were recomputed, "full" when
+	// the whole view was (FullReason says why). Groups counts the view rows
+	// recomputed, RowsWritten those written (only rows that differed:
+	// RowsInserted and RowsDeleted, and those updated).
+	Maintenance string `json:"maintenance,omitempty"`
+	FullReason  string `json:"full_reason,omitempty"`
+	Groups      *int64 `json:"groups,omitempty"`
+	RowsWritten *int64 `json:"rows_written,omitempty"`
+	Attempt     int    `json:"attempt"`
+	Error       string `json:"error,omitempty"`
 }
 
 // Subject is where an event for the view schema.name with the given status is

@@ -10,11 +10,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
 )
 
 // DefinitionSuffix names the plain view that keeps a maintained table's
 // definition: analytics.mv_x is defined by analytics."mv_x__definition".
-const DefinitionSuffix = "__definition"
+const DefinitionSuffix = catalog.MaintainedDefinitionSuffix
 
 // MaxNameLen is the longest relation name that can be maintained: its
 // definition view's name must fit PostgreSQL's 63 bytes.
@@ -22,7 +24,7 @@ const MaxNameLen = 63 - len(DefinitionSuffix)
 
 // markerPrefix starts the comment on a definition view: it tells the
 // daemon, and a person reading \d+, that the view next to it is maintained.
-const markerPrefix = "mvrefresher incremental "
+const markerPrefix = catalog.MaintainedMarkerPrefix
 
 // Marker is what the definition view's comment records.
 type Marker struct {

@@ -21,6 +21,7 @@ type Metrics struct {
 	RefreshDuration   *prometheus.HistogramVec // view
 	ViewStaleness     *prometheus.GaugeVec     // view
 	RowsChanged       *prometheus.CounterVec   // view, op
+	Maintenances      *prometheus.CounterVec   // view, mode
 	ChurnRatio        *prometheus.GaugeVec     // view
 	WALChanges        *prometheus.CounterVec   // table
 	SlotLagBytes      *prometheus.GaugeVec     // slot
@@ -53,6 +54,9 @@ func New(connected, standby func() bool) *Metrics {
 		RowsChanged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mvrefresher_rows_changed_total", Help: "Rows concurrent refreshes inserted and deleted in the view (op: inserted, deleted).",
 		}, []string{"view", "op"}),
+		Maintenances: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mvrefresher_maintenances_total", Help: "Successful maintenances of views maintained incrementally, by mode: incremental (only the rows the changes named) or full (the whole view recomputed).",
+		}, []string{"view", "mode"}),
 		ChurnRatio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "mvrefresher_view_churn_ratio", Help: "Share of the view's rows the last concurrent refresh rewrote; near 1 on every refresh means CONCURRENTLY saves nothing (a NOW() column?).",
 		}, []string{"view"}),
@@ -97,7 +101,7 @@ func New(connected, standby func() bool) *Metrics {
 	})
 	buildInfo.Set(1)
 	m.Registry.MustRegister(
-		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.ChurnRatio, m.WALChanges,
+		m.Refreshes, m.RefreshDuration, m.ViewStaleness, m.RowsChanged, m.Maintenances, m.ChurnRatio, m.WALChanges,
 		m.SlotLagBytes, m.SlotRetainedBytes, m.SlotActive, m.VisibilityWaits, m.TargetMissed, m.PendingViews, m.EventsDropped,
 		m.LastSuccess, m.views.gauge, buildInfo,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -158,6 +162,7 @@ func (m *Metrics) ForgetView(view string) {
 	m.RefreshDuration.DeletePartialMatch(labels)
 	m.ViewStaleness.DeletePartialMatch(labels)
 	m.RowsChanged.DeletePartialMatch(labels)
+	m.Maintenances.DeletePartialMatch(labels)
 	m.ChurnRatio.DeletePartialMatch(labels)
 	m.VisibilityWaits.DeletePartialMatch(labels)
 	m.TargetMissed.DeletePartialMatch(labels)

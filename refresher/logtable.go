@@ -31,6 +31,13 @@ var logColumns = []struct{ name, def string }{
 	// owed_xid is the transaction that marked the view owed (MarkOwed): a
 	// refresh whose snapshot does not see it cannot settle the debt.
 	{"owed_xid", "xid8"},
+	// A view maintained incrementally: how its last maintenance went
+	// (incremental or full, and why full), the view rows recomputed and
+	// the rows it updated (inserted and deleted are in rows_*).
+	{"maintenance", "text"},
+	{"full_reason", "text"},
+	{"groups_recomputed", "bigint"},
+	{"rows_updated", "bigint"},
 }
 
 // Querier runs queries: a pool, a connection or a transaction.
@@ -187,11 +194,21 @@ func (l Log) MarkOwed(ctx context.Context, tx pgx.Tx, views []string) error {
 // A debt marked by a transaction the refresh's snapshot (taken before its
 // REFRESH, whose own snapshot sees at least as much) does not see stays.
 func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view *catalog.View, out *Outcome, duration time.Duration, concurrently bool, snapshot string) (int64, error) {
+	var maintenance, fullReason *string
+	var groups, updated *int64
+	if m := out.Maintained; m != nil {
+		mode := m.Mode()
+		maintenance, groups, updated = &mode, &m.Groups, &m.Updated
+		if m.Full != "" {
+			fullReason = &m.Full
+		}
+	}
 	var count int64
 	err := tx.QueryRow(ctx, `
 		INSERT INTO `+l.ident+` AS l (mv_name, refreshed_at, duration_ms, lsn, "concurrently",
-			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at, view_oid)
-		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7, $8)
+			rows_inserted, rows_deleted, refresh_count, status, error, attempted_at, view_oid,
+			maintenance, full_reason, groups_recomputed, rows_updated)
+		VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, 1, 'ok', NULL, $7, $8, $10, $11, $12, $13)
 		ON CONFLICT (mv_name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
 			duration_ms = EXCLUDED.duration_ms,
 			lsn = CASE WHEN l.lsn IS NULL AND NOT coalesce(pg_visible_in_snapshot(l.owed_xid, $9::pg_snapshot), true)
@@ -199,10 +216,11 @@ func (l Log) recordSuccess(ctx context.Context, tx pgx.Tx, view *catalog.View, o
 			"concurrently" = EXCLUDED."concurrently",
 			rows_inserted = EXCLUDED.rows_inserted, rows_deleted = EXCLUDED.rows_deleted,
 			refresh_count = l.refresh_count + 1, status = 'ok', error = NULL, attempted_at = EXCLUDED.attempted_at,
-			view_oid = EXCLUDED.view_oid
+			view_oid = EXCLUDED.view_oid, maintenance = EXCLUDED.maintenance, full_reason = EXCLUDED.full_reason,
+			groups_recomputed = EXCLUDED.groups_recomputed, rows_updated = EXCLUDED.rows_updated
 		RETURNING refresh_count`,
 		view.Name, float64(duration.Microseconds())/1000, out.LSN.String(), concurrently,
-		out.RowsInserted, out.RowsDeleted, out.StartedAt, view.OID, snapshot).Scan(&count)
+		out.RowsInserted, out.RowsDeleted, out.StartedAt, view.OID, snapshot, maintenance, fullReason, groups, updated).Scan(&count)
 	if err != nil {
 		return 0, fmt.Errorf("write refresh log %s: %w", l.ident, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/maintain"
 )
 
 // Refresher runs refreshes and records them in the refresh log.
@@ -78,6 +79,9 @@ type Request struct {
 	// refresh does not run (Outcome.Deferred, Outcome.WaitsFor) until its
 	// snapshot sees them all ended.
 	Barrier []uint64
+	// Maintenance is set for a view maintained incrementally
+	// (View.Maintained): the refresh is a maintenance of its table.
+	Maintenance *Maintenance
 	// Dependents are the views built on View, directly or not. When View
 	// owed a refresh the WAL will not bring (see Owed), its refresh passes
 	// the debt on to them in the log, in its own transaction: their
@@ -130,6 +134,8 @@ type Outcome struct {
 	Recorded bool
 	// PlainReason says why an auto-mode refresh could not be concurrent.
 	PlainReason string
+	// Maintained is what a maintenance did (Request.Maintenance).
+	Maintained *maintain.Result
 }
 
 // advisoryLockClass is the first key of the per-view advisory locks
@@ -216,33 +222,14 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		// sequence order).
 		out.LSN = v.unseenTxn.CommitLSN
 	}
-	before, err := readViewState(ctx, tx, req.View.OID)
+	concurrently := true // a maintenance never blocks readers
+	if req.Maintenance != nil {
+		err = maintainView(ctx, tx, req, out)
+	} else {
+		concurrently, err = refreshView(ctx, tx, req, out)
+	}
 	if err != nil {
 		return err
-	}
-	concurrently, plainReason := decide(req.Mode, before.populated, before.uniqueIndex)
-	if req.Mode == ModeConcurrently && !concurrently {
-		return fmt.Errorf("%w: %s (concurrently: always)", ErrNotConcurrent, plainReason)
-	}
-	out.Concurrently, out.PlainReason = concurrently, plainReason
-
-	sql := "REFRESH MATERIALIZED VIEW "
-	if concurrently {
-		sql += "CONCURRENTLY "
-	}
-	if _, err := tx.Exec(ctx, sql+pgx.Identifier{req.View.Schema, req.View.Relname}.Sanitize()); err != nil {
-		return err
-	}
-	if concurrently {
-		after, err := readViewState(ctx, tx, req.View.OID)
-		if err != nil {
-			return err
-		}
-		ins, del := after.inserted-before.inserted, after.deleted-before.deleted
-		out.RowsInserted, out.RowsDeleted = &ins, &del
-		if out.Rows, err = rowCount(ctx, tx, req.View, ins, del); err != nil {
-			return err
-		}
 	}
 	if err := r.log.passOnDebt(ctx, tx, req.View.Name, req.Dependents); err != nil {
 		return err
@@ -254,6 +241,39 @@ func (r *Refresher) refresh(ctx context.Context, req Request, out *Outcome) erro
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
+}
+
+// refreshView runs REFRESH MATERIALIZED VIEW, CONCURRENTLY when it can.
+func refreshView(ctx context.Context, tx pgx.Tx, req Request, out *Outcome) (concurrently bool, err error) {
+	before, err := readViewState(ctx, tx, req.View.OID)
+	if err != nil {
+		return false, err
+	}
+	concurrently, plainReason := decide(req.Mode, before.populated, before.uniqueIndex)
+	if req.Mode == ModeConcurrently && !concurrently {
+		return false, fmt.Errorf("%w: %s (concurrently: always)", ErrNotConcurrent, plainReason)
+	}
+	out.Concurrently, out.PlainReason = concurrently, plainReason
+
+	sql := "REFRESH MATERIALIZED VIEW "
+	if concurrently {
+		sql += "CONCURRENTLY "
+	}
+	if _, err := tx.Exec(ctx, sql+pgx.Identifier{req.View.Schema, req.View.Relname}.Sanitize()); err != nil {
+		return false, err
+	}
+	if concurrently {
+		after, err := readViewState(ctx, tx, req.View.OID)
+		if err != nil {
+			return false, err
+		}
+		ins, del := after.inserted-before.inserted, after.deleted-before.deleted
+		out.RowsInserted, out.RowsDeleted = &ins, &del
+		if out.Rows, err = rowCount(ctx, tx, req.View, ins, del); err != nil {
+			return false, err
+		}
+	}
+	return concurrently, nil
 }
 
 // rowCount is the view's row count after a concurrent refresh that

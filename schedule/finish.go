@@ -51,6 +51,9 @@ func (s *Scheduler) finish(r result) {
 			// unseen transaction on; the cascade carries only what it saw.
 			unseen := &work{reason: events.ReasonChange, firstChangeAt: w.firstChangeAt,
 				lsn: w.lsn, txns: txnRange{out.Unseen, w.txns.last}, unseen: retryWait{since: w.unseen.since, tries: w.unseen.tries}}
+			// Which rows the unseen transactions changed is not told apart
+			// from the others': following them all again is harmless.
+			unseen.follow.Merge(&w.follow)
 			unseen.debt.holdAt(s.watermark, out.LSN) // the oldest unseen commit
 			unseen.debt.owe(out.LSN)
 			s.awaitVisibility(r.view, unseen, out.UnseenTxn)

@@ -76,6 +76,11 @@ func (s *Scheduler) report(name string, view *catalog.View, w *work, out refresh
 	if e.Sources == nil {
 		e.Sources = []string{}
 	}
+	if m := out.Maintained; m != nil {
+		e.Maintenance, e.FullReason = m.Mode(), m.Full
+		groups, written := m.Groups, m.Written()
+		e.Groups, e.RowsWritten = &groups, &written
+	}
 	if through, ok := s.freshThrough(name); ok && view != nil {
 		e.FreshThrough = through.String()
 	}
@@ -99,7 +104,13 @@ func (r *reporter) refreshed(view *catalog.View, e events.Refresh, out refresher
 	if out.Err != nil {
 		r.logger.Error("refresh failed", append(attrs, "attempt", e.Attempt, "recorded", out.Recorded, "error", out.Err)...)
 	} else {
-		if out.RowsInserted != nil {
+		switch {
+		case e.Maintenance != "":
+			attrs = append(attrs, "maintenance", e.Maintenance, "groups", *e.Groups, "rows_written", *e.RowsWritten)
+			if e.FullReason != "" {
+				attrs = append(attrs, "full_reason", e.FullReason)
+			}
+		case out.RowsInserted != nil:
 			attrs = append(attrs, "rows_inserted", *out.RowsInserted, "rows_deleted", *out.RowsDeleted)
 		}
 		if e.Reason == events.ReasonStartup && r.startupTotal > 0 {
@@ -116,9 +127,14 @@ func (r *reporter) refreshed(view *catalog.View, e events.Refresh, out refresher
 	if out.Err == nil {
 		r.metrics.RefreshDuration.WithLabelValues(name).Observe(out.FinishedAt.Sub(out.StartedAt).Seconds())
 		r.metrics.LastSuccess.WithLabelValues(name).Set(float64(out.FinishedAt.UnixNano()) / 1e9)
+		if e.Maintenance != "" {
+			r.metrics.Maintenances.WithLabelValues(name, e.Maintenance).Inc()
+		}
 		if out.RowsInserted != nil {
 			r.metrics.RowsChanged.WithLabelValues(name, "inserted").Add(float64(*out.RowsInserted))
 			r.metrics.RowsChanged.WithLabelValues(name, "deleted").Add(float64(*out.RowsDeleted))
+		}
+		if out.RowsInserted != nil && out.Maintained == nil { // a maintenance writes only rows that differ
 			ratio, warn := r.churn.observe(name, *out.RowsInserted, *out.RowsDeleted, out.Rows)
 			r.metrics.ChurnRatio.WithLabelValues(name).Set(ratio)
 			if warn {

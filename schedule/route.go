@@ -26,6 +26,9 @@ func (s *Scheduler) route(tx *replication.Transaction, newRels map[uint32]ancest
 		}
 		for _, v := range views {
 			s.change(v, tx, rows, source, events.ReasonChange)
+			if m := s.maintenance[v]; m != nil {
+				s.pending[v].follow.Follow(m.Plan, source, c)
+			}
 		}
 	}
 	for _, req := range tx.Requests {
@@ -135,6 +138,7 @@ func (s *Scheduler) request(tx *replication.Transaction, name string) {
 		views, source, _ := s.catalog.Route(table.OID)
 		for _, v := range views {
 			s.change(v, tx, 0, source, events.ReasonChange)
+			s.pending[v].follow.Escalate("a refresh request for " + source)
 		}
 	default:
 		s.logger.Warn("ignoring refresh request: no managed view or source table by that name", "request", name)
@@ -160,6 +164,7 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 	}
 	s.catalog = cat
 	s.published.Store(cat)
+	s.selectImaged(cat)
 	// Relations the old catalog did not know may be known now, or belong
 	// elsewhere (a partition detached and attached to another table).
 	s.ancestors.Purge()
@@ -176,6 +181,7 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 }
 
 func (s *Scheduler) applyCatalog(u CatalogUpdate) {
+	s.setMaintenance(u.Maintenance)
 	s.setCatalog(u.Catalog)
 	s.discovered = max(s.discovered, u.Discovered)
 	s.startup(u.Startup, u.Barrier)
@@ -188,6 +194,7 @@ func (s *Scheduler) applyCatalog(u CatalogUpdate) {
 		w.debt.owesAll = true
 		w.addReason(events.ReasonChange)
 		w.unconditional = true
+		w.follow.Escalate("partitions attached, detached or dropped")
 		w.noteChange(s.now)
 		for _, src := range sources {
 			w.addSource(src)

@@ -38,6 +38,9 @@ type CatalogUpdate struct {
 	// the transactions of Barrier (see refresher.Writers).
 	Startup []string
 	Barrier []uint64
+	// Maintenance has the views maintained incrementally (the catalog's
+	// views with Maintained set), by name.
+	Maintenance map[string]*refresher.Maintenance
 	// Repartitioned: views whose partitioned sources gained or lost
 	// partitions, with those sources.
 	Repartitioned map[string][]string
@@ -70,6 +73,8 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 	Catalog *catalog.Catalog
+	// Maintenance is CatalogUpdate.Maintenance for Catalog.
+	Maintenance map[string]*refresher.Maintenance
 	// Findings are the check findings of Catalog: they name the likely
 	// cause of a view's churn.
 	Findings []catalog.Finding
@@ -139,10 +144,15 @@ type Scheduler struct {
 	catalog *catalog.Catalog
 	// published is catalog for the stream's goroutine (resolveNewRelations).
 	published atomic.Pointer[catalog.Catalog]
-	debouncer *debounce.Debouncer
-	watermark *replication.Watermark
-	pending   map[string]*work
-	running   map[string]*work
+	// maintenance has the views maintained incrementally; imaged the
+	// relations whose changed rows they follow, for the stream's goroutine
+	// (SelectImages).
+	maintenance map[string]*refresher.Maintenance
+	imaged      atomic.Pointer[map[uint32]bool]
+	debouncer   *debounce.Debouncer
+	watermark   *replication.Watermark
+	pending     map[string]*work
+	running     map[string]*work
 	// txns logs the transactions pending and running work covers.
 	txns      *refresher.TxnLog
 	free      int
@@ -205,6 +215,7 @@ func New(opts Options) *Scheduler {
 		s.rediscover = func() {}
 	}
 	s.debouncer = debounce.New(func() time.Time { return s.now })
+	s.setMaintenance(opts.Maintenance)
 	s.setCatalog(opts.Catalog)
 	s.seedDurations(opts.Durations)
 	s.startup(opts.Startup, opts.Barrier)
@@ -374,9 +385,13 @@ func (s *Scheduler) dispatch() {
 			w.lsn = s.watermark.SeenLSN()
 		}
 		s.settleTxns(w)
-		s.jobs <- refresher.Request{View: view, Mode: RefreshMode(s.cfg, name), LSN: w.lsn,
+		req := refresher.Request{View: view, Mode: RefreshMode(s.cfg, name), LSN: w.lsn,
 			Dependents: s.catalog.TransitiveDependents(name),
 			Txns:       s.txnSpan(w), TxnsFrom: w.txns.first, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
+		if m := s.maintenance[name]; m != nil {
+			req.Maintenance = &refresher.Maintenance{Plan: m.Plan, TimeZone: m.TimeZone, Changes: &w.follow}
+		}
+		s.jobs <- req
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pglogrepl"
 
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/maintain"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
 )
@@ -39,6 +40,10 @@ type work struct {
 	unseen  retryWait
 	barrier txnBarrier
 	late    lateCauses
+	// follow is what a maintenance of a view maintained incrementally
+	// follows: the changed rows, or why it recomputes the view whole. Any
+	// reason but a change to a source escalates it.
+	follow maintain.Changes
 }
 
 // debt is what the work owes the slot and the view's readers.
@@ -151,9 +156,21 @@ var reasonRank = map[events.Reason]int{
 	events.ReasonStartup:  5,
 }
 
+// escalations say why work for a reason other than a change recomputes a
+// maintained view whole.
+var escalations = map[events.Reason]string{
+	events.ReasonPeriodic: "refresh_every",
+	events.ReasonCascade:  "a view it reads was refreshed",
+	events.ReasonManual:   "a refresh request",
+	events.ReasonStartup:  "startup: earlier changes were not streamed",
+}
+
 // addReason makes r the work's reason if it is more deliberate than the
 // one it has.
 func (w *work) addReason(r events.Reason) {
+	if r != events.ReasonChange {
+		w.follow.Escalate(escalations[r])
+	}
 	if reasonRank[r] > reasonRank[w.reason] {
 		w.reason = r
 	}
@@ -200,6 +217,7 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 	w.unseen.merge(other.unseen)
 	w.barrier.merge(other.barrier)
 	w.late.merge(other.late)
+	w.follow.Merge(&other.follow)
 }
 
 // inherit adds to w, a dependent's work, what its base's refresh covered:

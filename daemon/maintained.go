@@ -1,0 +1,116 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/maintain"
+	"github.com/mvrefresher/mvrefresher/refresher"
+)
+
+// candidatesSQL lists the materialized views and maintained tables of the
+// managed schemas (all when $1 is empty).
+const candidatesSQL = `
+SELECT format('%I.%I', n.nspname, c.relname), c.oid, c.relkind = 'm'
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE (cardinality($1::text[]) = 0 OR n.nspname = ANY($1))
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND (c.relkind = 'm' OR c.relkind = 'r' AND EXISTS (
+        SELECT 1 FROM pg_class d WHERE d.relnamespace = c.relnamespace AND d.relkind = 'v'
+          AND d.relname = c.relname || '` + catalog.MaintainedDefinitionSuffix + `'
+          AND starts_with(coalesce(obj_description(d.oid, 'pg_class'), ''), '` + catalog.MaintainedMarkerPrefix + `')))
+ORDER BY 1`
+
+// convertViews turns incremental maintenance on for the views whose
+// configuration says incremental: true, and off for the maintained tables
+// whose configuration no longer does, each in one transaction. A view
+// that cannot be converted stays as it was, and the error says why.
+func (d *Daemon) convertViews(ctx context.Context, pool *pgxpool.Pool) error {
+	type candidate struct {
+		name    string
+		oid     uint32
+		matview bool
+	}
+	rows, err := pool.Query(ctx, candidatesSQL, d.cfg.Schemas)
+	if err != nil {
+		return fmt.Errorf("list views to maintain incrementally: %w", err)
+	}
+	candidates, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
+		var c candidate
+		return c, r.Scan(&c.name, &c.oid, &c.matview)
+	})
+	if err != nil {
+		return fmt.Errorf("list views to maintain incrementally: %w", err)
+	}
+	for _, c := range candidates {
+		s := d.cfg.ViewSettings(c.name)
+		want := s.Incremental && s.Enabled
+		switch {
+		case c.matview && want:
+			if err := enable(ctx, pool, c.name, c.oid); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				d.logger.Error("cannot maintain the view incrementally: it stays a materialized view, refreshed whole", "view", c.name, "error", err)
+				continue
+			}
+			d.logger.Info("incremental maintenance on: the view is now a table mvrefresher maintains", "view", c.name)
+		case !c.matview && !want:
+			if err := maintain.Disable(ctx, pool, c.name); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				d.logger.Error("cannot turn incremental maintenance off: the view stays a maintained table", "view", c.name, "error", err)
+				continue
+			}
+			d.logger.Info("incremental maintenance off: the view is a materialized view again", "view", c.name)
+		}
+	}
+	return nil
+}
+
+// enable analyses the materialized view oid and converts it.
+func enable(ctx context.Context, pool *pgxpool.Pool, name string, oid uint32) error {
+	plan, err := maintain.Analyze(ctx, pool, name, oid)
+	if err != nil {
+		return err
+	}
+	key := make([]string, len(plan.Key))
+	for i, k := range plan.Key {
+		key[i] = plan.Columns[k].Name
+	}
+	return maintain.Enable(ctx, pool, name, key)
+}
+
+// maintenancePlans analyses each maintained view of cat. A view that
+// cannot be analysed (its definition edited into one that cannot be
+// maintained, or the server unreachable) gets the reason instead of a
+// plan: its refreshes fail with it until a discovery analyses it again.
+func (d *Daemon) maintenancePlans(ctx context.Context, pool *pgxpool.Pool, cat *catalog.Catalog) (map[string]*refresher.Maintenance, error) {
+	out := map[string]*refresher.Maintenance{}
+	for _, name := range cat.Names() {
+		v := cat.Views[name]
+		if v.Maintained == nil {
+			continue
+		}
+		m := &refresher.Maintenance{}
+		marker, _, err := maintain.ParseMarker(v.Maintained.Marker)
+		if err == nil {
+			m.TimeZone = marker.TimeZone
+			m.Plan, err = maintain.Analyze(ctx, pool, name, v.Maintained.Definition)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// Analysis failing for a moment (the connection) fails its
+		// refreshes until the next discovery: it must not hold up the
+		// others' discovery.
+		m.Problem = err
+		out[name] = m
+	}
+	return out, nil
+}

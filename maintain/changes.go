@@ -1,0 +1,199 @@
+package maintain
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/mvrefresher/mvrefresher/replication"
+)
+
+// MaxChangedRows is how many changed rows a view's pending maintenance
+// keeps: past it, the view is recomputed whole (still writing only the rows
+// that differ), which costs about as much as following that many rows.
+const MaxChangedRows = 10000
+
+// Row is what a changed row carries of its source's Reads columns, in
+// that order; nil is SQL NULL.
+type Row []*string
+
+// Changes is what one maintenance of a view must follow: the changed rows
+// of each source, or why it must recompute the view whole. The zero value
+// follows nothing.
+type Changes struct {
+	full string
+	rows map[string][]Row // by source name, each row once
+	seen map[string]bool  // source and row, encoded
+	n    int
+}
+
+// Full returns why the maintenance recomputes the whole view, "" when it
+// follows the changed rows.
+func (c *Changes) Full() string { return c.full }
+
+// Rows counts the changed rows kept.
+func (c *Changes) Rows() int { return c.n }
+
+// Escalate makes the maintenance recompute the whole view, for reason
+// (the first one given stays).
+func (c *Changes) Escalate(reason string) {
+	if c.full == "" {
+		c.full = reason
+	}
+	c.rows, c.seen, c.n = nil, nil, 0
+}
+
+// Merge adds what o follows to c.
+func (c *Changes) Merge(o *Changes) {
+	if o == nil {
+		return
+	}
+	if o.full != "" {
+		c.Escalate(o.full)
+		return
+	}
+	for source, rows := range o.rows {
+		for _, r := range rows {
+			c.add(source, r)
+		}
+	}
+}
+
+func (c *Changes) add(source string, r Row) {
+	if c.full != "" {
+		return
+	}
+	id := encodeRow(source, r)
+	if c.seen[id] {
+		return
+	}
+	if c.n >= MaxChangedRows {
+		c.Escalate(fmt.Sprintf("more than %d changed rows", MaxChangedRows))
+		return
+	}
+	if c.rows == nil {
+		c.rows, c.seen = map[string][]Row{}, map[string]bool{}
+	}
+	c.seen[id] = true
+	c.rows[source] = append(c.rows[source], r)
+	c.n++
+}
+
+// Follow adds what a transaction did to source (a table p reads) to c:
+// the rows named by its images, or an escalation when they cannot name
+// the view rows to recompute.
+func (c *Changes) Follow(p *Plan, source string, ch replication.RelationChange) {
+	if c.full != "" {
+		return
+	}
+	if p == nil {
+		c.Escalate("the view has no maintenance plan")
+		return
+	}
+	s := p.Sources[source]
+	switch {
+	case s == nil:
+		c.Escalate(fmt.Sprintf("a change to %s, which the view reads through a view or that the plan does not know", source))
+	case s.Full != "":
+		c.Escalate(fmt.Sprintf("a change to %s (%s)", source, s.Full))
+	case ch.Truncated:
+		c.Escalate(fmt.Sprintf("TRUNCATE %s", source))
+	case ch.ImagesLost != "":
+		c.Escalate(fmt.Sprintf("changes to %s: %s", source, ch.ImagesLost))
+	case len(ch.Images) < ch.Rows:
+		c.Escalate(fmt.Sprintf("changes to %s arrived without their rows", source))
+	default:
+		at := make([]int, len(s.Reads))
+		for i, col := range s.Reads {
+			at[i] = slices.IndexFunc(ch.Columns, func(c replication.Column) bool { return c.Name == col })
+			if at[i] < 0 {
+				c.Escalate(fmt.Sprintf("changes to %s lack its column %s", source, col))
+				return
+			}
+		}
+		for _, img := range ch.Images {
+			if reason := c.followImage(s, at, img); reason != "" {
+				c.Escalate(fmt.Sprintf("%s on %s %s", reason, source, s.Identity))
+				return
+			}
+		}
+	}
+}
+
+// followImage adds the rows one row change names; a reason when it
+// cannot.
+func (c *Changes) followImage(s *Source, at []int, img replication.RowImage) string {
+	pick := func(vals []replication.Value) (Row, bool) {
+		r := make(Row, len(at))
+		for i, a := range at {
+			v := vals[a]
+			if v.Unchanged {
+				return nil, false
+			}
+			if !v.Null {
+				text := v.Text
+				r[i] = &text
+			}
+		}
+		return r, true
+	}
+	var old Row
+	switch {
+	case img.OldKind == 'O' || img.OldKind == 'K' && s.OldRowCovers:
+		r, ok := pick(img.Old)
+		if !ok {
+			return "an old row without its key columns"
+		}
+		old = r
+	case img.Kind == 'D':
+		return "a DELETE whose old row does not carry the key columns (" + strings.Join(s.Reads, ", ") + ")"
+	case img.Kind == 'U' && !s.OldRowCovers:
+		return "an UPDATE whose old key columns (" + strings.Join(s.Reads, ", ") + ") the WAL does not carry"
+	}
+	if img.Kind != 'D' {
+		r, ok := pick(img.New)
+		if !ok && old != nil {
+			r, ok = fill(img, at, old), true
+		}
+		if !ok {
+			return "an UPDATE that left a TOASTed key column unchanged"
+		}
+		c.add(s.Name, r)
+	}
+	if old != nil {
+		c.add(s.Name, old)
+	}
+	return ""
+}
+
+// fill takes the new row's values, and the old row's for those the WAL
+// left out as unchanged.
+func fill(img replication.RowImage, at []int, old Row) Row {
+	r := make(Row, len(at))
+	for i, a := range at {
+		v := img.New[a]
+		switch {
+		case v.Unchanged:
+			r[i] = old[i]
+		case !v.Null:
+			text := v.Text
+			r[i] = &text
+		}
+	}
+	return r
+}
+
+// encodeRow is a row's identity in the set of rows kept: each value
+// length-prefixed, NULL as -1.
+func encodeRow(source string, r Row) string {
+	var b strings.Builder
+	b.WriteString(source)
+	for _, v := range r {
+		if v == nil {
+			b.WriteString("|-1|")
+			continue
+		}
+		fmt.Fprintf(&b, "|%d|%s", len(*v), *v)
+	}
+	return b.String()
+}

@@ -1,0 +1,218 @@
+package maintain
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MaxGroups is how many view rows (groups) a maintenance recomputes from
+// changed rows: past it, recomputing the whole view costs about the same.
+const MaxGroups = 10000
+
+// Result is what one maintenance did.
+type Result struct {
+	// Full says why the whole view was recomputed; "" when only the rows
+	// the changes named were.
+	Full string
+	// Groups counts the view rows recomputed (that exist after it).
+	Groups int64
+	// Inserted, Updated and Deleted count the rows written: only those
+	// that differ.
+	Inserted, Updated, Deleted int64
+}
+
+// Mode is "incremental" or "full".
+func (r Result) Mode() string {
+	if r.Full != "" {
+		return "full"
+	}
+	return "incremental"
+}
+
+// Written counts every row written.
+func (r Result) Written() int64 { return r.Inserted + r.Updated + r.Deleted }
+
+// Maintain brings the maintained table of p up to date with what c
+// follows, in tx (the caller's, which it commits), under the TimeZone the
+// table was computed with. The caller holds the view's advisory lock:
+// maintenances of one view never overlap.
+func Maintain(ctx context.Context, tx pgx.Tx, p *Plan, timeZone string, c *Changes) (Result, error) {
+	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', $1, true), set_config('search_path', 'pg_catalog, pg_temp', true)`, timeZone); err != nil {
+		return Result{}, fmt.Errorf("pin TimeZone and search_path: %w", err)
+	}
+	res := Result{Full: c.Full()}
+	var s statement
+	if res.Full == "" {
+		var err error
+		if s, res.Full, err = restrict(ctx, tx, p, c); err != nil {
+			return Result{}, err
+		}
+	}
+	if res.Full != "" {
+		s = statement{definition: p.Text}
+	} else if s.definition == "" {
+		return res, nil // the changes name no view row
+	}
+	err := tx.QueryRow(ctx, s.sql(p), s.args...).Scan(&res.Groups, &res.Inserted, &res.Updated, &res.Deleted)
+	if err != nil {
+		return Result{}, fmt.Errorf("recompute: %w", err)
+	}
+	return res, nil
+}
+
+// statement is a maintenance: the definition to recompute from (with
+// maybe a range on a source's column), and the view rows to recompute
+// (all when restriction is "").
+type statement struct {
+	definition  string
+	restriction string // over the view's columns, qualified by "r."
+	args        []any
+}
+
+func (s statement) sql(p *Plan) string {
+	cols := make([]string, len(p.Columns))
+	var set []string
+	for i, c := range p.Columns {
+		cols[i] = pgx.Identifier{c.Name}.Sanitize()
+		if !slices.Contains(p.Key, i) {
+			set = append(set, cols[i]+" = EXCLUDED."+cols[i])
+		}
+	}
+	var key, match []string
+	for _, k := range p.Key {
+		key = append(key, cols[k])
+		match = append(match, fmt.Sprintf("ARRAY[f.%s] = ARRAY[r.%[1]s]", cols[k]))
+	}
+	where := "true"
+	if s.restriction != "" {
+		where = "(" + s.restriction + ")"
+	}
+	conflict := "DO NOTHING"
+	if len(set) > 0 {
+		conflict = "DO UPDATE SET " + strings.Join(set, ", ") + " WHERE r OPERATOR(pg_catalog.*<>) EXCLUDED"
+	}
+	// ARRAY[a] = ARRAY[b] is a's equality with NULL equal to NULL, as the
+	// key's unique index (NULLS NOT DISTINCT) has it, and hashable.
+	return fmt.Sprintf(`WITH fresh AS MATERIALIZED (SELECT * FROM (%[1]s) r WHERE %[2]s),
+gone AS (DELETE FROM %[3]s r WHERE %[2]s AND NOT EXISTS (SELECT FROM fresh f WHERE %[4]s) RETURNING 1),
+put AS (INSERT INTO %[3]s AS r SELECT * FROM fresh ON CONFLICT (%[5]s) %[6]s RETURNING xmax = 0 AS inserted)
+SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FILTER (WHERE inserted) FROM put), (SELECT count(*) FILTER (WHERE NOT inserted) FROM put), (SELECT count(*) FROM gone)`,
+		s.definition, where, p.Table, strings.Join(match, " AND "), strings.Join(key, ", "), conflict)
+}
+
+// restrict works out, in PostgreSQL, which view rows the changed rows name
+// (the key expressions evaluated over them), and the statement that
+// recomputes those. full is set instead when they are too many.
+func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement, full string, err error) {
+	var ors []string
+	sources := slices.Sorted(func(yield func(string) bool) {
+		for name := range c.rows {
+			if !yield(name) {
+				return
+			}
+		}
+	})
+	for _, name := range sources {
+		src := p.Sources[name]
+		keys, err := evaluateKeys(ctx, tx, p, src, c.rows[name])
+		if err != nil {
+			return s, "", err
+		}
+		if keys.combinations > MaxGroups {
+			return s, fmt.Sprintf("the changes to %s name up to %d view rows (more than %d)", name, keys.combinations, MaxGroups), nil
+		}
+		var ands []string
+		for i, k := range src.Keys {
+			col := pgx.Identifier{p.Columns[k.Column].Name}.Sanitize()
+			var either []string
+			if keys.values[i] != nil {
+				s.args = append(s.args, *keys.values[i])
+				either = append(either, fmt.Sprintf("r.%s = ANY($%d::text::%s[])", col, len(s.args), p.Columns[k.Column].Type))
+			}
+			if keys.null[i] {
+				either = append(either, "r."+col+" IS NULL")
+			}
+			ands = append(ands, "("+strings.Join(either, " OR ")+")")
+		}
+		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		if len(sources) == 1 && keys.bucket != nil {
+			s.args = append(s.args, keys.lo, keys.hi)
+			b := keys.bucket
+			rel := p.def.text[p.def.toks[src.item.start].start:p.def.toks[src.item.start+2].end]
+			s.definition = p.def.replaced(src.item, fmt.Sprintf("(SELECT * FROM %[1]s WHERE %[2]s >= $%[3]d::text::%[4]s AND %[2]s < $%[5]d::text::%[4]s)",
+				rel, b.column, len(s.args)-1, b.colType, len(s.args)))
+		}
+	}
+	if len(ors) == 0 {
+		return s, "", nil
+	}
+	if s.definition == "" {
+		s.definition = p.Text
+	}
+	s.restriction = strings.Join(ors, " OR ")
+	return s, "", nil
+}
+
+// sourceKeys are the key values a source's changed rows name: for each of
+// the source's Keys, the distinct non-null values (an array literal, nil
+// when none) and whether NULL is one; combinations bounds how many view
+// rows that names; lo and hi bound the rows of the time bucket key.
+type sourceKeys struct {
+	values       []*string
+	null         []bool
+	combinations int64
+	bucket       *bucket
+	lo, hi       string
+}
+
+func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []Row) (sourceKeys, error) {
+	out := sourceKeys{values: make([]*string, len(src.Keys)), null: make([]bool, len(src.Keys))}
+	objects := make([]map[string]*string, len(rows))
+	for i, r := range rows {
+		o := make(map[string]*string, len(src.Reads))
+		for j, col := range src.Reads {
+			o[col] = r[j]
+		}
+		objects[i] = o
+	}
+	payload, err := json.Marshal(objects)
+	if err != nil {
+		return out, fmt.Errorf("encode the changed rows of %s: %w", src.Name, err)
+	}
+	var exprs, aggs []string
+	for i, k := range src.Keys {
+		exprs = append(exprs, fmt.Sprintf("%s AS k%d", k.Expr, i))
+		aggs = append(aggs, fmt.Sprintf("(array_agg(DISTINCT k%d) FILTER (WHERE k%[1]d IS NOT NULL))::text, coalesce(bool_or(k%[1]d IS NULL), false), count(DISTINCT k%[1]d) + CASE WHEN bool_or(k%[1]d IS NULL) THEN 1 ELSE 0 END", i))
+	}
+	bucketAt := slices.IndexFunc(src.Keys, func(k SourceKey) bool { return k.bucket != nil })
+	bounds := "NULL::text, NULL::text"
+	if bucketAt >= 0 {
+		b := src.Keys[bucketAt].bucket
+		bounds = fmt.Sprintf("min(k%[1]d)::%[2]s::text, (max(k%[1]d) + '%[3]s'::interval)::%[2]s::text", bucketAt, b.colType, b.width)
+	}
+	sql := fmt.Sprintf("SELECT %s, %s FROM (SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1::text::jsonb) %s) keys",
+		strings.Join(aggs, ", "), bounds, strings.Join(exprs, ", "), src.Name, src.alias)
+	dest := make([]any, 0, 3*len(src.Keys)+2)
+	counts := make([]int64, len(src.Keys))
+	for i := range src.Keys {
+		dest = append(dest, &out.values[i], &out.null[i], &counts[i])
+	}
+	var lo, hi *string
+	dest = append(dest, &lo, &hi)
+	if err := tx.QueryRow(ctx, sql, string(payload)).Scan(dest...); err != nil {
+		return out, fmt.Errorf("compute the view rows the changes to %s name: %w", src.Name, err)
+	}
+	out.combinations = 1
+	for _, n := range counts {
+		out.combinations *= max(n, 1)
+	}
+	if bucketAt >= 0 && lo != nil && hi != nil && !out.null[bucketAt] {
+		out.bucket, out.lo, out.hi = src.Keys[bucketAt].bucket, *lo, *hi
+	}
+	return out, nil
+}
