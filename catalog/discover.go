@@ -305,9 +305,11 @@ func leafIdentity(r *relation) bool {
 }
 
 // reads walks a view's query through plain views and collects the tables
-// and materialized views it reads.
-func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
-	seen := map[uint32]bool{oid: true}
+// and materialized views it reads; query is the view's own (a maintained
+// table's is its definition view's), and the graph shows them read by the
+// view.
+func (b *builder) reads(view *relation, query uint32) (tables []uint32, matviews []uint32) {
+	seen := map[uint32]bool{query: true}
 	var walk func(uint32)
 	walk = func(o uint32) {
 		for _, ref := range b.deps[o] {
@@ -319,7 +321,9 @@ func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
 			if r == nil {
 				continue
 			}
-			if from := b.rels[o]; from != nil {
+			if o == query {
+				b.addEdge(r, view)
+			} else if from := b.rels[o]; from != nil {
 				b.addEdge(r, from)
 			}
 			switch r.kind {
@@ -338,7 +342,7 @@ func (b *builder) reads(oid uint32) (tables []uint32, matviews []uint32) {
 			}
 		}
 	}
-	walk(oid)
+	walk(query)
 	return tables, matviews
 }
 
@@ -371,7 +375,7 @@ func (b *builder) build() *Catalog {
 			v.Maintained = &Maintained{Definition: r.definition, Marker: r.marker}
 			v.Populated, query = true, r.definition
 		}
-		tables, matviews := b.reads(query)
+		tables, matviews := b.reads(r, query)
 		excluded := false
 		if !r.canRefresh {
 			excluded = true

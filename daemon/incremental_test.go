@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
 )
@@ -171,5 +173,91 @@ func TestIncremental_ReplayWritesNothing(t *testing.T) {
 	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != int64(0) {
 		t.Fatalf("the replayed insert: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, 0 rows written",
 			ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten))
+	}
+}
+
+// TestIncremental_WaitsForACommitToBeVisible is the visibility rule's
+// reproduction (TestDaemon_RefreshWaitsForACommitToBeVisible) with a
+// maintained view: a commit decoded before other sessions see it (a
+// synchronous standby that never confirms) must not be taken as included
+// by a maintenance that ran meanwhile, or its group would stay wrong until
+// that group changed again.
+func TestIncremental_WaitsForACommitToBeVisible(t *testing.T) {
+	e, _ := incrementalEnv(t, map[string]config.View{})
+	e.serverSettings(map[string]string{"synchronous_standby_names": "nosuch", "synchronous_commit": "local"})
+	e.start()
+	e.settle()
+
+	ctx := context.Background()
+	app, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	committed := make(chan error, 1)
+	go func() {
+		_, err := app.Exec(ctx, `SET synchronous_commit = on; INSERT INTO app.events VALUES (7001, 1000, '2026-01-02 10:00+00')`)
+		committed <- err
+	}()
+	e.waitFor("the commit to wait for the standby", 10*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'", app.PgConn().PID()).Scan(&n)
+		return n == 1, err
+	})
+	e.waitFor("the daemon to find the commit not visible", 10*time.Second, func() (bool, error) {
+		return strings.Contains(e.logs.String(), "not visible yet"), nil
+	})
+	waitingCommitEnd := e.currentLSN()
+	// A visible commit on another day is maintained meanwhile; the slot
+	// still holds the invisible one.
+	e.exec("INSERT INTO app.events VALUES (7002, 1, '2026-01-04 10:00+00')")
+	ev := e.waitEvent("a maintenance with the visible commit", func(ev events.Refresh) bool {
+		return ev.View == "app.daily" && ev.Status == events.StatusOK
+	})
+	if ev.Maintenance != "incremental" {
+		t.Fatalf("the visible insert: maintenance %q (%q), want incremental", ev.Maintenance, ev.FullReason)
+	}
+	if lsn, _, err := e.confirmedLSN(); err != nil || lsn >= waitingCommitEnd {
+		t.Fatalf("slot confirmed %s (%v) past a commit no maintenance could see (before %s)", lsn, err, waitingCommitEnd)
+	}
+	e.exec("SELECT pg_cancel_backend($1)", app.PgConn().PID())
+	if err := <-committed; err != nil {
+		t.Fatalf("the application's commit: %v", err)
+	}
+	e.settle()
+	e.assertMaintained("app.daily")
+	var n int64
+	if err := e.pool.QueryRow(ctx, "SELECT n FROM app.daily WHERE day = '2026-01-02 00:00+00'").Scan(&n); err != nil || n != 25 {
+		t.Errorf("the day of the commit that was late to be visible counts %d rows (%v), want 25", n, err)
+	}
+}
+
+// TestIncremental_OnOffOn turns incremental maintenance on, off and on
+// again across restarts: the view built on it and the grants survive each
+// conversion, and a view that cannot be maintained stays as it was.
+func TestIncremental_OnOffOn(t *testing.T) {
+	yes := true
+	e, reader := incrementalEnv(t, map[string]config.View{"app.slow": {Incremental: &yes}})
+	for i, on := range []bool{true, false, true} {
+		e.cfg.Views["app.daily"] = config.View{Incremental: &on}
+		e.start()
+		e.settle()
+		want := map[bool]string{true: "r", false: "m"}[on]
+		if k := e.relkind("app.daily"); k != want {
+			t.Fatalf("step %d (incremental %v): app.daily has relkind %q, want %q", i, on, k, want)
+		}
+		if on {
+			e.assertMaintained("app.daily")
+		} else {
+			e.assertFresh("app.daily")
+		}
+		e.assertReadable(reader, "app.daily", "app.daily_report")
+		if k := e.relkind("app.slow"); k != "m" {
+			t.Fatalf("app.slow, which cannot be maintained (an aggregate without GROUP BY), has relkind %q", k)
+		}
+		e.stop()
+	}
+	if !strings.Contains(e.logs.String(), "cannot maintain the view incrementally") || !strings.Contains(e.logs.String(), "an aggregate without GROUP BY") {
+		t.Errorf("the log does not say why app.slow is not maintained:\n%s", e.logs.String())
 	}
 }

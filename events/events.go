@@ -64,8 +64,9 @@ type Refresh struct {
 	// Maintenance is set for a view maintained incrementally: "incremental"
 	// when only the rows the changes named were recomputed, "full" when
 	// the whole view was (FullReason says why). Groups counts the view rows
-	// recomputed, RowsWritten those written (only rows that differed:
-	// RowsInserted and RowsDeleted, and those updated).
+	// recomputed, RowsWritten those written (only rows that differed; an
+	// updated row counts once here, and once in each of RowsInserted and
+	// RowsDeleted, as CONCURRENTLY counts it).
 	Maintenance string `json:"maintenance,omitempty"`
 	FullReason  string `json:"full_reason,omitempty"`
 	Groups      *int64 `json:"groups,omitempty"`

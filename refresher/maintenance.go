@@ -39,6 +39,9 @@ func maintainView(ctx context.Context, tx pgx.Tx, req Request, out *Outcome) err
 	}
 	out.Maintained = &res
 	out.Concurrently = true
-	out.RowsInserted, out.RowsDeleted = &res.Inserted, &res.Deleted
+	// As CONCURRENTLY counts them: a row that changed is one deleted and
+	// one inserted, so that 0 and 0 still means nothing changed.
+	ins, del := res.Inserted+res.Updated, res.Deleted+res.Updated
+	out.RowsInserted, out.RowsDeleted = &ins, &del
 	return nil
 }

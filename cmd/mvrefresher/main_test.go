@@ -178,6 +178,10 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+	// The view maintained incrementally says how each maintenance went.
+	if !regexp.MustCompile(`analytics\.mv_conversion_funnels +change .* written +incremental, \d+ groups?, `).MatchString(out) {
+		t.Errorf("demo output lacks an incremental maintenance of analytics.mv_conversion_funnels:\n%s", out)
+	}
 	if strings.Contains(out, " failed ") || stderr.Len() > 0 {
 		t.Errorf("demo reported problems:\n%s\n%s", out, stderr.String())
 	}

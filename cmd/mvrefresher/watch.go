@@ -128,6 +128,17 @@ func printEvent(w io.Writer, e events.Refresh) {
 	if e.Reason == events.ReasonStartup {
 		detail = "first refresh after start"
 	}
+	if e.Maintenance != "" && e.Groups != nil && e.RowsWritten != nil {
+		rows = fmt.Sprintf("%d written", *e.RowsWritten)
+		how := fmt.Sprintf("%s, %d group", e.Maintenance, *e.Groups)
+		if *e.Groups != 1 {
+			how += "s"
+		}
+		if e.FullReason != "" {
+			how += " (" + e.FullReason + ")"
+		}
+		detail = how + ", " + detail
+	}
 	if e.Error != "" {
 		detail = e.Error
 	}
