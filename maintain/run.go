@@ -42,7 +42,10 @@ func (r Result) Written() int64 { return r.Inserted + r.Updated + r.Deleted }
 // table was computed with. The caller holds the view's advisory lock:
 // maintenances of one view never overlap.
 func Maintain(ctx context.Context, tx pgx.Tx, p *Plan, timeZone string, c *Changes) (Result, error) {
-	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', $1, true), set_config('search_path', 'pg_catalog, pg_temp', true)`, timeZone); err != nil {
+	// Custom plans: a recompute's plan must use the keys it is bound to
+	// (an index on them), whatever the statement cache has seen before.
+	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', $1, true), set_config('search_path', 'pg_catalog, pg_temp', true),
+		set_config('plan_cache_mode', 'force_custom_plan', true)`, timeZone); err != nil {
 		return Result{}, fmt.Errorf("pin TimeZone and search_path: %w", err)
 	}
 	res := Result{Full: c.Full()}
@@ -110,6 +113,7 @@ SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FILTER (WHERE inserted) FR
 // recomputes those. full is set instead when they are too many.
 func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement, full string, err error) {
 	var ors []string
+	var combinations int64
 	sources := slices.Sorted(func(yield func(string) bool) {
 		for name := range c.rows {
 			if !yield(name) {
@@ -126,6 +130,7 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement,
 		if keys.combinations > MaxGroups {
 			return s, fmt.Sprintf("the changes to %s name up to %d view rows (more than %d)", name, keys.combinations, MaxGroups), nil
 		}
+		combinations += keys.combinations
 		var ands []string
 		for i, k := range src.Keys {
 			col := pgx.Identifier{p.Columns[k.Column].Name}.Sanitize()
@@ -155,7 +160,65 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement,
 		s.definition = p.Text
 	}
 	s.restriction = strings.Join(ors, " OR ")
-	return s, "", nil
+	if combinations > costCheckAbove {
+		if full, err = p.tooCostly(ctx, tx, s, combinations); err != nil {
+			return s, "", err
+		}
+	}
+	return s, full, nil
+}
+
+// costCheckAbove is how many view rows a recompute may name before the
+// planner is asked whether it costs about as much as the whole view: a few
+// groups cost a fraction of it, and asking costs a planning.
+const costCheckAbove = 50
+
+// costlyShare is the share of the whole view's estimated cost above which
+// recomputing the named groups is not worth it: the whole view is
+// recomputed instead (in one statement, where the groups' scattered reads
+// become one sequential scan).
+const costlyShare = 0.5
+
+// tooCostly says why recomputing s's groups costs about as much as the
+// whole view, or "": when they are about as many as the view's rows, or
+// when the planner estimates it so (it can underestimate how many rows a
+// key expression such as a day bucket matches, hence the count first).
+func (p *Plan) tooCostly(ctx context.Context, tx pgx.Tx, s statement, groups int64) (string, error) {
+	var rows float64
+	if err := tx.QueryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = $1::regclass", p.Table).Scan(&rows); err != nil {
+		return "", fmt.Errorf("read the view's row estimate: %w", err)
+	}
+	if rows > 0 && float64(groups) >= costlyShare*rows {
+		return fmt.Sprintf("the changes name up to %d view rows, about as many as the view has (%.0f)", groups, rows), nil
+	}
+	restricted, err := estimate(ctx, tx, fmt.Sprintf("SELECT * FROM (%s) r WHERE %s", s.definition, s.restriction), s.args...)
+	if err != nil {
+		return "", err
+	}
+	whole, err := estimate(ctx, tx, p.Text)
+	if err != nil {
+		return "", err
+	}
+	if restricted < costlyShare*whole {
+		return "", nil
+	}
+	return fmt.Sprintf("recomputing the groups the changes name would cost about as much as the whole view (planner estimate %.0f of %.0f)", restricted, whole), nil
+}
+
+// estimate is the planner's total cost of query.
+func estimate(ctx context.Context, tx pgx.Tx, query string, args ...any) (float64, error) {
+	var plan []struct {
+		Plan struct {
+			TotalCost float64 `json:"Total Cost"`
+		} `json:"Plan"`
+	}
+	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+query, args...).Scan(&plan); err != nil {
+		return 0, fmt.Errorf("estimate the cost of a recompute: %w", err)
+	}
+	if len(plan) == 0 {
+		return 0, fmt.Errorf("estimate the cost of a recompute: EXPLAIN returned no plan")
+	}
+	return plan[0].Plan.TotalCost, nil
 }
 
 // sourceKeys are the key values a source's changed rows name: for each of
