@@ -42,6 +42,7 @@ func TestMaintainRecomputesWholeWhenTheGroupsCostAsMuch(t *testing.T) {
 	if res := o.maintain(ctx, "shop.per_account_day", changes); res.Full != "" || res.Groups != 1 {
 		t.Fatalf("one inserted row: maintenance %+v, want 1 group recomputed", res)
 	}
+
 	// Fewer rows than the view has, scattered: the planner's estimate says
 	// so.
 	err = pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
@@ -56,5 +57,4 @@ func TestMaintainRecomputesWholeWhenTheGroupsCostAsMuch(t *testing.T) {
 	if res := o.maintain(ctx, "shop.purchases", changes); !strings.Contains(res.Full, "planner estimate") {
 		t.Fatalf("updates of 300 rows scattered over the table: maintenance %+v, want the whole view recomputed for its estimated cost", res)
 	}
-
 }
