@@ -17,7 +17,7 @@ import (
 const candidatesSQL = `
 SELECT format('%I.%I', n.nspname, c.relname), c.oid, c.relkind = 'm'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE (cardinality($1::text[]) = 0 OR n.nspname = ANY($1))
+WHERE (coalesce(cardinality($1::text[]), 0) = 0 OR n.nspname = ANY($1))
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND (c.relkind = 'm' OR c.relkind = 'r' AND EXISTS (
         SELECT 1 FROM pg_class d WHERE d.relnamespace = c.relnamespace AND d.relkind = 'v'

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/internal/wait"
@@ -109,7 +111,13 @@ func (c *crashEnv) fresh() bool {
 // returned process is killed.
 func (c *crashEnv) start(env ...string) *exec.Cmd {
 	c.t.Helper()
-	cmd := exec.Command(binary(c.t), "run", "--listen", "")
+	return c.startWith(nil, env...)
+}
+
+// startWith is start with extra arguments to run.
+func (c *crashEnv) startWith(args []string, env ...string) *exec.Cmd {
+	c.t.Helper()
+	cmd := exec.Command(binary(c.t), append([]string{"run", "--listen", ""}, args...)...)
 	cmd.Env = append(os.Environ(), append([]string{"MVREFRESHER_DATABASE_URL=" + c.url, "MVREFRESHER_SLOT=crash"}, env...)...)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -186,4 +194,73 @@ func TestMain_KillMinus9LosesNoRefresh(t *testing.T) {
 	}
 	c.start("MVREFRESHER_DEBOUNCE=0s")
 	c.waitFor("the change refreshed after the second restart", func() (bool, error) { return c.fresh(), nil })
+}
+
+// TestMain_KillMinus9ReplayOfAMaintenanceWritesNothing kills the daemon
+// after a maintenance committed but before the slot passed its change
+// (another view's pending refresh holds it): after the restart the change
+// comes again, its groups are recomputed to the same values, and nothing
+// is written.
+func TestMain_KillMinus9ReplayOfAMaintenanceWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	cluster, pool := startCluster(t, `CREATE TABLE t (id int PRIMARY KEY, day date NOT NULL, v int NOT NULL);
+		INSERT INTO t SELECT g, date '2026-01-01' + g % 30, g FROM generate_series(1, 300) g;
+		CREATE MATERIALIZED VIEW mv_daily AS SELECT day, count(*) AS n, sum(v) AS total FROM t GROUP BY day;
+		CREATE UNIQUE INDEX ON mv_daily (day);
+		CREATE MATERIALIZED VIEW mv_sum AS SELECT sum(v) AS total FROM t; CREATE UNIQUE INDEX ON mv_sum (total);`)
+	c := &crashEnv{t: t, url: cluster.URL("postgres"), pool: pool}
+	configFile := func(slow string) string {
+		path := filepath.Join(t.TempDir(), "mvrefresher.yaml")
+		yaml := "views:\n  public.mv_daily: {incremental: true}\n  public.mv_sum: {" + slow + "}\n"
+		if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	type logRow struct {
+		count                      int64
+		mode                       *string
+		inserted, updated, deleted *int64
+		lsn                        *pglogrepl.LSN
+	}
+	// An updated row counts in rows_inserted and rows_deleted too.
+	written := func(r logRow) int64 { return deref(r.inserted) + deref(r.deleted) - deref(r.updated) }
+	daily := func() (r logRow) {
+		err := pool.QueryRow(ctx, `SELECT refresh_count, maintenance, rows_inserted, rows_updated, rows_deleted, lsn
+			FROM public.mv_refresh_log WHERE mv_name = 'public.mv_daily'`).Scan(&r.count, &r.mode, &r.inserted, &r.updated, &r.deleted, &r.lsn)
+		if err != nil && refresher.SQLState(err) != pgerrcode.UndefinedTable && !errors.Is(err, pgx.ErrNoRows) {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	// mv_sum's hour-long debounce keeps its refresh, and the slot, before
+	// the change.
+	d := c.startWith([]string{"--config", configFile("debounce: 1h, max_wait: 0s")})
+	c.waitFor("the startup maintenance of mv_daily", func() (bool, error) { return daily().count >= 1, nil })
+	c.exec("INSERT INTO t VALUES (1000, '2026-01-05', 7)")
+	after := c.lsn("SELECT pg_current_wal_insert_lsn()")
+	c.waitFor("the maintenance of the insert", func() (bool, error) {
+		r := daily()
+		return r.lsn != nil && *r.lsn >= after, nil
+	})
+	if r := daily(); deref(r.mode) != "incremental" || written(r) != 1 {
+		t.Fatalf("the insert's maintenance: mode %q, %d rows written; want incremental, one row written", deref(r.mode), written(r))
+	}
+	if confirmed := c.lsn("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'crash'"); confirmed >= after {
+		t.Fatalf("the slot confirmed %s past the change (%s) mv_sum has not refreshed", confirmed, after)
+	}
+	before := daily().count
+	kill9(t, d)
+
+	c.startWith([]string{"--config", configFile("debounce: 0s")})
+	c.waitFor("the maintenance of the replayed insert", func() (bool, error) { return daily().count > before, nil })
+	r := daily()
+	if deref(r.mode) != "incremental" || written(r) != 0 {
+		t.Fatalf("the replayed insert's maintenance: mode %q, %d rows written; want incremental, nothing written", deref(r.mode), written(r))
+	}
+	var equal bool
+	if err := pool.QueryRow(ctx, `SELECT NOT EXISTS ((TABLE mv_daily EXCEPT ALL TABLE mv_daily__definition) UNION ALL (TABLE mv_daily__definition EXCEPT ALL TABLE mv_daily))`).Scan(&equal); err != nil || !equal {
+		t.Fatalf("mv_daily differs from its definition after the replay (%v)", err)
+	}
 }
