@@ -59,6 +59,9 @@ func Check(ctx context.Context, q Querier, cat *Catalog, concurrentlyRequired, r
 	}
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
+		if v.Maintained != nil {
+			continue // a table, never refreshed: populated, keyed by its maintenance's unique index
+		}
 		always := concurrentlyRequired(name)
 		severity := SeverityWarning
 		if always {

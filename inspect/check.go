@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -23,13 +24,37 @@ type StreamStatus struct {
 	replication.Source
 }
 
-// Check lints the managed views. It needs no replication connection.
+// Check lints the managed views, their incremental maintenance included.
+// It needs no replication connection.
 func (in *Inspector) Check(ctx context.Context) ([]catalog.Finding, error) {
-	return catalog.Check(ctx, in.pool, in.catalog, func(v string) bool {
+	findings, err := catalog.Check(ctx, in.pool, in.catalog, func(v string) bool {
 		return in.cfg.ViewSettings(v).Concurrently == config.ConcurrentlyAlways
 	}, func(v string) bool {
 		return in.cfg.ViewSettings(v).RefreshEvery > 0
 	})
+	if err != nil {
+		return nil, err
+	}
+	incremental, err := in.checkIncremental(ctx)
+	if err != nil {
+		return nil, err
+	}
+	findings = append(findings, incremental...)
+	// As catalog.Check has them: by view, a view's errors first.
+	slices.SortStableFunc(findings, func(a, b catalog.Finding) int {
+		if c := strings.Compare(a.View, b.View); c != 0 {
+			return c
+		}
+		return bool2int(b.Severity == catalog.SeverityError) - bool2int(a.Severity == catalog.SeverityError)
+	})
+	return findings, nil
+}
+
+func bool2int(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // CheckSetup finds, with the daemon's own checks and in its words, what

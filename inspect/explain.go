@@ -41,6 +41,9 @@ type ExplainedView struct {
 	// and MaxStalenessFrom the view whose max_staleness sets it.
 	MaxStaleness     string `json:"max_staleness,omitempty"`
 	MaxStalenessFrom string `json:"max_staleness_from,omitempty"`
+	// Incremental is how it is maintained incrementally, or why not
+	// (absent for a view neither maintained nor marked incremental).
+	Incremental *Incremental `json:"incremental,omitempty"`
 }
 
 // Explain says what a change to the table name (or a refresh of the view
@@ -101,6 +104,9 @@ func (in *Inspector) Explain(ctx context.Context, name string) (ExplainReport, e
 			}
 			if t, ok := targets[v]; ok {
 				e.MaxStaleness, e.MaxStalenessFrom = t.MaxStaleness.String(), t.From
+			}
+			if e.Incremental, err = in.incremental(ctx, cat.Views[v]); err != nil {
+				return rep, err
 			}
 			out = append(out, e)
 		}

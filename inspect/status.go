@@ -34,6 +34,9 @@ type ViewStatus struct {
 	// whose max_staleness sets it.
 	MaxStaleness     string `json:"max_staleness,omitempty"`
 	MaxStalenessFrom string `json:"max_staleness_from,omitempty"`
+	// Incremental is how it is maintained incrementally, or why not
+	// (absent for a view neither maintained nor marked incremental).
+	Incremental *Incremental `json:"incremental,omitempty"`
 }
 
 // StatusReport is what `mvrefresher status` shows.
@@ -69,7 +72,11 @@ func (in *Inspector) Status(ctx context.Context) (StatusReport, error) {
 	cat := in.catalog
 	for _, name := range cat.Names() {
 		v := cat.Views[name]
-		rep.Views = append(rep.Views, ViewStatus{View: name, Managed: true, Sources: v.SourceNames(), DependsOn: nonNil(v.Bases)})
+		incremental, err := in.incremental(ctx, v)
+		if err != nil {
+			return rep, err
+		}
+		rep.Views = append(rep.Views, ViewStatus{View: name, Managed: true, Sources: v.SourceNames(), DependsOn: nonNil(v.Bases), Incremental: incremental})
 	}
 	for _, p := range cat.Excluded {
 		rep.Views = append(rep.Views, ViewStatus{View: p.View, Problem: p.Code + ": " + p.Message, Sources: []string{}, DependsOn: []string{}})

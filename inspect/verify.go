@@ -9,10 +9,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
+	"github.com/mvrefresher/mvrefresher/maintain"
 )
 
-// Verification is a materialized view compared with its definition.
+// Verification is a materialized view, or a table maintained
+// incrementally, compared with its definition.
 type Verification struct {
 	View string `json:"view"`
 	// Equal: the view holds exactly the rows its definition returns now.
@@ -39,9 +42,9 @@ type Verification struct {
 // shows.
 const VerifySamples = 10
 
-// Verify compares each materialized view of views (every managed view when
-// views is empty) with its definition, read-only, the view and the
-// definition read in one snapshot. Rows are compared by their text form,
+// Verify compares each materialized view or maintained table of views
+// (every managed view when views is empty) with its definition,
+// read-only, the view and the definition read in one snapshot. Rows are compared by their text form,
 // as `(1,2.50,x)`: two rows are the same when PostgreSQL prints them the
 // same, which, like REFRESH ... CONCURRENTLY's comparison, tells 1.0 from
 // 1.00. Evaluating a definition costs what a refresh of the view costs.
@@ -60,7 +63,7 @@ func (in *Inspector) Verify(ctx context.Context, views []string) ([]Verification
 	return out, nil
 }
 
-// verify compares one materialized view with its definition, in one
+// verify compares one view with its definition, in one
 // REPEATABLE READ, READ ONLY transaction.
 func (in *Inspector) verify(ctx context.Context, name string) (Verification, error) {
 	schema, relname, err := config.ParseQualifiedName(name)
@@ -82,11 +85,16 @@ func (in *Inspector) verify(ctx context.Context, name string) (Verification, err
 		}
 		var definition string
 		var populated bool
-		err := tx.QueryRow(ctx, `SELECT format('%I.%I', n.nspname, c.relname), c.relispopulated, pg_get_viewdef(c.oid)
+		var marker *string // the definition view's comment, for a maintained table
+		err := tx.QueryRow(ctx, `SELECT format('%I.%I', n.nspname, c.relname), c.relispopulated, pg_get_viewdef(coalesce(d.oid, c.oid)),
+				obj_description(d.oid, 'pg_class')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'm'`, schema, relname).Scan(&v.View, &populated, &definition)
+			LEFT JOIN pg_class d ON c.relkind = 'r' AND d.relnamespace = c.relnamespace AND d.relkind = 'v'
+				AND d.relname = c.relname || '`+catalog.MaintainedDefinitionSuffix+`'
+				AND starts_with(coalesce(obj_description(d.oid, 'pg_class'), ''), '`+catalog.MaintainedMarkerPrefix+`')
+			WHERE n.nspname = $1 AND c.relname = $2 AND (c.relkind = 'm' OR d.oid IS NOT NULL)`, schema, relname).Scan(&v.View, &populated, &definition, &marker)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return errors.New("no such materialized view")
+			return errors.New("no such materialized view or maintained table")
 		}
 		if err != nil {
 			return fmt.Errorf("read its definition: %w", err)
@@ -95,11 +103,7 @@ func (in *Inspector) verify(ctx context.Context, name string) (Verification, err
 			v.Problem = "not populated (created or refreshed WITH NO DATA): there is nothing to compare"
 			return nil
 		}
-		// REFRESH evaluates the definition with search_path pg_catalog,
-		// pg_temp from PostgreSQL 17 on, with the session's before: a user
-		// function's body may depend on it.
-		if _, err := tx.Exec(ctx, `DO $$ BEGIN
-			IF current_setting('server_version_num')::int < 170000 THEN SET LOCAL search_path TO DEFAULT; END IF; END $$`); err != nil {
+		if err := evaluateAsMaintained(ctx, tx, marker); err != nil {
 			return err
 		}
 		definition = strings.TrimSuffix(strings.TrimSpace(definition), ";")
@@ -124,4 +128,24 @@ func (in *Inspector) verify(ctx context.Context, name string) (Verification, err
 		v.View = name
 	}
 	return v, err
+}
+
+// evaluateAsMaintained sets up tx to evaluate a definition as its view
+// gets it: a maintained table (marker is its definition view's comment)
+// under the TimeZone it was computed with and search_path pg_catalog,
+// pg_temp; a materialized view as REFRESH evaluates it, with that search
+// path from PostgreSQL 17 on and the session's before (a user function's
+// body may depend on it).
+func evaluateAsMaintained(ctx context.Context, tx pgx.Tx, marker *string) error {
+	if marker != nil {
+		m, _, err := maintain.ParseMarker(*marker)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "SELECT set_config('TimeZone', $1, true)", m.TimeZone)
+		return err
+	}
+	_, err := tx.Exec(ctx, `DO $$ BEGIN
+		IF current_setting('server_version_num')::int < 170000 THEN SET LOCAL search_path TO DEFAULT; END IF; END $$`)
+	return err
 }

@@ -76,6 +76,12 @@ func printExplain(w io.Writer, rep inspect.ExplainReport) {
 			if len(v.After) > 0 {
 				fmt.Fprintf(w, "    after %s\n", strings.Join(v.After, ", "))
 			}
+			if m := v.Incremental; m != nil {
+				fmt.Fprintf(w, "    %s\n", m.Summary())
+				for _, s := range m.Sources {
+					fmt.Fprintf(w, "      %s: %s\n", s.Table, s.Follows())
+				}
+			}
 		}
 	}
 }

@@ -98,6 +98,9 @@ func printStatus(w io.Writer, rep inspect.StatusReport, now time.Time) {
 	}
 	tw.Flush()
 	for _, v := range rep.Views {
+		if v.Incremental != nil {
+			fmt.Fprintf(w, "\n%s: %s\n", v.View, v.Incremental.Summary())
+		}
 		if v.Problem != "" {
 			fmt.Fprintf(w, "\n%s is not managed: %s\n", v.View, v.Problem)
 		}

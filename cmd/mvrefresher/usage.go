@@ -22,7 +22,7 @@ var commands = []commandDoc{
 	{"status", "", "the views, their sources and last refresh, and the replication slot (--json)"},
 	{"explain", "SCHEMA.TABLE_OR_VIEW", "dry run: which views a change to a table (or a view's refresh) refreshes, in which order (--json)"},
 	{"graph", "", "the dependency graph of the managed views (--format dot, mermaid or json)"},
-	{"verify", "[SCHEMA.VIEW ...]", "compare materialized views with their definitions, read-only (--json); every managed view without names; exit 1 on a difference"},
+	{"verify", "[SCHEMA.VIEW ...]", "compare materialized views (and incrementally maintained tables) with their definitions, read-only (--json); every managed view without names; exit 1 on a difference"},
 	{"watch", "", "print refresh events as they arrive (--json, --view, --schema)"},
 	{"refresh", "SCHEMA.VIEW ...", "ask the running daemon for a refresh of views (--wait: exit when done, 1 on timeout)"},
 	{"wait", "", "wait until a view includes every commit up to a WAL position (--view, --lsn, --timeout); exit 1 on timeout"},

@@ -1,0 +1,110 @@
+package inspect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/maintain"
+)
+
+// Incremental is how a managed view is maintained incrementally, or why it
+// is not, for a view marked `incremental: true` or maintained already.
+type Incremental struct {
+	// Maintained: the view is a table mvrefresher maintains incrementally
+	// (its definition is the plain view <name>__definition).
+	Maintained bool `json:"maintained"`
+	// Configured: its configuration says incremental: true. A maintained
+	// view that is not configured so becomes a materialized view again at
+	// the daemon's next start; a configured one that is not maintained
+	// (and not Ineligible) becomes a maintained table then.
+	Configured bool `json:"configured"`
+	// Ineligible lists why its definition cannot be maintained
+	// incrementally: a marked view stays a materialized view refreshed
+	// whole, a maintained view's refreshes fail.
+	Ineligible []string `json:"ineligible,omitempty"`
+	// Key are the columns that identify the view's rows: the rows a change
+	// names are recomputed by them.
+	Key []string `json:"key,omitempty"`
+	// Sources are the tables its definition reads.
+	Sources []IncrementalSource `json:"sources,omitempty"`
+}
+
+// IncrementalSource is how changes to one table a maintained view reads
+// are followed.
+type IncrementalSource struct {
+	Table string `json:"table"`
+	// Full says why any change to the table recomputes the whole view; ""
+	// when its changed rows name the view rows to recompute.
+	Full string `json:"full,omitempty"`
+	// Reads are the table's columns that name the view rows.
+	Reads []string `json:"reads"`
+	// OldRowCovers: the replica identity (Identity) makes the WAL carry
+	// Reads for an UPDATE's or DELETE's old row, so those are followed row
+	// by row too; without it they recompute the whole view.
+	OldRowCovers bool   `json:"old_row_covers"`
+	Identity     string `json:"identity"`
+}
+
+// incremental reads how the managed view v is maintained incrementally;
+// nil for a view neither maintained nor marked incremental.
+func (in *Inspector) incremental(ctx context.Context, v *catalog.View) (*Incremental, error) {
+	out := &Incremental{Maintained: v.Maintained != nil, Configured: in.cfg.ViewSettings(v.Name).Incremental}
+	if !out.Maintained && !out.Configured {
+		return nil, nil
+	}
+	definition := v.OID
+	if out.Maintained {
+		definition = v.Maintained.Definition
+	}
+	plan, err := maintain.Analyze(ctx, in.pool, v.Name, definition)
+	var ineligible *maintain.Ineligible
+	switch {
+	case errors.As(err, &ineligible):
+		out.Ineligible = ineligible.Reasons
+		return out, nil
+	case err != nil:
+		return nil, err
+	}
+	for _, k := range plan.Key {
+		out.Key = append(out.Key, plan.Columns[k].Name)
+	}
+	for _, name := range slices.Sorted(maps.Keys(plan.Sources)) {
+		s := plan.Sources[name]
+		out.Sources = append(out.Sources, IncrementalSource{Table: s.Name, Full: s.Full, Reads: nonNil(s.Reads),
+			OldRowCovers: s.OldRowCovers, Identity: s.Identity})
+	}
+	return out, nil
+}
+
+// Summary says in a line how the view is maintained.
+func (m *Incremental) Summary() string {
+	switch {
+	case m.Maintained && len(m.Ineligible) > 0:
+		return "maintained incrementally, but its definition cannot be: " + strings.Join(m.Ineligible, "; ") + " (its refreshes fail; turn incremental off for it)"
+	case len(m.Ineligible) > 0:
+		return "marked incremental, but cannot be maintained incrementally: " + strings.Join(m.Ineligible, "; ") + " (refreshed whole)"
+	case m.Maintained && !m.Configured:
+		return fmt.Sprintf("maintained incrementally (key %s); not marked incremental: a materialized view again at the daemon's next start", strings.Join(m.Key, ", "))
+	case m.Maintained:
+		return fmt.Sprintf("maintained incrementally (key %s)", strings.Join(m.Key, ", "))
+	default:
+		return fmt.Sprintf("marked incremental, not converted yet: the daemon maintains it incrementally from its next start (key %s)", strings.Join(m.Key, ", "))
+	}
+}
+
+// Follows says in a line how changes to the source are followed.
+func (s IncrementalSource) Follows() string {
+	switch {
+	case s.Full != "":
+		return "any change recomputes the whole view: " + s.Full
+	case s.OldRowCovers:
+		return fmt.Sprintf("followed row by row (by %s; %s carries them for UPDATE and DELETE)", strings.Join(s.Reads, ", "), s.Identity)
+	default:
+		return fmt.Sprintf("INSERTs followed row by row (by %s); UPDATEs and DELETEs recompute the whole view: %s does not carry those columns", strings.Join(s.Reads, ", "), s.Identity)
+	}
+}
