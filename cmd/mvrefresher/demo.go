@@ -32,7 +32,7 @@ var demoSchema string
 const demoName = "mvrefresher_demo"
 
 // demoIncremental is the demo's view maintained incrementally.
-const demoIncremental = "analytics.mv_conversion_funnels"
+const demoIncremental = "analytics.mv_daily_activity"
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newCommandFlags("demo", stdout, stderr)
@@ -86,7 +86,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := replication.CheckWALLevel(ctx, pool); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	say("creating the seed's schema: core.fact_events (partitioned, 20,000 events) and five analytics views")
+	say("creating the seed's schema: core.fact_events (partitioned, 20,000 events) and six analytics views")
 	if err := createDemoSchema(ctx, pool, *databaseURL != ""); err != nil {
 		return err
 	}

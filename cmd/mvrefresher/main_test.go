@@ -138,13 +138,13 @@ func TestDemo(t *testing.T) {
 	// While it runs, its address serves the views' freshness.
 	addr := regexp.MustCompile(`serving (http://127\.0\.0\.1:\d+)/metrics`)
 	var views []map[string]any
-	err := wait.Until("the demo's /views to list its five views", 30*time.Second, func() (bool, error) {
+	err := wait.Until("the demo's /views to list its six views", 30*time.Second, func() (bool, error) {
 		m := addr.FindStringSubmatch(stdout.String())
 		if m == nil {
 			return false, nil
 		}
 		code, err := getJSON(m[1]+"/views", &views)
-		return err == nil && code == http.StatusOK && len(views) == 5, nil
+		return err == nil && code == http.StatusOK && len(views) == 6, nil
 	})
 	if err != nil {
 		t.Errorf("%v (last answer %v)\n%s", err, views, stdout.String())
@@ -170,6 +170,7 @@ func TestDemo(t *testing.T) {
 		"analytics.mv_revenue_summary        startup",
 		"analytics.mv_experiment_results     startup",
 		"analytics.mv_revenue_monthly        startup",
+		"analytics.mv_daily_activity         startup",
 		"analytics.mv_revenue_summary        change",
 		"analytics.mv_revenue_monthly        cascade",
 		"--keep: the traffic stops after 12s",
@@ -179,8 +180,8 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	// The view maintained incrementally says how each maintenance went.
-	if !regexp.MustCompile(`analytics\.mv_conversion_funnels +change .* written +incremental, \d+ groups?, `).MatchString(out) {
-		t.Errorf("demo output lacks an incremental maintenance of analytics.mv_conversion_funnels:\n%s", out)
+	if !regexp.MustCompile(`analytics\.mv_daily_activity +change .* written +incremental, 1 group, `).MatchString(out) {
+		t.Errorf("demo output lacks an incremental maintenance of analytics.mv_daily_activity recomputing one group:\n%s", out)
 	}
 	if strings.Contains(out, " failed ") || stderr.Len() > 0 {
 		t.Errorf("demo reported problems:\n%s\n%s", out, stderr.String())
@@ -219,7 +220,7 @@ func exploreDemo(t *testing.T, out string) {
 		!strings.Contains(out, "slot nosuch: does not exist in this database, which has: mvrefresher_demo") {
 		t.Errorf("status for a slot that does not exist: %v\n%s", err, out)
 	}
-	if out, err := mvrefresher(command("explain")...); err != nil || !strings.Contains(out, "refreshes 5 view(s) in 2 wave(s)") ||
+	if out, err := mvrefresher(command("explain")...); err != nil || !strings.Contains(out, "refreshes 6 view(s) in 2 wave(s)") ||
 		!strings.Contains(out, "debounce 1s, max_wait 5s") {
 		t.Errorf("the demo's explain command: %v\n%s", err, out)
 	}
