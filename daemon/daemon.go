@@ -138,7 +138,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 	})
 	stream.SelectImages(sched.WantsImages)
 	d.stream.Store(stream)
-	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, discoverNow, sink); err != nil {
+	if err := d.runStages(ctx, pool, slotPool, stream, gate, sched, start.catalog, start.maintenance, discoverNow, sink); err != nil {
 		return err
 	}
 	d.logger.Info("stopped")
@@ -309,7 +309,7 @@ func (d *Daemon) ensureSlot(ctx context.Context, pool, slotPool *pgxpool.Pool, s
 
 // runStages runs the stream, the scheduler, the workers and discovery until
 // ctx ends or one of them fails.
-func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replication.ReplayGate, sched *schedule.Scheduler, cat *catalog.Catalog, discoverNow <-chan struct{}, sink eventSink) error {
+func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, stream *replication.Stream, gate *replication.ReplayGate, sched *schedule.Scheduler, cat *catalog.Catalog, plans map[string]*refresher.Maintenance, discoverNow <-chan struct{}, sink eventSink) error {
 	g, gctx := errgroup.WithContext(ctx)
 	refr := refresher.New(pool, d.refreshLog, d.cfg.LockTimeout, d.cfg.StatementTimeout)
 
@@ -320,7 +320,7 @@ func (d *Daemon) runStages(ctx context.Context, pool, slotPool *pgxpool.Pool, st
 		}
 		return err
 	})
-	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat, discoverNow); return nil })
+	g.Go(func() error { d.discoverLoop(gctx, pool, sched, cat, plans, discoverNow); return nil })
 	g.Go(func() error { d.monitorSlot(gctx, slotPool, sched, sink); return nil })
 	if gate != nil {
 		g.Go(func() error { return gate.Run(gctx) })

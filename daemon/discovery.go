@@ -38,7 +38,7 @@ func discoverOptions(cfg config.Config, log refresher.Log) catalog.DiscoverOptio
 // A wait for a view whose sources change outside the stream asks for a
 // discovery through now: the view is fresh through nothing past the last
 // one.
-func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *schedule.Scheduler, prev *catalog.Catalog, now <-chan struct{}) {
+func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *schedule.Scheduler, prev *catalog.Catalog, prevPlans map[string]*refresher.Maintenance, now <-chan struct{}) {
 	ticker := time.NewTicker(d.cfg.DiscoveryInterval)
 	defer ticker.Stop()
 	for {
@@ -94,13 +94,33 @@ func (d *Daemon) discoverLoop(ctx context.Context, pool *pgxpool.Pool, sched *sc
 		if err != nil {
 			return // ctx ended
 		}
+		for _, name := range redefined(maintenance, prevPlans) {
+			if !slices.Contains(startup, name) {
+				d.logger.Warn("the definition of a view maintained incrementally changed: recomputing it whole", "view", name)
+				startup = append(startup, name)
+			}
+		}
 		d.exportCatalog(cat)
 		update := schedule.CatalogUpdate{Catalog: cat, Maintenance: maintenance, Startup: startup, Barrier: barrier, Repartitioned: repartitioned, Discovered: through}
 		if sched.UpdateCatalog(ctx, update) != nil {
 			return
 		}
-		prev = cat
+		prev, prevPlans = cat, maintenance
 	}
+}
+
+// redefined lists the maintained views whose definition differs from the
+// one their table was maintained by: its rows were computed from the old
+// one, and only a full recompute replaces them all.
+func redefined(plans, prev map[string]*refresher.Maintenance) []string {
+	var out []string
+	for name, m := range plans {
+		if old := prev[name]; m.Plan != nil && old != nil && old.Plan != nil && m.Plan.Text != old.Plan.Text {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // repartitioned lists, per view, the partitioned sources whose partitions

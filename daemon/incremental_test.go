@@ -261,3 +261,18 @@ func TestIncremental_OnOffOn(t *testing.T) {
 		t.Errorf("the log does not say why app.slow is not maintained:\n%s", e.logs.String())
 	}
 }
+
+// TestIncremental_RedefinedIsRecomputedWhole replaces a maintained view's
+// definition by hand: its rows were computed from the old one, so the next
+// discovery has it recomputed whole.
+func TestIncremental_RedefinedIsRecomputedWhole(t *testing.T) {
+	e, _ := incrementalEnv(t, map[string]config.View{})
+	e.start()
+	e.settle()
+	e.exec(`CREATE OR REPLACE VIEW app.daily__definition AS
+		SELECT date_trunc('day', occurred_at) AS day, count(*) AS n, sum(amount) AS revenue FROM app.events WHERE amount > 2 GROUP BY 1`)
+	ev := e.maintenanceOf("the maintenance after the definition changed")
+	if ev.Maintenance != "full" {
+		t.Fatalf("after the definition changed: maintenance %q, want full", ev.Maintenance)
+	}
+}
