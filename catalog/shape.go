@@ -231,12 +231,21 @@ func addReads(v any, rte func(int) *node, relOf map[int]uint32, reads map[uint32
 				}
 				return true
 			}
-			if r := rte(varno); r != nil && r.str("rtekind") == "2" && attno > 0 {
+			r := rte(varno)
+			if r == nil || attno <= 0 {
+				return false
+			}
+			switch r.str("rtekind") {
+			case "2": // a join's column
 				aliases := r.list("joinaliasvars")
 				if attno <= len(aliases) {
 					if av, ok := aliases[attno-1].(*node); ok && av.name == "VAR" {
 						return addReads(av, rte, relOf, reads)
 					}
+				}
+			case "9": // PostgreSQL 18's RTE_GROUP: a GROUP BY expression
+				if exprs := r.list("groupexprs"); attno <= len(exprs) {
+					return addReads(exprs[attno-1], rte, relOf, reads)
 				}
 			}
 			return false
