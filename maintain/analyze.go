@@ -48,8 +48,9 @@ type Source struct {
 	// each with its expression over a row of the table (under Alias).
 	Keys []SourceKey
 	// Reads are the table's columns those expressions read: what a change
-	// must carry for its keys to be known.
-	Reads []string
+	// must carry for its keys to be known. readTypes are their types.
+	Reads     []string
+	readTypes []string
 	// OldRowCovers: the old row the WAL carries for an UPDATE or DELETE
 	// (the replica identity's columns) includes every column of Reads.
 	OldRowCovers bool
@@ -95,14 +96,30 @@ var timeFunctions = []string{"now", "transaction_timestamp", "statement_timestam
 // definitionOID can be maintained as table. It returns an *Ineligible
 // error for a definition it cannot maintain.
 func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID uint32) (*Plan, error) {
+	// The definition and the type names are read with only pg_catalog on
+	// the search path, as the maintenance runs them: every other name comes
+	// qualified. In a transaction of its own when q can begin one;
+	// otherwise the caller's transaction keeps that search path.
+	if pool, ok := q.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return nil, fmt.Errorf("analyze %s: begin: %w", table, err)
+		}
+		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only: nothing to lose
+		q = tx
+	}
+	var searchPath string
+	if err := q.QueryRow(ctx, "SELECT set_config('search_path', 'pg_catalog, pg_temp', true)").Scan(&searchPath); err != nil {
+		return nil, fmt.Errorf("analyze %s: pin the search path: %w", table, err)
+	}
 	shape, err := catalog.ReadShape(ctx, q, definitionOID)
 	if err != nil {
 		return nil, err
 	}
 	p := &Plan{Table: table, Sources: map[string]*Source{}}
-	// With only pg_catalog on the search path every other name comes
-	// qualified. set_config, not SET: q may be a pool.
-	if err := q.QueryRow(ctx, `SELECT pg_get_viewdef($1::oid) FROM (SELECT set_config('search_path', 'pg_catalog, pg_temp', true)) s`, definitionOID).Scan(&p.Text); err != nil {
+	if err := q.QueryRow(ctx, `SELECT pg_get_viewdef($1::oid)`, definitionOID).Scan(&p.Text); err != nil {
 		return nil, fmt.Errorf("analyze %s: read its definition: %w", table, err)
 	}
 	if err := readOutputs(ctx, q, definitionOID, p); err != nil {
@@ -179,6 +196,9 @@ func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID
 			}
 		}
 		slices.Sort(s.Reads)
+		for _, c := range s.Reads {
+			s.readTypes = append(s.readTypes, rel.types[c])
+		}
 		s.OldRowCovers = rel.identityAll || !slices.ContainsFunc(s.Reads, func(c string) bool { return !slices.Contains(rel.identity, c) })
 	}
 	for _, sr := range shape.Relations {

@@ -37,6 +37,9 @@ func (c *Changes) Rows() int { return c.n }
 // Escalate makes the maintenance recompute the whole view, for reason
 // (the first one given stays).
 func (c *Changes) Escalate(reason string) {
+	if reason == "" {
+		reason = "a refresh no changed row asked for" // "" would mean incremental
+	}
 	if c.full == "" {
 		c.full = reason
 	}

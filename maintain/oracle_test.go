@@ -63,6 +63,12 @@ type oracle struct {
 
 func newOracle(t *testing.T, db string) *oracle {
 	t.Helper()
+	return newOracleOf(t, db, oracleSchema, oracleViews)
+}
+
+// newOracleOf creates database db with schema and maintains views.
+func newOracleOf(t *testing.T, db, schema string, views []string) *oracle {
+	t.Helper()
 	ctx := context.Background()
 	cluster := sharedCluster(t)
 	if err := cluster.CreateDatabase(ctx, db); err != nil {
@@ -78,11 +84,11 @@ func newOracle(t *testing.T, db string) *oracle {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, oracleSchema); err != nil {
+	if _, err := pool.Exec(ctx, schema); err != nil {
 		t.Fatal(err)
 	}
 	o := &oracle{t: t, pool: pool, plans: map[string]*maintain.Plan{}, zones: map[string]string{}}
-	for _, v := range oracleViews {
+	for _, v := range views {
 		var oid uint32
 		if err := pool.QueryRow(ctx, "SELECT $1::regclass::oid", v).Scan(&oid); err != nil {
 			t.Fatal(err)

@@ -235,6 +235,9 @@ type sourceKeys struct {
 
 func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []Row) (sourceKeys, error) {
 	out := sourceKeys{values: make([]*string, len(src.Keys)), null: make([]bool, len(src.Keys))}
+	// The rows go as JSON text values, each read back with its column
+	// type's input function, as the server printed them into the WAL (a
+	// json column passed as a JSON value would become a JSON string).
 	objects := make([]map[string]*string, len(rows))
 	for i, r := range rows {
 		o := make(map[string]*string, len(src.Reads))
@@ -247,6 +250,14 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []R
 	if err != nil {
 		return out, fmt.Errorf("encode the changed rows of %s: %w", src.Name, err)
 	}
+	var typed, asText []string
+	for i, col := range src.Reads {
+		ident := pgx.Identifier{col}.Sanitize()
+		typed = append(typed, fmt.Sprintf("r.%s::%s AS %[1]s", ident, src.readTypes[i]))
+		asText = append(asText, ident+" text")
+	}
+	changed := fmt.Sprintf("(SELECT %s FROM jsonb_to_recordset($1::text::jsonb) AS r(%s))",
+		strings.Join(typed, ", "), strings.Join(asText, ", "))
 	var exprs, aggs []string
 	for i, k := range src.Keys {
 		exprs = append(exprs, fmt.Sprintf("%s AS k%d", k.Expr, i))
@@ -258,8 +269,8 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []R
 		b := src.Keys[bucketAt].bucket
 		bounds = fmt.Sprintf("min(k%[1]d)::%[2]s::text, (max(k%[1]d) + '%[3]s'::interval)::%[2]s::text", bucketAt, b.colType, b.width)
 	}
-	sql := fmt.Sprintf("SELECT %s, %s FROM (SELECT %s FROM jsonb_populate_recordset(NULL::%s, $1::text::jsonb) %s) keys",
-		strings.Join(aggs, ", "), bounds, strings.Join(exprs, ", "), src.Name, src.alias)
+	sql := fmt.Sprintf("SELECT %s, %s FROM (SELECT %s FROM %s %s) keys",
+		strings.Join(aggs, ", "), bounds, strings.Join(exprs, ", "), changed, src.alias)
 	dest := make([]any, 0, 3*len(src.Keys)+2)
 	counts := make([]int64, len(src.Keys))
 	for i := range src.Keys {
