@@ -11,19 +11,24 @@ import (
 // relation is what the latest Relation message said of a relation.
 type relation struct {
 	namespace, name string
+	replicaIdentity byte
 	columns         []Column
 }
 
 // decoder assembles pgoutput messages into transactions.
 type decoder struct {
-	// selected tells the relations whose row changes become images (see
-	// Stream.SelectImages); nil selects none.
-	selected  func(relationOID uint32) bool
+	// selected tells the relations whose row changes become images, and
+	// their columns kept (see Stream.SelectImages); nil selects none.
+	selected  func(relationOID uint32) []string
 	relations map[uint32]relation
 	current   *Transaction
 	// changeAt maps a relation OID to its entry in current.Changes: a
 	// transaction can touch thousands of partitions.
 	changeAt map[uint32]int
+	// images counts the images current took, of all its relations.
+	images int
+	// kept is image's buffer of the indexes of the columns a row keeps.
+	kept []int
 }
 
 func (d *decoder) inTransaction() bool { return d.current != nil }
@@ -59,6 +64,7 @@ func (d *decoder) decode(data []byte) (*Transaction, error) {
 			d.changeAt = make(map[uint32]int)
 		}
 		clear(d.changeAt)
+		d.images = 0
 	case *pglogrepl.CommitMessage:
 		tx := d.current
 		if tx == nil {
@@ -97,23 +103,25 @@ func parse(data []byte) (msg pglogrepl.Message, err error) {
 
 // describe notes a Relation message. The server sends one before a
 // relation's first change and again after its definition changed, which can
-// be in the middle of a transaction (DDL): images taken before have other
-// columns than those after.
+// be in the middle of a transaction (DDL): images taken before read the
+// relation's rows otherwise than those after, even when the columns they
+// keep did not change.
 func (d *decoder) describe(m *pglogrepl.RelationMessage) {
 	if d.relations == nil {
 		d.relations = make(map[uint32]relation)
 	}
-	rel := relation{namespace: m.Namespace, name: m.RelationName, columns: make([]Column, len(m.Columns))}
+	rel := relation{namespace: m.Namespace, name: m.RelationName, replicaIdentity: m.ReplicaIdentity, columns: make([]Column, len(m.Columns))}
 	for i, c := range m.Columns {
-		rel.columns[i] = Column{Name: c.Name, TypeOID: c.DataType}
+		rel.columns[i] = Column{Name: c.Name, TypeOID: c.DataType, Key: c.Flags&1 != 0}
 	}
+	previous := d.relations[m.RelationID]
 	d.relations[m.RelationID] = rel
 	if d.current == nil {
 		return
 	}
 	if i, ok := d.changeAt[m.RelationID]; ok {
 		c := &d.current.Changes[i]
-		if c.Images != nil && !slices.Equal(c.Columns, rel.columns) {
+		if c.Images != nil && (previous.replicaIdentity != rel.replicaIdentity || !slices.Equal(previous.columns, rel.columns)) {
 			loseImages(c, lostColumnsChanged)
 		}
 	}
@@ -126,13 +134,17 @@ func (d *decoder) rowChange(oid uint32, data []byte) error {
 	if c == nil {
 		return nil
 	}
-	if d.selected == nil || !d.selected(oid) {
+	var names []string
+	if d.selected != nil {
+		names = d.selected(oid)
+	}
+	if len(names) == 0 {
 		if c.Images != nil {
 			loseImages(c, lostSelectionChanged)
 		}
 		return nil
 	}
-	return d.image(c, data)
+	return d.image(c, names, data)
 }
 
 // change counts a row change or a TRUNCATE of relation oid in the current

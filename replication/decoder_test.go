@@ -22,14 +22,24 @@ func commit(commitLSN, endLSN uint64) []byte {
 }
 
 func relationMessage(oid uint32, ns, name string, columns ...Column) []byte {
+	return identifiedRelationMessage(oid, ns, name, 'd', columns...)
+}
+
+// identifiedRelationMessage describes a relation of the replica identity
+// identity, whose Key columns are flagged.
+func identifiedRelationMessage(oid uint32, ns, name string, identity byte, columns ...Column) []byte {
 	b := []byte{'R'}
 	b = binary.BigEndian.AppendUint32(b, oid)
 	b = append(append(b, ns...), 0)
 	b = append(append(b, name...), 0)
-	b = append(b, 'd')
+	b = append(b, identity)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(columns)))
 	for _, c := range columns {
-		b = append(b, 0) // flags
+		var flags byte
+		if c.Key {
+			flags = 1
+		}
+		b = append(b, flags)
 		b = append(append(b, c.Name...), 0)
 		b = binary.BigEndian.AppendUint32(b, c.TypeOID)
 		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // typmod -1

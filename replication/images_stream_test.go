@@ -66,8 +66,8 @@ func TestStream_Images(t *testing.T) {
 	if _, err := pool.Exec(ctx, imagesSchema); err != nil {
 		t.Fatal(err)
 	}
-	var unselected uint32
-	if err := pool.QueryRow(ctx, "SELECT 'app.unselected'::regclass::oid").Scan(&unselected); err != nil {
+	var unselected, byIndexOID uint32
+	if err := pool.QueryRow(ctx, "SELECT 'app.unselected'::regclass::oid, 'app.by_index'::regclass::oid").Scan(&unselected, &byIndexOID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -83,7 +83,17 @@ func TestStream_Images(t *testing.T) {
 	if _, err := stream.EnsureSlot(ctx, pool, func() error { return nil }); err != nil {
 		t.Fatal(err)
 	}
-	stream.SelectImages(func(oid uint32) bool { return oid != unselected })
+	// Every column of the other tables (the names they do not have are
+	// ignored), two of app.by_index.
+	stream.SelectImages(func(oid uint32) []string {
+		switch oid {
+		case unselected:
+			return nil
+		case byIndexOID:
+			return []string{"name", "code", "nickname"}
+		}
+		return []string{"id", "name", "at", "span", "ratio", "big"}
+	})
 	commits := make(chan *Transaction)
 	stopped := make(chan error, 1)
 	go func() { stopped <- stream.Run(ctx, commitsTo(commits)) }()
@@ -121,9 +131,10 @@ func TestStream_Images(t *testing.T) {
 		}
 	}
 	big := strings.Repeat("x", 10000)
-	defaultColumns := []Column{{"id", 23}, {"name", 25}, {"at", 1114}, {"span", 1186}, {"ratio", 701}, {"big", 25}}
+	// The primary key is the replica identity.
+	defaultColumns := []Column{{"id", 23, true}, {"name", 25, false}, {"at", 1114, false}, {"span", 1186, false}, {"ratio", 701, false}, {"big", 25, false}}
 	byDefault := func(images ...RowImage) RelationChange {
-		return RelationChange{Namespace: "app", Name: "by_default", Rows: len(images), Columns: defaultColumns, Images: images}
+		return RelationChange{Namespace: "app", Name: "by_default", Rows: len(images), Columns: defaultColumns, ReplicaIdentity: 'd', Images: images}
 	}
 	row := []Value{text("1"), text("ann"), text("2026-12-05 13:14:15.5"), text("1 day 02:03:04"), text("0.30000000000000004"), text(big)}
 
@@ -140,7 +151,8 @@ func TestStream_Images(t *testing.T) {
 		byDefault(RowImage{Kind: 'D', OldKind: 'K', Old: []Value{text("2"), null, null, null, null, null}}))
 
 	fullRows := func(images ...RowImage) RelationChange {
-		return RelationChange{Namespace: "app", Name: "full_rows", Rows: len(images), Columns: []Column{{"id", 23}, {"name", 25}}, Images: images}
+		// Every column is the replica identity.
+		return RelationChange{Namespace: "app", Name: "full_rows", Rows: len(images), Columns: []Column{{"id", 23, true}, {"name", 25, true}}, ReplicaIdentity: 'f', Images: images}
 	}
 	expect(`INSERT INTO app.full_rows VALUES (1, 'a'), (2, NULL); UPDATE app.full_rows SET name = 'b' WHERE id = 1; DELETE FROM app.full_rows WHERE id = 2`,
 		fullRows(RowImage{Kind: 'I', New: []Value{text("1"), text("a")}},
@@ -149,13 +161,14 @@ func TestStream_Images(t *testing.T) {
 			RowImage{Kind: 'D', OldKind: 'O', Old: []Value{text("2"), null}}))
 
 	byIndex := func(images ...RowImage) RelationChange {
-		return RelationChange{Namespace: "app", Name: "by_index", Rows: len(images), Columns: []Column{{"id", 23}, {"code", 25}, {"name", 25}}, Images: images}
+		// The index's column is the replica identity; id is not kept.
+		return RelationChange{Namespace: "app", Name: "by_index", Rows: len(images), Columns: []Column{{"code", 25, true}, {"name", 25, false}}, ReplicaIdentity: 'i', Images: images}
 	}
 	expect(`INSERT INTO app.by_index VALUES (1, 'c1', 'x'); UPDATE app.by_index SET name = 'y'; UPDATE app.by_index SET code = 'c2'; DELETE FROM app.by_index`,
-		byIndex(RowImage{Kind: 'I', New: []Value{text("1"), text("c1"), text("x")}},
-			RowImage{Kind: 'U', New: []Value{text("1"), text("c1"), text("y")}},
-			RowImage{Kind: 'U', OldKind: 'K', Old: []Value{null, text("c1"), null}, New: []Value{text("1"), text("c2"), text("y")}},
-			RowImage{Kind: 'D', OldKind: 'K', Old: []Value{null, text("c2"), null}}))
+		byIndex(RowImage{Kind: 'I', New: []Value{text("c1"), text("x")}},
+			RowImage{Kind: 'U', New: []Value{text("c1"), text("y")}},
+			RowImage{Kind: 'U', OldKind: 'K', Old: []Value{text("c1"), null}, New: []Value{text("c2"), text("y")}},
+			RowImage{Kind: 'D', OldKind: 'K', Old: []Value{text("c2"), null}}))
 }
 
 // abridged shortens the long values of changes, for a failure's message.

@@ -2,8 +2,10 @@ package replication
 
 import (
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -48,8 +50,10 @@ func text(s string) Value { return Value{Text: s} }
 var (
 	null      = Value{Null: true}
 	unchanged = Value{Unchanged: true}
-	// The columns of the relations the tests select.
-	accountColumns = []Column{{"id", 23}, {"name", 25}, {"notes", 25}}
+	// The columns of the relations the tests select, under REPLICA IDENTITY
+	// DEFAULT with a primary key on id.
+	accountColumns = []Column{{"id", 23, true}, {"name", 25, false}, {"notes", 25, false}}
+	accountNames   = []string{"id", "name", "notes"}
 )
 
 // feedAll decodes msgs and returns the last transaction they complete.
@@ -68,23 +72,22 @@ func feedAll(t *testing.T, d *decoder, msgs ...[]byte) *Transaction {
 	return tx
 }
 
-func selectOIDs(oids ...uint32) func(uint32) bool {
-	return func(oid uint32) bool {
-		for _, o := range oids {
-			if o == oid {
-				return true
-			}
+// selecting keeps the columns names of the relations oids.
+func selecting(names []string, oids ...uint32) func(uint32) []string {
+	return func(oid uint32) []string {
+		if slices.Contains(oids, oid) {
+			return names
 		}
-		return false
+		return nil
 	}
 }
 
 func TestDecoder_ImagesOfSelectedRelations(t *testing.T) {
-	d := decoder{selected: selectOIDs(16400)}
+	d := decoder{selected: selecting(accountNames, 16400)}
 	tx := feedAll(t, &d,
 		begin(0x100),
 		relationMessage(16400, "app", "accounts", accountColumns...),
-		relationMessage(16500, "app", "events", Column{"id", 20}),
+		relationMessage(16500, "app", "events", Column{"id", 20, true}),
 		insertMessage(16400, text("1"), text("ann"), null),
 		// Not selected: counted, not parsed (this tuple says it has 65535
 		// columns and has none).
@@ -103,7 +106,7 @@ func TestDecoder_ImagesOfSelectedRelations(t *testing.T) {
 		t.Fatal("no transaction")
 	}
 	want := []RelationChange{
-		{OID: 16400, Namespace: "app", Name: "accounts", Rows: 6, Columns: accountColumns, Images: []RowImage{
+		{OID: 16400, Namespace: "app", Name: "accounts", Rows: 6, Columns: accountColumns, ReplicaIdentity: 'd', Images: []RowImage{
 			{Kind: 'I', New: []Value{text("1"), text("ann"), null}},
 			{Kind: 'U', New: []Value{text("1"), text("anne"), unchanged}},
 			{Kind: 'U', OldKind: 'K', Old: []Value{text("1"), null, null}, New: []Value{text("2"), text("anne"), unchanged}},
@@ -120,7 +123,7 @@ func TestDecoder_ImagesOfSelectedRelations(t *testing.T) {
 
 // The values must not alias the message, whose buffer the connection reuses.
 func TestDecoder_ImagesCopyValues(t *testing.T) {
-	d := decoder{selected: selectOIDs(16400)}
+	d := decoder{selected: selecting(accountNames, 16400)}
 	msg := insertMessage(16400, text("1"), text("ann"), null)
 	feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...), msg)
 	for i := range msg {
@@ -133,56 +136,73 @@ func TestDecoder_ImagesCopyValues(t *testing.T) {
 }
 
 func TestDecoder_SelectionIsAskedForEveryRow(t *testing.T) {
-	selected := false
-	d := decoder{selected: func(uint32) bool { return selected }}
+	var selected []string
+	d := decoder{selected: func(uint32) []string { return selected }}
 	tx := feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...),
 		insertMessage(16400, text("1"), text("ann"), null), commit(0x100, 0x180))
 	if c := tx.Changes[0]; c.Images != nil || c.Columns != nil || c.ImagesLost != "" {
 		t.Errorf("not selected: %+v", c)
 	}
-	selected = true
+	selected = accountNames
 	tx = feedAll(t, &d, begin(0x200), insertMessage(16400, text("1"), text("ann"), null), commit(0x200, 0x280))
 	if c := tx.Changes[0]; len(c.Images) != 1 || c.ImagesLost != "" {
 		t.Errorf("selected since: %+v", c)
 	}
-	// Selected or no longer selected in the middle of a transaction: the
-	// images would miss rows.
-	for _, before := range []bool{false, true} {
-		selected = before
+	// Selected, no longer selected or keeping other columns in the middle
+	// of a transaction: the images would miss rows, or not line up.
+	for _, change := range [][2][]string{
+		{nil, accountNames}, {accountNames, {}}, {accountNames, {"id", "name"}}, {{"id"}, {"name"}},
+	} {
+		selected = change[0]
 		feedAll(t, &d, begin(0x300), insertMessage(16400, text("1"), text("ann"), null))
-		selected = !before
+		selected = change[1]
 		tx = feedAll(t, &d, insertMessage(16400, text("2"), text("bob"), null), commit(0x300, 0x380))
 		if c := tx.Changes[0]; c.Images != nil || c.ImagesLost != lostSelectionChanged || c.Rows != 2 {
-			t.Errorf("selected %v, then %v: %+v", before, !before, c)
+			t.Errorf("selected %q, then %q: %+v", change[0], change[1], c)
 		}
 	}
 }
 
-func TestDecoder_ImagesCap(t *testing.T) {
-	d := decoder{selected: selectOIDs(16400)}
-	row := insertMessage(16400, text("1"), text("ann"), null)
-	feedAll(t, &d, relationMessage(16400, "app", "accounts", accountColumns...))
-	for _, rows := range []int{MaxImagesPerChange, MaxImagesPerChange + 1} {
+// The cap counts the images of every selected relation of a transaction
+// together, and starts again at each transaction.
+func TestDecoder_ImagesCapPerTransaction(t *testing.T) {
+	const first, second, third = 16400, 16401, 16402
+	d := decoder{selected: selecting(accountNames, first, second, third)}
+	row := func(oid uint32) []byte { return insertMessage(oid, text("1"), text("ann"), null) }
+	for _, oid := range []uint32{first, second, third} {
+		feedAll(t, &d, relationMessage(oid, "app", fmt.Sprint("accounts_", oid), accountColumns...))
+	}
+	firstRows := MaxImagesPerTransaction / 2
+	for _, past := range []bool{true, false} {
 		feedAll(t, &d, begin(0x100))
-		for range rows {
-			feedAll(t, &d, row)
+		for range firstRows {
+			feedAll(t, &d, row(first))
 		}
-		tx := feedAll(t, &d, commit(0x100, 0x180))
-		c := tx.Changes[0]
-		if c.Rows != rows {
-			t.Errorf("%d rows counted as %d", rows, c.Rows)
+		for range MaxImagesPerTransaction - firstRows {
+			feedAll(t, &d, row(second))
 		}
-		if rows <= MaxImagesPerChange && (len(c.Images) != rows || c.ImagesLost != "") {
-			t.Errorf("%d rows: %d images, lost %q", rows, len(c.Images), c.ImagesLost)
+		if !past {
+			tx := feedAll(t, &d, commit(0x100, 0x180))
+			for _, c := range tx.Changes {
+				if len(c.Images) != c.Rows || c.ImagesLost != "" {
+					t.Errorf("at the cap: %s: %d rows, %d images, lost %q", c.Name, c.Rows, len(c.Images), c.ImagesLost)
+				}
+			}
+			continue
 		}
-		if rows > MaxImagesPerChange && (c.Images != nil || c.ImagesLost != lostOverCap) {
-			t.Errorf("%d rows: %d images, lost %q", rows, len(c.Images), c.ImagesLost)
+		// Past the cap, the images of whichever relation changes next are
+		// lost, and so are those of every later change.
+		tx := feedAll(t, &d, row(second), row(first), row(third), commit(0x100, 0x180))
+		for i, rows := range []int{firstRows + 1, MaxImagesPerTransaction - firstRows + 1, 1} {
+			if c := tx.Changes[i]; c.Rows != rows || c.Images != nil || c.ImagesLost != lostOverCap {
+				t.Errorf("past the cap: %s: %d rows (want %d), %d images, lost %q", c.Name, c.Rows, rows, len(c.Images), c.ImagesLost)
+			}
 		}
 	}
 }
 
 func TestDecoder_ColumnsChangedMidTransaction(t *testing.T) {
-	d := decoder{selected: selectOIDs(16400)}
+	d := decoder{selected: selecting(accountNames, 16400)}
 	row := insertMessage(16400, text("1"), text("ann"), null)
 	tx := feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...), row,
 		// The same columns again: nothing changed.
@@ -194,10 +214,12 @@ func TestDecoder_ColumnsChangedMidTransaction(t *testing.T) {
 		columns []Column
 		row     []Value
 	}{
-		"added":   {append(accountColumns[:3:3], Column{"email", 25}), []Value{text("1"), text("ann"), null, text("a@b")}},
-		"retyped": {[]Column{{"id", 20}, {"name", 25}, {"notes", 25}}, []Value{text("1"), text("ann"), null}},
+		"added":   {append(accountColumns[:3:3], Column{"email", 25, false}), []Value{text("1"), text("ann"), null, text("a@b")}},
+		"retyped": {[]Column{{"id", 20, true}, {"name", 25, false}, {"notes", 25, false}}, []Value{text("1"), text("ann"), null}},
+		"rekeyed": {[]Column{{"id", 23, true}, {"name", 25, true}, {"notes", 25, false}}, []Value{text("1"), text("ann"), null}},
 	} {
-		d := decoder{selected: selectOIDs(16400)}
+		// email is selected before the relation has it: ignored until then.
+		d := decoder{selected: selecting(append(accountNames[:3:3], "email"), 16400)}
 		tx := feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...), row,
 			relationMessage(16400, "app", "accounts", changed.columns...), insertMessage(16400, changed.row...),
 			commit(0x100, 0x180))
@@ -213,7 +235,7 @@ func TestDecoder_ColumnsChangedMidTransaction(t *testing.T) {
 }
 
 func TestDecoder_RowsThatDoNotFitTheRelation(t *testing.T) {
-	d := decoder{selected: selectOIDs(16400, 16401)}
+	d := decoder{selected: selecting(accountNames, 16400, 16401)}
 	tx := feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...),
 		insertMessage(16400, text("1"), text("ann")),
 		insertMessage(16401, text("1")),
@@ -237,7 +259,7 @@ func TestDecoder_MalformedRowsOfSelectedRelations(t *testing.T) {
 		"update, X for new":   append(appendTuple([]byte{'U', 0, 0, 0x40, 0x10, 'O'}, []Value{null}), 'X', 0, 1, 'n'),
 		"delete of a new row": appendTuple([]byte{'D', 0, 0, 0x40, 0x10, 'N'}, []Value{null}),
 	} {
-		d := decoder{selected: selectOIDs(16400)}
+		d := decoder{selected: selecting(accountNames, 16400)}
 		feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...))
 		if _, err := d.decode(msg); err == nil {
 			t.Errorf("%s: decoded without an error", name)
@@ -248,7 +270,7 @@ func TestDecoder_MalformedRowsOfSelectedRelations(t *testing.T) {
 // pglogrepl allocates a value's stated length before it reads the value: a
 // length the message cannot hold must be refused before.
 func TestDecoder_ValueLengthsCheckedBeforeParsing(t *testing.T) {
-	d := decoder{selected: selectOIDs(16400)}
+	d := decoder{selected: selecting(accountNames, 16400)}
 	feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...))
 	msg := append(binary.BigEndian.AppendUint32([]byte{'I', 0, 0, 0x40, 0x10, 'N', 0, 3, 't'}, 1<<30), 'x')
 	var before, after runtime.MemStats

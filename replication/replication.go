@@ -19,10 +19,15 @@ type RelationChange struct {
 	Name      string
 	Rows      int
 	Truncated bool
-	// Columns are the relation's columns, in the order of its Images'
-	// values, as the Relation message in force at the first image said; nil
+	// Columns are the relation's columns its Images keep (those selected, in
+	// the relation's order, the order of the images' values), as the
+	// Relation message in force at the first image described them; nil
 	// unless an image was taken.
 	Columns []Column
+	// ReplicaIdentity is the relation's replica identity as that Relation
+	// message said: 'd' default, 'n' nothing, 'f' full, 'i' index; 0 unless
+	// an image was taken.
+	ReplicaIdentity byte
 	// Images are the transaction's row changes of a relation selected by
 	// Stream.SelectImages, in their order: as many as Rows unless ImagesLost
 	// says why not. A TRUNCATE is not among them (Truncated is set, and
@@ -32,10 +37,12 @@ type RelationChange struct {
 	// ImagesLost says why Images do not hold every row change of a selected
 	// relation in this transaction; "" when they do. Images is then nil (its
 	// memory freed) and the remaining rows only counted: the transaction
-	// changed more than MaxImagesPerChange rows, the relation's columns
-	// changed in its middle (DDL), the relation became selected or stopped
-	// being selected in its middle, or the server sent rows that do not fit
-	// its Relation message.
+	// changed more than MaxImagesPerTransaction rows of selected relations
+	// (all of them together) by this relation's image, the relation's
+	// columns or replica identity changed in its middle (DDL, even of a
+	// column not kept), the relation became selected, stopped being selected
+	// or changed the columns it keeps in its middle, or the server sent rows
+	// that do not fit its Relation message.
 	ImagesLost string
 }
 

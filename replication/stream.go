@@ -67,9 +67,9 @@ type Stream struct {
 	// primary is set when the stream decodes on a standby of it (see
 	// DecodeOnStandbyOf).
 	primary *pgxpool.Pool
-	// selectImages chooses the relations whose row changes are decoded
-	// (see SelectImages); nil selects none.
-	selectImages func(relationOID uint32) bool
+	// selectImages chooses the relations whose row changes are decoded,
+	// and their columns kept (see SelectImages); nil selects none.
+	selectImages func(relationOID uint32) []string
 
 	confirmable forwardLSN    // set by Confirm, read when sending status
 	sent        pglogrepl.LSN // last position sent to the server; owned by Run, then Close
