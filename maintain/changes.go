@@ -107,16 +107,21 @@ func (c *Changes) Follow(p *Plan, source string, ch replication.RelationChange) 
 		c.Escalate(fmt.Sprintf("changes to %s arrived without their rows", source))
 	default:
 		at := make([]int, len(s.Reads))
+		// The old row carries the key columns when the replica identity
+		// the change was written under (the Relation message's, not the
+		// catalog's now) has them all.
+		covered := true
 		for i, col := range s.Reads {
 			at[i] = slices.IndexFunc(ch.Columns, func(c replication.Column) bool { return c.Name == col })
 			if at[i] < 0 {
 				c.Escalate(fmt.Sprintf("changes to %s lack its column %s", source, col))
 				return
 			}
+			covered = covered && ch.Columns[at[i]].Key
 		}
 		for _, img := range ch.Images {
-			if reason := c.followImage(s, at, img); reason != "" {
-				c.Escalate(fmt.Sprintf("%s on %s %s", reason, source, s.Identity))
+			if reason := c.followImage(s, at, covered, img); reason != "" {
+				c.Escalate(fmt.Sprintf("%s on %s (REPLICA IDENTITY %s when the change was written)", reason, source, identityNames[ch.ReplicaIdentity]))
 				return
 			}
 		}
@@ -125,7 +130,7 @@ func (c *Changes) Follow(p *Plan, source string, ch replication.RelationChange) 
 
 // followImage adds the rows one row change names; a reason when it
 // cannot.
-func (c *Changes) followImage(s *Source, at []int, img replication.RowImage) string {
+func (c *Changes) followImage(s *Source, at []int, covered bool, img replication.RowImage) string {
 	pick := func(vals []replication.Value) (Row, bool) {
 		r := make(Row, len(at))
 		for i, a := range at {
@@ -142,7 +147,7 @@ func (c *Changes) followImage(s *Source, at []int, img replication.RowImage) str
 	}
 	var old Row
 	switch {
-	case img.OldKind == 'O' || img.OldKind == 'K' && s.OldRowCovers:
+	case img.OldKind == 'O' || img.OldKind == 'K' && covered:
 		r, ok := pick(img.Old)
 		if !ok {
 			return "an old row without its key columns"
@@ -150,7 +155,7 @@ func (c *Changes) followImage(s *Source, at []int, img replication.RowImage) str
 		old = r
 	case img.Kind == 'D':
 		return "a DELETE whose old row does not carry the key columns (" + strings.Join(s.Reads, ", ") + ")"
-	case img.Kind == 'U' && !s.OldRowCovers:
+	case img.Kind == 'U' && !covered:
 		return "an UPDATE whose old key columns (" + strings.Join(s.Reads, ", ") + ") the WAL does not carry"
 	}
 	if img.Kind != 'D' {
@@ -185,6 +190,9 @@ func fill(img replication.RowImage, at []int, old Row) Row {
 	}
 	return r
 }
+
+// identityNames spell the Relation message's replica identity setting.
+var identityNames = map[byte]string{'d': "DEFAULT", 'f': "FULL", 'i': "USING INDEX", 'n': "NOTHING"}
 
 // encodeRow is a row's identity in the set of rows kept: each value
 // length-prefixed, NULL as -1.

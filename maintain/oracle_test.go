@@ -142,9 +142,12 @@ func (o *oracle) exec(ctx context.Context, tx pgx.Tx, table string, kind byte, s
 	if kind == 'U' {
 		width /= 2
 	}
+	// The oracle's tables are REPLICA IDENTITY FULL: every column is in
+	// the identity.
 	ch := change{table: table}
+	ch.rc.ReplicaIdentity = 'f'
 	for i := 0; i < width; i++ {
-		ch.rc.Columns = append(ch.rc.Columns, replication.Column{Name: fields[i].Name})
+		ch.rc.Columns = append(ch.rc.Columns, replication.Column{Name: fields[i].Name, Key: true})
 	}
 	for rows.Next() {
 		vals, err := rows.Values()

@@ -1,6 +1,8 @@
 package schedule
 
 import (
+	"slices"
+
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
@@ -12,32 +14,42 @@ func (s *Scheduler) setMaintenance(m map[string]*refresher.Maintenance) {
 }
 
 // selectImaged works out the relations whose changed rows a maintained
-// view follows: the tables whose changes name view rows, and their
-// partitions.
+// view follows (the tables whose changes name view rows, and their
+// partitions), and the columns those rows name view rows by.
 func (s *Scheduler) selectImaged(cat *catalog.Catalog) {
-	imaged := map[uint32]bool{}
+	imaged := map[uint32][]string{}
+	add := func(oid uint32, columns []string) {
+		for _, c := range columns {
+			if !slices.Contains(imaged[oid], c) {
+				imaged[oid] = append(imaged[oid], c)
+			}
+		}
+	}
 	for name, m := range s.maintenance {
 		v := cat.Views[name]
 		if v == nil || m.Plan == nil {
 			continue
 		}
 		for _, t := range v.Sources {
-			if src := m.Plan.Sources[t.Publish.Name]; src == nil || src.Full != "" {
+			src := m.Plan.Sources[t.Publish.Name]
+			if src == nil || src.Full != "" {
 				continue
 			}
-			imaged[t.OID] = true
+			add(t.OID, src.Reads)
 			for _, p := range cat.Partitions(t.OID) {
-				imaged[p] = true
+				add(p, src.Reads)
 			}
 		}
 	}
 	s.imaged.Store(&imaged)
 }
 
-// WantsImages reports whether the stream should hand over the changed rows
-// of relation oid (replication.Stream.SelectImages): a maintained view
-// follows them. Safe on any goroutine.
-func (s *Scheduler) WantsImages(oid uint32) bool {
-	m := s.imaged.Load()
-	return m != nil && (*m)[oid]
+// WantsImages returns the columns of the changed rows of relation oid the
+// stream should hand over (replication.Stream.SelectImages), nil when no
+// maintained view follows them. Safe on any goroutine.
+func (s *Scheduler) WantsImages(oid uint32) []string {
+	if m := s.imaged.Load(); m != nil {
+		return (*m)[oid]
+	}
+	return nil
 }

@@ -148,7 +148,7 @@ type Scheduler struct {
 	// relations whose changed rows they follow, for the stream's goroutine
 	// (SelectImages).
 	maintenance map[string]*refresher.Maintenance
-	imaged      atomic.Pointer[map[uint32]bool]
+	imaged      atomic.Pointer[map[uint32][]string]
 	debouncer   *debounce.Debouncer
 	watermark   *replication.Watermark
 	pending     map[string]*work
