@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
 )
@@ -188,22 +186,7 @@ func TestIncremental_WaitsForACommitToBeVisible(t *testing.T) {
 	e.start()
 	e.settle()
 
-	ctx := context.Background()
-	app, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(ctx)
-	committed := make(chan error, 1)
-	go func() {
-		_, err := app.Exec(ctx, `SET synchronous_commit = on; INSERT INTO app.events VALUES (7001, 1000, '2026-01-02 10:00+00')`)
-		committed <- err
-	}()
-	e.waitFor("the commit to wait for the standby", 10*time.Second, func() (bool, error) {
-		var n int
-		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'", app.PgConn().PID()).Scan(&n)
-		return n == 1, err
-	})
+	release, committed := e.commitHeldByStandby("INSERT INTO app.events VALUES (7001, 1000, '2026-01-02 10:00+00')")
 	e.waitFor("the daemon to find the commit not visible", 10*time.Second, func() (bool, error) {
 		return strings.Contains(e.logs.String(), "not visible yet"), nil
 	})
@@ -220,14 +203,14 @@ func TestIncremental_WaitsForACommitToBeVisible(t *testing.T) {
 	if lsn, _, err := e.confirmedLSN(); err != nil || lsn >= waitingCommitEnd {
 		t.Fatalf("slot confirmed %s (%v) past a commit no maintenance could see (before %s)", lsn, err, waitingCommitEnd)
 	}
-	e.exec("SELECT pg_cancel_backend($1)", app.PgConn().PID())
+	release()
 	if err := <-committed; err != nil {
 		t.Fatalf("the application's commit: %v", err)
 	}
 	e.settle()
 	e.assertMaintained("app.daily")
 	var n int64
-	if err := e.pool.QueryRow(ctx, "SELECT n FROM app.daily WHERE day = '2026-01-02 00:00+00'").Scan(&n); err != nil || n != 25 {
+	if err := e.pool.QueryRow(context.Background(), "SELECT n FROM app.daily WHERE day = '2026-01-02 00:00+00'").Scan(&n); err != nil || n != 25 {
 		t.Errorf("the day of the commit that was late to be visible counts %d rows (%v), want 25", n, err)
 	}
 }

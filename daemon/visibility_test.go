@@ -36,6 +36,33 @@ func (e *env) serverSettings(settings map[string]string) {
 	}
 }
 
+// commitHeldByStandby runs sql, which commits, in a session of its own with
+// synchronous_commit on (under serverSettings naming a standby that does
+// not exist), and returns once the commit waits for the standby: the
+// daemon is sent it, other sessions do not see it. release cancels the
+// wait (the commit stays, and becomes visible); committed reports sql's
+// end.
+func (e *env) commitHeldByStandby(sql string) (release func(), committed <-chan error) {
+	e.t.Helper()
+	ctx := context.Background()
+	app, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { app.Close(ctx) })
+	done := make(chan error, 1)
+	go func() {
+		_, err := app.Exec(ctx, "SET synchronous_commit = on; "+sql)
+		done <- err
+	}()
+	e.waitFor("the commit to wait for the standby", 10*time.Second, func() (bool, error) {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'", app.PgConn().PID()).Scan(&n)
+		return n == 1, err
+	})
+	return func() { e.exec("SELECT pg_cancel_backend($1)", app.PgConn().PID()) }, done
+}
+
 // A commit is sent to the daemon once it is flushed, but with synchronous
 // replication other sessions see it only once a standby confirms it. A
 // refresh in between must not count it as included: the view would miss it
@@ -49,26 +76,10 @@ func TestDaemon_RefreshWaitsForACommitToBeVisible(t *testing.T) {
 	e.start()
 	e.settle()
 
-	ctx := context.Background()
-	app, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(ctx)
-	committed := make(chan error, 1)
-	go func() {
-		_, err := app.Exec(ctx, `SET synchronous_commit = on;
-			BEGIN;
-			INSERT INTO app.events VALUES (70, '2026-04-01', 1, 5);
-			SELECT pg_logical_emit_message(true, 'mvrefresher', 'app.mv_totals');
-			COMMIT`)
-		committed <- err
-	}()
-	e.waitFor("the commit to wait for the standby", 10*time.Second, func() (bool, error) {
-		var n int
-		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event = 'SyncRep'", app.PgConn().PID()).Scan(&n)
-		return n == 1, err
-	})
+	release, committed := e.commitHeldByStandby(`BEGIN;
+		INSERT INTO app.events VALUES (70, '2026-04-01', 1, 5);
+		SELECT pg_logical_emit_message(true, 'mvrefresher', 'app.mv_totals');
+		COMMIT`)
 	// The daemon has the commit and tries to refresh; a refresh that counts
 	// it as included publishes its event.
 	e.waitFor("the daemon to try to refresh mv_totals", 10*time.Second, func() (bool, error) {
@@ -91,7 +102,7 @@ func TestDaemon_RefreshWaitsForACommitToBeVisible(t *testing.T) {
 	if lsn, _, err := e.confirmedLSN(); err != nil || lsn >= waitingCommitEnd {
 		t.Fatalf("slot confirmed %s (%v) past a commit no refresh could see (before %s)", lsn, err, waitingCommitEnd)
 	}
-	e.exec("SELECT pg_cancel_backend($1)", app.PgConn().PID())
+	release()
 	if err := <-committed; err != nil {
 		t.Fatalf("the application's commit: %v", err)
 	}
