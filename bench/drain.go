@@ -50,11 +50,15 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 	}
 	cfg := config.Default()
 	cfg.DatabaseURL, cfg.Schemas, cfg.Listen, cfg.Debounce = d.cluster.URL(db), []string{"analytics"}, "", 0
-	// First start: publication, slot, refresh log; then stopped.
+	// First start: publication, slot, refresh log; then stopped. Not before
+	// its walsender streams: until then the slot may not be there to stay,
+	// and the measured run would find none.
 	if err := d.runDaemonUntil(ctx, cfg, pool, func() (bool, error) {
-		var n int
-		err := pool.QueryRow(ctx, "SELECT count(*) FROM public.mv_refresh_log").Scan(&n)
-		return n > 0, ignoreMissing(err)
+		var logged, streaming bool
+		err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM public.mv_refresh_log),
+			EXISTS (SELECT FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+				WHERE s.slot_name = $1 AND NOT s.temporary AND r.state = 'streaming')`, cfg.Slot).Scan(&logged, &streaming)
+		return logged && streaming, ignoreMissing(err)
 	}); err != nil {
 		return nil, fmt.Errorf("first start: %w", err)
 	}

@@ -79,6 +79,10 @@ func run(ctx context.Context) error {
 	memSeconds := fs.Int("memory-seconds", 60, "memory: for this long")
 	memBuilds := fs.String("memory-builds", "this=.", "memory: daemons to compare, label=checkout directory, comma-separated")
 	memLog := fs.String("memory-log", "", "memory: append the daemons' stderr to this file")
+	incSingles := fs.Int("incremental-batches", 50, "incremental: one-row batches")
+	incRefreshes := fs.Int("incremental-refreshes", 3, "incremental: concurrent refreshes of each twin during the one-row batches")
+	incBulks := fs.Int("incremental-bulks", 3, "incremental: batches of -incremental-bulk-rows rows on one day")
+	incBulkRows := fs.Int("incremental-bulk-rows", 1000, "incremental: rows per bulk batch")
 	jsonOut := fs.String("json", "", "also write the raw runs to this file")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (daemon included) to this file")
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -109,6 +113,10 @@ func run(ctx context.Context) error {
 	settings := map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "30min", "shared_buffers": "512MB"}
 	switch scenario {
 	case "drain", "memory":
+	case "incremental":
+		// The server's own time per statement, planning included.
+		settings["shared_preload_libraries"] = "pg_stat_statements"
+		settings["pg_stat_statements.track_planning"] = "on"
 	case "latency", "versus", "scale", "writepath":
 		// localpg turns synchronous_commit off for speed; then a commit
 		// returns before its WAL is flushed, and the walsender sends only
@@ -116,7 +124,7 @@ func run(ctx context.Context) error {
 		// measure the walwriter, not the daemon.
 		settings["synchronous_commit"] = "on"
 	default:
-		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale, writepath, memory)", scenario)
+		return fmt.Errorf("unknown scenario %q (available: drain, latency, versus, scale, writepath, memory, incremental)", scenario)
 	}
 	cluster, err := localpg.Start(ctx, localpg.Options{Settings: settings})
 	if err != nil {
@@ -141,6 +149,9 @@ func run(ctx context.Context) error {
 			raw, err = runMemory(ctx, memory{cluster: cluster, views: *memViews, backlog: *memBacklog, rate: *memRate,
 				seconds: *memSeconds, builds: builds, logFile: *memLog}, *runs)
 		}
+	case "incremental":
+		raw, err = runIncremental(ctx, incremental{cluster: cluster, rows: *vsRows, singles: *incSingles, refreshes: *incRefreshes,
+			bulks: *incBulks, bulkRows: *incBulkRows})
 	case "writepath":
 		raw, err = runWritepath(ctx, writepath{primary: cluster, seconds: *wpSeconds, clients: *wpClients, scale: *wpScale,
 			debounce: *wpDebounce, maxWait: *wpMaxWait, modes: strings.Split(*wpModes, ","), workloads: strings.Split(*wpWorkloads, ",")}, *runs)
