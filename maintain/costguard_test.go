@@ -9,9 +9,9 @@ import (
 )
 
 // TestMaintainRecomputesWholeWhenTheGroupsCostAsMuch changes rows
-// scattered over every account and many days: following them would read
-// about the whole table, so the maintenance recomputes the whole view, says
-// so, and the view is still equal to its definition.
+// scattered over the table: following them would read about the whole
+// table, so the maintenance recomputes the whole view, says so, and the
+// view is still equal to its definition.
 func TestMaintainRecomputesWholeWhenTheGroupsCostAsMuch(t *testing.T) {
 	ctx := context.Background()
 	o := newOracle(t, "costguard")
@@ -25,10 +25,10 @@ func TestMaintainRecomputesWholeWhenTheGroupsCostAsMuch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := o.maintain(ctx, "shop.per_account_day", changes)
-	if !strings.Contains(res.Full, "about as many as the view has") {
-		t.Fatalf("updates scattered over every group: maintenance %+v, want the whole view recomputed for its cost", res)
+	if res := o.maintain(ctx, "shop.purchases", changes); !strings.Contains(res.Full, "about as many as the view has") {
+		t.Fatalf("updates of a seventh of the rows, over half the view's: maintenance %+v, want the whole view recomputed for its cost", res)
 	}
+	o.maintain(ctx, "shop.per_account_day", changes)
 
 	// A few groups stay a recompute of those groups.
 	err = pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {

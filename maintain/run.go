@@ -113,7 +113,7 @@ SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FILTER (WHERE inserted) FR
 // recomputes those. full is set instead when they are too many.
 func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement, full string, err error) {
 	var ors []string
-	var combinations int64
+	var groups int64
 	sources := slices.Sorted(func(yield func(string) bool) {
 		for name := range c.rows {
 			if !yield(name) {
@@ -127,10 +127,10 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement,
 		if err != nil {
 			return s, "", err
 		}
-		if keys.combinations > MaxGroups {
-			return s, fmt.Sprintf("the changes to %s name up to %d view rows (more than %d)", name, keys.combinations, MaxGroups), nil
+		if keys.groups > MaxGroups {
+			return s, fmt.Sprintf("the changes to %s name up to %d view rows (more than %d)", name, keys.groups, MaxGroups), nil
 		}
-		combinations += keys.combinations
+		groups += keys.groups
 		var ands []string
 		for i, k := range src.Keys {
 			col := pgx.Identifier{p.Columns[k.Column].Name}.Sanitize()
@@ -160,8 +160,8 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement,
 		s.definition = p.Text
 	}
 	s.restriction = strings.Join(ors, " OR ")
-	if combinations > costCheckAbove {
-		if full, err = p.tooCostly(ctx, tx, s, combinations); err != nil {
+	if groups > costCheckAbove {
+		if full, err = p.tooCostly(ctx, tx, s, groups); err != nil {
 			return s, "", err
 		}
 	}
@@ -223,14 +223,14 @@ func estimate(ctx context.Context, tx pgx.Tx, query string, args ...any) (float6
 
 // sourceKeys are the key values a source's changed rows name: for each of
 // the source's Keys, the distinct non-null values (an array literal, nil
-// when none) and whether NULL is one; combinations bounds how many view
-// rows that names; lo and hi bound the rows of the time bucket key.
+// when none) and whether NULL is one; groups counts the distinct keys,
+// the view rows they name; lo and hi bound the rows of the time bucket key.
 type sourceKeys struct {
-	values       []*string
-	null         []bool
-	combinations int64
-	bucket       *bucket
-	lo, hi       string
+	values []*string
+	null   []bool
+	groups int64
+	bucket *bucket
+	lo, hi string
 }
 
 func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []Row) (sourceKeys, error) {
@@ -258,11 +258,16 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []R
 	}
 	changed := fmt.Sprintf("(SELECT %s FROM jsonb_to_recordset($1::text::jsonb) AS r(%s))",
 		strings.Join(typed, ", "), strings.Join(asText, ", "))
-	var exprs, aggs []string
+	var exprs, aggs, tuple []string
 	for i, k := range src.Keys {
 		exprs = append(exprs, fmt.Sprintf("%s AS k%d", k.Expr, i))
-		aggs = append(aggs, fmt.Sprintf("(array_agg(DISTINCT k%d) FILTER (WHERE k%[1]d IS NOT NULL))::text, coalesce(bool_or(k%[1]d IS NULL), false), count(DISTINCT k%[1]d) + CASE WHEN bool_or(k%[1]d IS NULL) THEN 1 ELSE 0 END", i))
+		aggs = append(aggs, fmt.Sprintf("(array_agg(DISTINCT k%d) FILTER (WHERE k%[1]d IS NOT NULL))::text, coalesce(bool_or(k%[1]d IS NULL), false)", i))
+		tuple = append(tuple, fmt.Sprintf("k%d", i))
 	}
+	// The distinct key values the rows compute: the view rows they name
+	// (the restriction, one set of values per key column, can match more
+	// combinations, but only those of rows that exist).
+	aggs = append(aggs, "count(DISTINCT ROW("+strings.Join(tuple, ", ")+"))")
 	bucketAt := slices.IndexFunc(src.Keys, func(k SourceKey) bool { return k.bucket != nil })
 	bounds := "NULL::text, NULL::text"
 	if bucketAt >= 0 {
@@ -271,19 +276,14 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []R
 	}
 	sql := fmt.Sprintf("SELECT %s, %s FROM (SELECT %s FROM %s %s) keys",
 		strings.Join(aggs, ", "), bounds, strings.Join(exprs, ", "), changed, src.alias)
-	dest := make([]any, 0, 3*len(src.Keys)+2)
-	counts := make([]int64, len(src.Keys))
+	dest := make([]any, 0, 2*len(src.Keys)+3)
 	for i := range src.Keys {
-		dest = append(dest, &out.values[i], &out.null[i], &counts[i])
+		dest = append(dest, &out.values[i], &out.null[i])
 	}
 	var lo, hi *string
-	dest = append(dest, &lo, &hi)
+	dest = append(dest, &out.groups, &lo, &hi)
 	if err := tx.QueryRow(ctx, sql, string(payload)).Scan(dest...); err != nil {
 		return out, fmt.Errorf("compute the view rows the changes to %s name: %w", src.Name, err)
-	}
-	out.combinations = 1
-	for _, n := range counts {
-		out.combinations *= max(n, 1)
 	}
 	if bucketAt >= 0 && lo != nil && hi != nil && !out.null[bucketAt] {
 		out.bucket, out.lo, out.hi = src.Keys[bucketAt].bucket, *lo, *hi
