@@ -10,10 +10,11 @@ import (
 )
 
 // checkIncremental finds, for each managed view marked incremental or
-// maintained, why it cannot be maintained incrementally (an error), and
-// the sources whose UPDATEs and DELETEs recompute the whole view because
-// their replica identity does not carry the columns naming its rows (a
-// warning, with the fix).
+// maintained, why it cannot be maintained incrementally (an error), the
+// sources any change to which recomputes the whole view (a warning, with
+// why), and those whose UPDATEs and DELETEs do because their replica
+// identity does not carry the columns naming its rows (a warning, with the
+// fix).
 func (in *Inspector) checkIncremental(ctx context.Context) ([]catalog.Finding, error) {
 	var out []catalog.Finding
 	for _, name := range in.catalog.Names() {
@@ -29,7 +30,12 @@ func (in *Inspector) checkIncremental(ctx context.Context) ([]catalog.Finding, e
 			continue
 		}
 		for _, s := range m.Sources {
-			if s.Full != "" || s.OldRowCovers {
+			if s.Full != "" {
+				out = append(out, catalog.Finding{View: name, Severity: catalog.SeverityWarning, Code: "incremental-whole-view", Message: fmt.Sprintf(
+					"any change to %s recomputes the whole view: %s", s.Table, s.Full)})
+				continue
+			}
+			if s.OldRowCovers {
 				continue
 			}
 			fix, err := in.identityFix(ctx, s)

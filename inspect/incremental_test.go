@@ -25,6 +25,10 @@ CREATE TABLE app.events (id bigint PRIMARY KEY, at timestamptz NOT NULL, account
 CREATE TABLE app.accounts (id int PRIMARY KEY, plan text NOT NULL);
 ALTER TABLE app.accounts REPLICA IDENTITY FULL;
 CREATE TABLE app.clicks (id bigint PRIMARY KEY, at timestamptz NOT NULL, n int NOT NULL);
+CREATE INDEX ON app.events (at);
+CREATE INDEX ON app.events (account);
+CREATE INDEX ON app.accounts (plan);
+CREATE INDEX ON app.clicks (at);
 CREATE UNIQUE INDEX clicks_identity ON app.clicks (id, at);
 ALTER TABLE app.clicks REPLICA IDENTITY USING INDEX clicks_identity;
 INSERT INTO app.accounts VALUES (1, 'free'), (2, 'pro');
@@ -197,6 +201,26 @@ func TestIncremental_Check(t *testing.T) {
 	if fs := byView["app.mv_hourly"]; len(fs) != 0 {
 		t.Errorf("check app.mv_hourly (its source's identity index carries the hour): %+v, want nothing", fs)
 	}
+	defer func() {
+		// Without an index leading with at, recomputing an hour would read
+		// the whole table: any change recomputes the whole view.
+		if _, err := e.pool.Exec(ctx, "DROP INDEX app.clicks_at_idx"); err != nil {
+			t.Fatal(err)
+		}
+		findings, err := e.inspector().Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []catalog.Finding
+		for _, f := range findings {
+			if f.View == "app.mv_hourly" {
+				got = append(got, f)
+			}
+		}
+		if len(got) != 1 || got[0].Code != "incremental-whole-view" || !strings.Contains(got[0].Message, "no index leads with at") {
+			t.Errorf("check app.mv_hourly without an index on app.clicks (at): %+v, want a warning saying so", got)
+		}
+	}()
 	if fs := byView["app.mv_pending"]; len(fs) != 1 || fs[0].Code != "incremental-replica-identity" {
 		t.Errorf("check app.mv_pending (marked, not converted): %+v, want the warning for app.events", fs)
 	}
@@ -266,6 +290,7 @@ func TestIncremental_CheckPartitionedSource(t *testing.T) {
 	e := newEnv(t, `
 CREATE TABLE app.sales (id bigint, at date NOT NULL, region text NOT NULL, amount int NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE app.sales_2026 PARTITION OF app.sales FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE INDEX ON app.sales (region);
 INSERT INTO app.sales VALUES (1, '2026-02-01', 'eu', 5);
 CREATE MATERIALIZED VIEW app.mv_regions AS SELECT region, sum(amount) AS total FROM app.sales GROUP BY region;`)
 	enableIncremental(t, e.pool, "app.mv_regions")

@@ -193,6 +193,8 @@ func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID
 			}
 			if len(s.Keys) == 0 {
 				s.Full = "none of the view's key columns is computed from its columns alone"
+			} else if s.Full, err = unserved(ctx, q, sr.OID, s); err != nil {
+				return nil, fmt.Errorf("analyze %s: %w", table, err)
 			}
 		}
 		slices.Sort(s.Reads)

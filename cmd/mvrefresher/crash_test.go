@@ -205,6 +205,7 @@ func TestMain_KillMinus9ReplayOfAMaintenanceWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	cluster, pool := startCluster(t, `CREATE TABLE t (id int PRIMARY KEY, day date NOT NULL, v int NOT NULL);
 		INSERT INTO t SELECT g, date '2026-01-01' + g % 30, g FROM generate_series(1, 300) g;
+		CREATE INDEX ON t (day);
 		CREATE MATERIALIZED VIEW mv_daily AS SELECT day, count(*) AS n, sum(v) AS total FROM t GROUP BY day;
 		CREATE UNIQUE INDEX ON mv_daily (day);
 		CREATE MATERIALIZED VIEW mv_sum AS SELECT sum(v) AS total FROM t; CREATE UNIQUE INDEX ON mv_sum (total);`)

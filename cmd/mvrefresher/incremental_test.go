@@ -17,6 +17,7 @@ func TestIncrementalInTheReports(t *testing.T) {
 	ctx := context.Background()
 	cluster, pool := startCluster(t, `CREATE SCHEMA app;
 		CREATE TABLE app.events (id bigint PRIMARY KEY, at timestamptz NOT NULL, amount int NOT NULL);
+		CREATE INDEX ON app.events (at);
 		INSERT INTO app.events SELECT g, timestamptz '2026-01-01 00:00+00' + g * interval '7 hours', g FROM generate_series(1, 10) g;
 		CREATE MATERIALIZED VIEW app.daily AS SELECT date_trunc('day', at) AS day, sum(amount) AS total FROM app.events GROUP BY 1;
 		CREATE MATERIALIZED VIEW app.recent AS SELECT id FROM app.events WHERE at > now() - interval '1 day';
