@@ -61,6 +61,8 @@ type oracle struct {
 	pool  *pgxpool.Pool
 	plans map[string]*maintain.Plan
 	zones map[string]string
+	// statements counts the random statements run.
+	statements int
 }
 
 func newOracle(t *testing.T, db string) *oracle {
@@ -201,6 +203,7 @@ func returning(table, alias string) string {
 
 // randomStatement runs one random statement in tx and returns its changes.
 func (o *oracle) randomStatement(ctx context.Context, tx pgx.Tx, rng *rand.Rand, nextID *int64) change {
+	o.statements++
 	when := func() string {
 		// Mostly recent rows; some late ones for old buckets; the range
 		// holds both daylight saving changes of 2026 in Europe/Paris.
@@ -355,7 +358,7 @@ func TestMaintainOracle(t *testing.T) {
 	ctx := context.Background()
 	o := newOracle(t, "oracle")
 	seed := envInt(t, "MVREFRESHER_ORACLE_SEED", 1)
-	batches := envInt(t, "MVREFRESHER_ORACLE_BATCHES", 150)
+	batches := envInt(t, "MVREFRESHER_ORACLE_BATCHES", 350)
 	t.Logf("seed %d, %d batches (MVREFRESHER_ORACLE_SEED, MVREFRESHER_ORACLE_BATCHES)", seed, batches)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	nextID := int64(100000)
@@ -378,6 +381,7 @@ func TestMaintainOracle(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("%d random statements in %d batches", o.statements, batches)
 	for _, v := range oracleViews {
 		t.Logf("%s: %d of %d maintenances followed the changed rows", v, incremental[v], batches)
 		if incremental[v] == 0 {
