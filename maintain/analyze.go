@@ -250,8 +250,10 @@ func keyColumns(shape *catalog.Shape, rels map[uint32]*relInfo) ([]int, error) {
 }
 
 var (
-	dateTruncRE = regexp.MustCompile(`^date_trunc\('([a-z]+)'::text, (.+)\.([a-z_][a-z0-9_$]*|"(?:[^"]|"")+")\)$`)
-	dateCastRE  = regexp.MustCompile(`^\((.+)\.([a-z_][a-z0-9_$]*|"(?:[^"]|"")+")\)::date$`)
+	// The column is qualified by the source's alias, or not at all
+	// (PostgreSQL 16 and later print a lone table's columns bare).
+	dateTruncRE = regexp.MustCompile(`^date_trunc\('([a-z]+)'::text, ((?:[^.()" ]+\.|"(?:[^"]|"")+"\.)?)([a-z_][a-z0-9_$]*|"(?:[^"]|"")+")\)$`)
+	dateCastRE  = regexp.MustCompile(`^\(((?:[^.()" ]+\.|"(?:[^"]|"")+"\.)?)([a-z_][a-z0-9_$]*|"(?:[^"]|"")+")\)::date$`)
 )
 
 // bucketUnits are date_trunc's units and the interval of one bucket.
@@ -261,9 +263,10 @@ var bucketUnits = map[string]string{"microseconds": "1 microsecond", "millisecon
 // bucketOf recognises a time bucket key over a timestamp column of rel.
 func bucketOf(expr, alias string, rel *relInfo) *bucket {
 	var col, width string
-	if m := dateTruncRE.FindStringSubmatch(expr); m != nil && m[2] == alias {
+	ours := func(qualifier string) bool { return qualifier == "" || qualifier == alias+"." }
+	if m := dateTruncRE.FindStringSubmatch(expr); m != nil && ours(m[2]) {
 		col, width = m[3], bucketUnits[m[1]]
-	} else if m := dateCastRE.FindStringSubmatch(expr); m != nil && m[1] == alias {
+	} else if m := dateCastRE.FindStringSubmatch(expr); m != nil && ours(m[1]) {
 		col, width = m[2], "1 day"
 	}
 	if width == "" {

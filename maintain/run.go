@@ -38,8 +38,8 @@ func (r Result) Mode() string {
 func (r Result) Written() int64 { return r.Inserted + r.Updated + r.Deleted }
 
 // Maintain brings the maintained table of p up to date with what c
-// follows, in tx (the caller's, which it commits), under the TimeZone the
-// table was computed with. The caller holds the view's advisory lock:
+// follows, in tx (which the caller commits), under the TimeZone the table
+// was computed with. The caller holds the view's advisory lock:
 // maintenances of one view never overlap.
 func Maintain(ctx context.Context, tx pgx.Tx, p *Plan, timeZone string, c *Changes) (Result, error) {
 	// Custom plans: a recompute's plan must use the keys it is bound to
