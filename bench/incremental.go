@@ -75,8 +75,7 @@ func runIncremental(ctx context.Context, inc incremental) ([]*incCase, error) {
 		return nil, err
 	}
 	start := time.Now()
-	recent := time.Now().AddDate(0, 0, -30).UTC().Format(time.RFC3339)
-	if _, err := pool.Exec(ctx, fmt.Sprintf(incrementalSchema, recent)); err != nil {
+	if _, err := pool.Exec(ctx, fmt.Sprintf(incrementalSchema, recentStart())); err != nil {
 		return nil, fmt.Errorf("create the views: %w", err)
 	}
 	views, why, err := prepareViews(ctx, pool)

@@ -38,10 +38,43 @@ CREATE MATERIALIZED VIEW analytics.inc_recent_purchases AS
     SELECT event_id, occurred_at, account_id, amount FROM core.fact_events
     WHERE event_type = 'purchase' AND occurred_at >= '%s';`
 
-// incrementalViews: the seed's four, then the issue's shapes.
-var incrementalViews = append(append([]string(nil), versusViews...),
+// dashboardViews are the views incrementalSchema creates.
+var dashboardViews = []string{
 	"analytics.inc_revenue_daily", "analytics.inc_account_daily", "analytics.inc_sessions_daily",
-	"analytics.inc_plan_daily", "analytics.inc_recent_purchases")
+	"analytics.inc_plan_daily", "analytics.inc_recent_purchases",
+}
+
+// incrementalViews: the seed's four, then the issue's shapes.
+var incrementalViews = append(append([]string(nil), versusViews...), dashboardViews...)
+
+// dashboardKeys let REFRESH ... CONCURRENTLY run on the dashboard views
+// where they are not converted (the versus timer refreshes them).
+const dashboardKeys = `
+CREATE UNIQUE INDEX ON analytics.inc_revenue_daily (day);
+CREATE UNIQUE INDEX ON analytics.inc_account_daily (account_id, day);
+CREATE UNIQUE INDEX ON analytics.inc_sessions_daily (day, event_type);
+CREATE UNIQUE INDEX ON analytics.inc_plan_daily (day, plan);
+CREATE UNIQUE INDEX ON analytics.inc_recent_purchases (event_id, occurred_at);`
+
+// recentStart is where inc_recent_purchases' "recent" begins.
+func recentStart() string {
+	return time.Now().AddDate(0, 0, -30).UTC().Format(time.RFC3339)
+}
+
+// createDashboardViews replaces the seed's four views by the dashboard
+// views, each with a unique index: the views of versus -versus-views
+// maintained.
+func createDashboardViews(ctx context.Context, conn *pgx.Conn) error {
+	for _, view := range versusViews {
+		if _, err := conn.Exec(ctx, "DROP MATERIALIZED VIEW "+view); err != nil {
+			return fmt.Errorf("drop %s: %w", view, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf(incrementalSchema, recentStart())+dashboardKeys); err != nil {
+		return fmt.Errorf("create the dashboard views: %w", err)
+	}
+	return nil
+}
 
 const factTable = "core.fact_events"
 

@@ -53,6 +53,7 @@ func run(ctx context.Context) error {
 	bulkTxns := fs.Int("bulk-txns", 600, "drain: transactions of -bulk-rows rows each")
 	bulkRows := fs.Int("bulk-rows", 1000, "drain: rows per bulk transaction")
 	singles := fs.Int("singles", 5000, "drain: single-row transactions")
+	drainMaintained := fs.Bool("drain-maintained", false, "drain: the view is maintained incrementally (incremental: true, an index on its bucket column)")
 	latCommits := fs.Int("latency-commits", 500, "latency: single-row commits")
 	latRate := fs.Float64("latency-rate", 20, "latency: commits per second")
 	vsRows := fs.Int("versus-rows", 2_000_000, "versus: rows in the fact table")
@@ -62,6 +63,7 @@ func run(ctx context.Context) error {
 	vsMaxWait := fs.Duration("versus-max-wait", config.Default().MaxWait, "versus: mvrefresher's max_wait, in simulated time")
 	vsMaxStaleness := fs.Duration("versus-max-staleness", 0, "versus: mvrefresher's max_staleness, in simulated time (0: none)")
 	vsStrategies := fs.String("versus-strategies", "timer,per-commit,mvrefresher", "versus: strategies to run, comma-separated")
+	vsViews := fs.String("versus-views", "seed", "versus: seed (the seed's four views) or maintained (the incremental scenario's five dashboard views, maintained incrementally by mvrefresher)")
 	scViews := fs.Int("scale-views", 1000, "scale: managed materialized views")
 	scTables := fs.Int("scale-tables", 200, "scale: source tables")
 	scChanges := fs.Int("scale-changes", 1_000_000, "scale: row changes written while the daemon is stopped")
@@ -135,12 +137,17 @@ func run(ctx context.Context) error {
 	var raw any
 	switch scenario {
 	case "drain":
-		raw, err = runDrain(ctx, drain{cluster: cluster, bulkTxns: *bulkTxns, bulkRows: *bulkRows, singles: *singles, logger: logger}, *runs)
+		raw, err = runDrain(ctx, drain{cluster: cluster, bulkTxns: *bulkTxns, bulkRows: *bulkRows, singles: *singles,
+			maintained: *drainMaintained, logger: logger}, *runs)
 	case "latency":
 		raw, err = runLatency(ctx, latency{cluster: cluster, commits: *latCommits, rate: *latRate, logger: logger}, *runs)
 	case "versus":
+		if *vsViews != "seed" && *vsViews != "maintained" {
+			return fmt.Errorf("-versus-views: %q is neither seed nor maintained", *vsViews)
+		}
 		raw, err = runVersus(ctx, versus{cluster: cluster, rows: *vsRows, minutes: *vsMinutes, compress: *vsCompress,
-			period: *vsTimer, maxWait: *vsMaxWait, maxStaleness: *vsMaxStaleness, strategies: strings.Split(*vsStrategies, ","), logger: logger}, *runs)
+			period: *vsTimer, maxWait: *vsMaxWait, maxStaleness: *vsMaxStaleness, strategies: strings.Split(*vsStrategies, ","),
+			maintained: *vsViews == "maintained", logger: logger}, *runs)
 	case "scale":
 		raw, err = runScale(ctx, scale{cluster: cluster, views: *scViews, tables: *scTables, changes: *scChanges, logFile: *scLog}, *runs)
 	case "memory":

@@ -32,7 +32,19 @@ type versus struct {
 	maxWait           time.Duration // the daemon's max_wait, simulated
 	maxStaleness      time.Duration // the daemon's max_staleness, simulated; 0 = none
 	strategies        []string
-	logger            *slog.Logger
+	// maintained: the views are the dashboards' five (dashboardViews), not
+	// the seed's four, and mvrefresher maintains them incrementally.
+	maintained bool
+	logger     *slog.Logger
+}
+
+// views are the views the strategies keep fresh, in the order the timer
+// refreshes them.
+func (v versus) views() []string {
+	if v.maintained {
+		return dashboardViews
+	}
+	return versusViews
 }
 
 // The seed's schema (cmd/mvrefresher/demo_schema.sql) without the demo's
@@ -143,6 +155,9 @@ type refreshRec struct {
 	view       string
 	start, end time.Time
 	rows       int64 // rows inserted + deleted in the view
+	// how: for a maintained view, the maintenance's mode and the reason a
+	// full one was.
+	how string
 }
 
 type versusRun struct {
@@ -152,8 +167,10 @@ type versusRun struct {
 	MaxWait string `json:"max_wait,omitempty"`
 	// MaxStaleness is mvrefresher's max_staleness, in simulated time.
 	MaxStaleness string `json:"max_staleness,omitempty"`
-	Commits      int    `json:"commits"`
-	Rows         int    `json:"rows_written"`
+	// Maintained: the dashboard views, maintained incrementally.
+	Maintained bool `json:"maintained,omitempty"`
+	Commits    int  `json:"commits"`
+	Rows       int  `json:"rows_written"`
 	// Refreshes ran within the observed window (the traffic's duration, or
 	// longer until every commit reached every view).
 	Refreshes  int     `json:"refreshes"`
@@ -171,8 +188,10 @@ type versusRun struct {
 	StaleMax        float64 `json:"staleness_max_seconds"`
 	// Uncovered (commit, view) pairs no refresh included by the end; they
 	// count with the staleness they had at the end (a lower bound).
-	Uncovered int     `json:"uncovered"`
-	WallSec   float64 `json:"wall_seconds"`
+	Uncovered int `json:"uncovered"`
+	// Maintenances: mvrefresher's, by view and mode.
+	Maintenances []maintenanceTally `json:"maintenances,omitempty"`
+	WallSec      float64            `json:"wall_seconds"`
 }
 
 func runVersus(ctx context.Context, v versus, runs int) ([]versusRun, error) {
@@ -243,8 +262,13 @@ func (v versus) createTemplate(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE, FREEZE) core.fact_events"); err != nil {
 		return err
 	}
+	if v.maintained {
+		if err := createDashboardViews(ctx, conn); err != nil {
+			return err
+		}
+	}
 	var durs []string
-	for _, view := range versusViews {
+	for _, view := range v.views() {
 		t := time.Now()
 		if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW "+view); err != nil {
 			return err
@@ -310,11 +334,19 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 		// otherwise), on the simulated clock.
 		cfg.Debounce, cfg.MaxWait = v.real(cfg.Debounce), v.real(v.maxWait)
 		cfg.MaxStaleness = v.real(v.maxStaleness)
+		if v.maintained {
+			on := true
+			cfg.Views = map[string]config.View{}
+			for _, view := range v.views() {
+				cfg.Views[view] = config.View{Incremental: &on}
+			}
+		}
 		stopDaemon = startDaemon(ctx, cfg, v.logger)
 		defer func() { _ = stopDaemon() }()
-		// Its first start refreshes every view once (reason startup):
-		// not part of the comparison.
-		if err := col.waitFor(ctx, 5*time.Minute, "startup refreshes", func(rs []received) bool { return len(rs) >= len(versusViews) }); err != nil {
+		// Its first start refreshes every view once (reason startup;
+		// maintained views are converted first): not part of the
+		// comparison.
+		if err := col.waitFor(ctx, 5*time.Minute, "startup refreshes", func(rs []received) bool { return len(rs) >= len(v.views()) }); err != nil {
 			return versusRun{}, err
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -403,7 +435,7 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 			} else if -d > period { // a cycle overran a whole period: skip the missed ticks
 				continue
 			}
-			for _, view := range versusViews {
+			for _, view := range v.views() {
 				r, err := refreshCounted(ctx, refConn, view)
 				if err != nil {
 					return versusRun{}, err
@@ -422,7 +454,7 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 				<-committed
 				queued++
 			}
-			if time.Now().After(window) && covered(snapshot(), len(pattern), recs) {
+			if time.Now().After(window) && covered(v.views(), snapshot(), len(pattern), recs) {
 				break
 			}
 			if queued == 0 {
@@ -433,7 +465,7 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 				}
 				continue
 			}
-			for _, view := range versusViews {
+			for _, view := range v.views() {
 				r, err := refreshCounted(ctx, refConn, view)
 				if err != nil {
 					return versusRun{}, err
@@ -442,14 +474,14 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 			}
 			queued--
 		}
-		owed = queued * len(versusViews)
+		owed = queued * len(v.views())
 	case "mvrefresher":
 		// The window itself, then up to 10 minutes for the last refreshes.
 		if err := col.waitFor(ctx, time.Until(window)+10*time.Minute, "refreshes covering every commit", func(rs []received) bool {
 			if time.Now().Before(window) {
 				return false
 			}
-			return covered(snapshot(), len(pattern), eventRecs(rs))
+			return covered(v.views(), snapshot(), len(pattern), eventRecs(rs))
 		}); err != nil {
 			return versusRun{}, err
 		}
@@ -467,7 +499,7 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 	end := time.Now()
 	r := versusRun{Run: run, Strategy: strategy, Commits: len(pattern), Rows: rowsWritten, Refreshes: len(recs), Owed: owed, WallSec: since(start)}
 	if strategy == "mvrefresher" {
-		r.MaxWait = v.maxWait.String()
+		r.MaxWait, r.Maintained = v.maxWait.String(), v.maintained
 		if v.maxStaleness > 0 {
 			r.MaxStaleness = v.maxStaleness.String()
 		}
@@ -477,9 +509,15 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 		r.RefreshSec += rec.end.Sub(rec.start).Seconds()
 		r.RowsRewritten += rec.rows
 	}
+	if v.maintained {
+		r.Maintenances = tallyMaintenances(recs)
+		for _, t := range r.Maintenances {
+			fmt.Fprintf(logWriter, "run %d %s: %s %s x%d, %.3f s\n", run, strategy, t.View, t.How, t.Count, t.Seconds)
+		}
+	}
 	var stale []float64
 	for _, c := range snapshot() {
-		for _, view := range versusViews {
+		for _, view := range v.views() {
 			s, ok := stalenessOf(c, view, recs)
 			if !ok {
 				r.Uncovered++
@@ -490,6 +528,31 @@ func (v versus) run(ctx context.Context, ns *localnats.Server, run int, strategy
 	}
 	r.StaleP50, r.StaleP95, r.StaleMax = quantile(stale, 0.5), quantile(stale, 0.95), quantile(stale, 1)
 	return r, nil
+}
+
+// maintenanceTally is how often a view was maintained one way, and how
+// long that took in all.
+type maintenanceTally struct {
+	View    string  `json:"view"`
+	How     string  `json:"how"`
+	Count   int     `json:"count"`
+	Seconds float64 `json:"seconds"`
+}
+
+func tallyMaintenances(recs []refreshRec) []maintenanceTally {
+	var out []maintenanceTally
+	for _, rec := range recs {
+		if rec.how == "" {
+			continue
+		}
+		i := slices.IndexFunc(out, func(t maintenanceTally) bool { return t.View == rec.view && t.How == rec.how })
+		if i < 0 {
+			out, i = append(out, maintenanceTally{View: rec.view, How: rec.how}), len(out)
+		}
+		out[i].Count++
+		out[i].Seconds += rec.end.Sub(rec.start).Seconds()
+	}
+	return out
 }
 
 // stalenessOf is the time from a commit until the end of the first refresh
@@ -504,14 +567,14 @@ func stalenessOf(commit time.Time, view string, recs []refreshRec) (time.Duratio
 }
 
 // covered reports whether all n commits are done and in every view.
-func covered(commits []time.Time, n int, recs []refreshRec) bool {
+func covered(views []string, commits []time.Time, n int, recs []refreshRec) bool {
 	if len(commits) < n {
 		return false
 	}
 	if n == 0 {
 		return true
 	}
-	for _, view := range versusViews {
+	for _, view := range views {
 		if _, ok := stalenessOf(commits[n-1], view, recs); !ok {
 			return false
 		}
@@ -525,7 +588,10 @@ func eventRecs(rs []received) []refreshRec {
 		if r.e.Status != events.StatusOK {
 			continue
 		}
-		rec := refreshRec{view: r.e.View, start: r.e.StartedAt, end: r.e.FinishedAt}
+		rec := refreshRec{view: r.e.View, start: r.e.StartedAt, end: r.e.FinishedAt, how: r.e.Maintenance}
+		if r.e.FullReason != "" {
+			rec.how += " (" + r.e.FullReason + ")"
+		}
 		if r.e.RowsInserted != nil {
 			rec.rows = *r.e.RowsInserted + *r.e.RowsDeleted
 		}
@@ -562,8 +628,8 @@ func refreshCounted(ctx context.Context, conn *pgx.Conn, view string) (refreshRe
 }
 
 func printVersus(rs []versusRun, v versus) {
-	fmt.Printf("versus: %d commits (%d rows) over %.0f simulated minutes, replayed %.0fx faster (%.0f s); timer every %s simulated (%s real); mvrefresher's max_wait %s, max_staleness %s simulated; staleness in real seconds (median of the runs, min-max)\n\n",
-		rs[0].Commits, rs[0].Rows, v.minutes, v.compress, v.minutes*60/v.compress, v.period, v.real(v.period), v.maxWait, v.maxStaleness)
+	fmt.Printf("versus: %v; %d commits (%d rows) over %.0f simulated minutes, replayed %.0fx faster (%.0f s); timer every %s simulated (%s real); mvrefresher's max_wait %s, max_staleness %s simulated, incremental %t; staleness in real seconds (median of the runs, min-max)\n\n",
+		v.views(), rs[0].Commits, rs[0].Rows, v.minutes, v.compress, v.minutes*60/v.compress, v.period, v.real(v.period), v.maxWait, v.maxStaleness, v.maintained)
 	fmt.Println("| strategy | runs | refreshes | refreshes owed at the end | refresh s in PostgreSQL | refresh backends' CPU s | walsender CPU s | rows rewritten | staleness p50 s | staleness p95 s | staleness max s |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	by := map[string][]versusRun{}
@@ -602,8 +668,12 @@ func printVersus(rs []versusRun, v versus) {
 		p95 := func(r versusRun) float64 { return r.StaleP95 }
 		sec := func(r versusRun) float64 { return r.RefreshSec }
 		cpu := func(r versusRun) float64 { return r.RefreshCPUSec }
-		fmt.Printf("\nmvrefresher vs timer (medians): staleness p95 %.1fx lower (target >= 10x), refresh time %.2fx the timer's (target <= 1), refresh backends' CPU %.2fx",
-			med("timer", p95)/med("mvrefresher", p95), med("mvrefresher", sec)/med("timer", sec), med("mvrefresher", cpu)/med("timer", cpu))
+		targets := "staleness p95 target >= 10x lower, refresh time target <= 1x"
+		if v.maintained {
+			targets = "staleness p95 target <= 3 s, refresh time target <= 1/20 = 0.05x"
+		}
+		fmt.Printf("\nmvrefresher vs timer (medians; %s): staleness p95 %.2f s, %.1fx lower, refresh time %.3fx the timer's, refresh backends' CPU %.3fx",
+			targets, med("mvrefresher", p95), med("timer", p95)/med("mvrefresher", p95), med("mvrefresher", sec)/med("timer", sec), med("mvrefresher", cpu)/med("timer", cpu))
 		if len(by["per-commit"]) > 0 {
 			fmt.Printf(", %.2fx per-commit's", med("mvrefresher", sec)/med("per-commit", sec))
 		}
