@@ -13,16 +13,16 @@ import (
 // that differ), which costs about as much as following that many rows.
 const MaxChangedRows = 10000
 
-// Row is what a changed row carries of its source's Reads columns, in
+// row is what a changed row carries of its source's Reads columns, in
 // that order; nil is SQL NULL.
-type Row []*string
+type row []*string
 
 // Changes is what one maintenance of a view must follow: the changed rows
 // of each source, or why it must recompute the view whole. The zero value
 // follows nothing.
 type Changes struct {
 	full string
-	rows map[string][]Row // by source name, each row once
+	rows map[string][]row // by source name, each row once
 	seen map[string]bool  // source and row, encoded
 	n    int
 }
@@ -62,7 +62,7 @@ func (c *Changes) Merge(o *Changes) {
 	}
 }
 
-func (c *Changes) add(source string, r Row) {
+func (c *Changes) add(source string, r row) {
 	if c.full != "" {
 		return
 	}
@@ -75,7 +75,7 @@ func (c *Changes) add(source string, r Row) {
 		return
 	}
 	if c.rows == nil {
-		c.rows, c.seen = map[string][]Row{}, map[string]bool{}
+		c.rows, c.seen = map[string][]row{}, map[string]bool{}
 	}
 	c.seen[id] = true
 	c.rows[source] = append(c.rows[source], r)
@@ -131,8 +131,8 @@ func (c *Changes) Follow(p *Plan, source string, ch replication.RelationChange) 
 // followImage adds the rows one row change names; a reason when it
 // cannot.
 func (c *Changes) followImage(s *Source, at []int, covered bool, img replication.RowImage) string {
-	pick := func(vals []replication.Value) (Row, bool) {
-		r := make(Row, len(at))
+	pick := func(vals []replication.Value) (row, bool) {
+		r := make(row, len(at))
 		for i, a := range at {
 			v := vals[a]
 			if v.Unchanged {
@@ -145,7 +145,7 @@ func (c *Changes) followImage(s *Source, at []int, covered bool, img replication
 		}
 		return r, true
 	}
-	var old Row
+	var old row
 	switch {
 	case img.OldKind == 'O' || img.OldKind == 'K' && covered:
 		r, ok := pick(img.Old)
@@ -176,8 +176,8 @@ func (c *Changes) followImage(s *Source, at []int, covered bool, img replication
 
 // fill takes the new row's values, and the old row's for those the WAL
 // left out as unchanged.
-func fill(img replication.RowImage, at []int, old Row) Row {
-	r := make(Row, len(at))
+func fill(img replication.RowImage, at []int, old row) row {
+	r := make(row, len(at))
 	for i, a := range at {
 		v := img.New[a]
 		switch {
@@ -196,7 +196,7 @@ var identityNames = map[byte]string{'d': "DEFAULT", 'f': "FULL", 'i': "USING IND
 
 // encodeRow is a row's identity in the set of rows kept: each value
 // length-prefixed, NULL as -1.
-func encodeRow(source string, r Row) string {
+func encodeRow(source string, r row) string {
 	var b strings.Builder
 	b.WriteString(source)
 	for _, v := range r {

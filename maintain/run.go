@@ -233,7 +233,7 @@ type sourceKeys struct {
 	lo, hi string
 }
 
-func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []Row) (sourceKeys, error) {
+func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []row) (sourceKeys, error) {
 	out := sourceKeys{values: make([]*string, len(src.Keys)), null: make([]bool, len(src.Keys))}
 	// The rows go as JSON text values, each read back with its column
 	// type's input function, as the server printed them into the WAL (a
