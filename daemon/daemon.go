@@ -134,7 +134,7 @@ func (d *Daemon) runOnce(ctx context.Context, sink eventSink) error {
 			default: // one is asked for already
 			}
 		},
-		ClockSkew: skew, Durations: start.durations, Startup: start.startup, Barrier: start.barrier,
+		ClockSkew: skew, Durations: start.durations, IncrementalDurations: start.incremental, Startup: start.startup, Barrier: start.barrier,
 	})
 	stream.SelectImages(sched.WantsImages)
 	d.stream.Store(stream)
@@ -201,8 +201,10 @@ type startState struct {
 	// discovered: the catalog shows every partition change before it.
 	discovered pglogrepl.LSN
 	wal        replication.WALGeometry
-	// durations are the views' last refresh durations in the log.
-	durations map[string]time.Duration
+	// durations are the views' last refresh durations in the log: of
+	// plain refreshes and full recomputes, and incremental of incremental
+	// maintenances (see Options.Durations).
+	durations, incremental map[string]time.Duration
 	// maintenance has the views maintained incrementally.
 	maintenance map[string]*refresher.Maintenance
 }
@@ -261,9 +263,14 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 	if err != nil {
 		return startState{}, err
 	}
-	durations := map[string]time.Duration{}
+	durations, incremental := map[string]time.Duration{}, map[string]time.Duration{}
 	for name, r := range rows {
-		if d := r.Duration(); d > 0 && r.Status == "ok" {
+		d := r.Duration()
+		switch {
+		case d <= 0 || r.Status != "ok":
+		case r.Incremental():
+			incremental[name] = d
+		default:
 			durations[name] = d
 		}
 	}
@@ -279,7 +286,7 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		"slot", d.cfg.Slot, "slot_created", slot.Created,
 		"start_lsn", slot.Start.String(), "views", cat.Names(), "sources", len(cat.PublishedTables()),
 		"check_errors", errs, "check_warnings", warns, "startup_refreshes", len(startup))
-	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, discovered: discovered, wal: wal, durations: durations,
+	return startState{catalog: cat, findings: findings, slot: slot, startup: startup, barrier: barrier, discovered: discovered, wal: wal, durations: durations, incremental: incremental,
 		maintenance: maintenance}, nil
 }
 

@@ -26,12 +26,19 @@ type Result struct {
 	Inserted, Updated, Deleted int64
 }
 
-// Mode is "incremental" or "full".
+// The modes a maintenance runs in (Result.Mode), as the refresh log, the
+// events and the metrics name them.
+const (
+	ModeIncremental = "incremental"
+	ModeFull        = "full"
+)
+
+// Mode is ModeIncremental or ModeFull.
 func (r Result) Mode() string {
 	if r.Full != "" {
-		return "full"
+		return ModeFull
 	}
-	return "incremental"
+	return ModeIncremental
 }
 
 // Written counts every row written.

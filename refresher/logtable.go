@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/catalog"
+	"github.com/mvrefresher/mvrefresher/maintain"
 )
 
 // logColumns are the refresh log's columns after the seed's two (mv_name,
@@ -272,6 +273,16 @@ type LogRow struct {
 	RowsDeleted  *int64
 	// LSN is null while the view owes a refresh (Log.MarkOwed).
 	LSN *string
+	// Maintenance is how the last maintenance of a view maintained
+	// incrementally went: "incremental" or "full"; null for a plain
+	// refresh.
+	Maintenance *string
+}
+
+// Incremental reports whether the view's last refresh was an incremental
+// maintenance.
+func (r LogRow) Incremental() bool {
+	return r.Maintenance != nil && *r.Maintenance == maintain.ModeIncremental
 }
 
 // Duration is the duration of the view's last refresh attempt; 0 when
@@ -296,7 +307,7 @@ func (l Log) Rows(ctx context.Context, q Querier, views []string) (map[string]Lo
 		return out, nil
 	}
 	rows, err := q.Query(ctx, `SELECT mv_name, refreshed_at, attempted_at, status, error, refresh_count, duration_ms,
-			"concurrently", rows_inserted, rows_deleted, lsn::text
+			"concurrently", rows_inserted, rows_deleted, lsn::text, maintenance
 		FROM `+l.ident+` WHERE mv_name = ANY($1)`, views)
 	if err != nil {
 		return nil, fmt.Errorf("read refresh log %s: %w", l.ident, err)
@@ -306,7 +317,7 @@ func (l Log) Rows(ctx context.Context, q Querier, views []string) (map[string]Lo
 		var name string
 		var r LogRow
 		if err := rows.Scan(&name, &r.RefreshedAt, &r.AttemptedAt, &r.Status, &r.Error, &r.RefreshCount, &r.DurationMS,
-			&r.Concurrently, &r.RowsInserted, &r.RowsDeleted, &r.LSN); err != nil {
+			&r.Concurrently, &r.RowsInserted, &r.RowsDeleted, &r.LSN, &r.Maintenance); err != nil {
 			return nil, fmt.Errorf("read refresh log %s: %w", l.ident, err)
 		}
 		out[name] = r

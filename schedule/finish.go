@@ -43,7 +43,7 @@ func (s *Scheduler) finish(r result) {
 	defer s.report(r.view, view, w, out)
 	switch {
 	case out.Err == nil:
-		if s.planner.observeDuration(r.view, out.FinishedAt.Sub(out.StartedAt)) {
+		if s.planner.observeDuration(r.view, outcomeKind(out), out.FinishedAt.Sub(out.StartedAt)) {
 			s.replan()
 		}
 		if out.Unseen != 0 && view != nil {

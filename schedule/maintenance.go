@@ -11,6 +11,13 @@ import (
 // setCatalog must follow, to select the relations they follow.
 func (s *Scheduler) setMaintenance(m map[string]*refresher.Maintenance) {
 	s.maintenance = m
+	follows := map[string]bool{}
+	for name, vm := range m {
+		if followsRows(vm) {
+			follows[name] = true
+		}
+	}
+	s.planner.follows = follows
 }
 
 // selectImaged works out the relations whose changed rows a maintained

@@ -22,7 +22,7 @@ func newPeriodicSim(t *testing.T, took time.Duration) *sim {
 	cfg.Debounce, cfg.MaxWait = 0, 0
 	every := 10 * time.Second
 	cfg.Views = map[string]config.View{"app.today": {RefreshEvery: &every}}
-	return newSim(t, cfg, map[string]time.Duration{"app.today": took, "app.plain": 20 * time.Millisecond}, today, plain)
+	return newSim(t, cfg, map[string]time.Duration{"app.today": took, "app.plain": 20 * time.Millisecond}, []*catalog.View{today, plain})
 }
 
 // startsOf returns when each of the events started, from start, and their

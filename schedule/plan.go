@@ -8,6 +8,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/debounce"
+	"github.com/mvrefresher/mvrefresher/maintain"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -18,6 +19,12 @@ type planner struct {
 	cfg       config.Config
 	logger    *slog.Logger
 	durations durations
+	// follows has the views maintained incrementally whose changes can
+	// name the rows to recompute: their refreshes are incremental unless
+	// their work says otherwise. planned has, for those with a target, the
+	// kind of refresh their debouncer rules were planned for.
+	follows map[string]bool
+	planned map[string]refreshKind
 	// targets are the views' effective staleness targets.
 	targets map[string]Target
 	// unmeetable: the views whose plan leaves no time, warned about.
@@ -36,31 +43,48 @@ func newPlanner(cfg config.Config, logger *slog.Logger) *planner {
 func (p *planner) hasTargets() bool { return len(p.targets) > 0 }
 
 // plan recomputes the targets of cat's views from the configuration and
-// the duration estimates.
+// the duration estimates. A dependent's refresh after its base is a
+// cascade, which recomputes a maintained view whole: the target it
+// imposes on its bases leaves room for its full recompute.
 func (p *planner) plan(cat *catalog.Catalog) {
 	p.targets = effectiveTargets(cat,
 		func(v string) time.Duration { return p.cfg.ViewSettings(v).MaxStaleness },
-		p.durations.estimate)
+		func(v string) time.Duration { return p.durations.estimate(v, kindFull) })
+	p.planned = map[string]refreshKind{}
 	p.warnUnmeetable(cat)
+}
+
+// usualKind is the kind of refresh the view's changes usually get.
+func (p *planner) usualKind(name string) refreshKind {
+	if p.follows[name] {
+		return kindIncremental
+	}
+	return kindFull
 }
 
 // warnUnmeetable warns when a view's plan comes to leave it no time to
 // wait: its refresh, the stream's delay and the margin take all of its
 // target. It then refreshes on every change, without a quiet period, and
-// may still miss the target.
+// may still miss the target. A maintained view is judged by its
+// incremental maintenances, once one has run: an occasional full
+// recompute (a startup, a TRUNCATE) starting at once is no reason to warn.
 func (p *planner) warnUnmeetable(cat *catalog.Catalog) {
 	unmeetable := map[string]bool{}
 	for _, name := range cat.Names() {
 		t, ok := p.targets[name]
-		est := p.durations.estimate(name)
-		if !ok || startWithin(t.MaxStaleness, est+p.planLag) > 0 {
+		kind := p.usualKind(name)
+		est := p.durations.estimate(name, kind)
+		if !ok || startWithin(t.MaxStaleness, est+p.planLag) > 0 || kind == kindIncremental && !p.durations.observed(name, kind) {
 			continue
 		}
 		unmeetable[name] = true
 		if !p.unmeetable[name] {
-			p.logger.Warn("max_staleness cannot be met: the refresh takes (nearly) all of the target, so the view refreshes on every change, without waiting",
-				"view", name, "max_staleness", t.MaxStaleness.String(), "target_of", t.From,
-				"refresh_estimate", est.Round(time.Millisecond).String(), "arrival_lag", p.planLag.Round(time.Millisecond).String())
+			attrs := []any{"view", name, "max_staleness", t.MaxStaleness.String(), "target_of", t.From,
+				"refresh_estimate", est.Round(time.Millisecond).String(), "arrival_lag", p.planLag.Round(time.Millisecond).String()}
+			if kind == kindIncremental {
+				attrs = append(attrs, "maintenance", maintain.ModeIncremental) // the estimate is of its incremental maintenances
+			}
+			p.logger.Warn("max_staleness cannot be met: the refresh takes (nearly) all of the target, so the view refreshes on every change, without waiting", attrs...)
 		}
 	}
 	p.unmeetable = unmeetable
@@ -71,26 +95,30 @@ func (p *planner) warnUnmeetable(cat *catalog.Catalog) {
 // a whole backlog.
 const asSoonAsPossible = time.Nanosecond
 
-// settings are the debouncer's rules for a view. A view with a staleness
-// target starts as late as lets it finish within the target, so that as
-// many changes as possible share one refresh: debounce and max_wait give
-// way to the plan.
-func (p *planner) settings(name string) debounce.Settings {
+// settings are the debouncer's rules for a view whose pending work is a
+// refresh of kind. A view with a staleness target starts as late as lets
+// it finish within the target, so that as many changes as possible share
+// one refresh: debounce and max_wait give way to the plan.
+func (p *planner) settings(name string, kind refreshKind) debounce.Settings {
 	vs := p.cfg.ViewSettings(name)
 	st := debounce.Settings{Quiet: vs.Debounce, MaxWait: vs.MaxWait, MinInterval: vs.MinInterval}
 	if t, ok := p.targets[name]; ok {
-		within := startWithin(t.MaxStaleness, p.durations.estimate(name)+p.planLag)
+		within := startWithin(t.MaxStaleness, p.durations.estimate(name, kind)+p.planLag)
 		st.Quiet, st.MaxWait = within, max(within, asSoonAsPossible)
 	}
 	return st
 }
 
 // observeDuration notes a successful refresh's duration, and reports
-// whether it changed an estimate a plan rests on.
-func (p *planner) observeDuration(name string, took time.Duration) (replan bool) {
-	before := p.durations.estimate(name)
-	p.durations.observe(name, took)
-	return p.hasTargets() && p.durations.estimate(name) != before
+// whether it changed an estimate a plan rests on (or the first of its
+// kind, which the warning waits for).
+func (p *planner) observeDuration(name string, kind refreshKind, took time.Duration) (replan bool) {
+	estimates := func() [2]time.Duration {
+		return [2]time.Duration{p.durations.estimate(name, kindFull), p.durations.estimate(name, kindIncremental)}
+	}
+	before, first := estimates(), !p.durations.observed(name, kind)
+	p.durations.observe(name, kind, took)
+	return p.hasTargets() && (first || estimates() != before)
 }
 
 // lagChanged reports whether commits take noticeably longer or shorter to
@@ -110,10 +138,15 @@ func (p *planner) lagChanged(now time.Time) bool {
 // planLagStep is the change in arrival lag that is worth planning again for.
 const planLagStep = 20 * time.Millisecond
 
-// seedDurations starts the estimates from the refresh log's last durations.
-func (s *Scheduler) seedDurations(last map[string]time.Duration) {
-	for name, d := range last {
-		s.planner.durations.observe(name, d)
+// seedDurations starts the estimates from the refresh log's last
+// durations: full ones (plain refreshes and full recomputes), and
+// incremental maintenances.
+func (s *Scheduler) seedDurations(full, incremental map[string]time.Duration) {
+	for name, d := range full {
+		s.planner.durations.observe(name, kindFull, d)
+	}
+	for name, d := range incremental {
+		s.planner.durations.observe(name, kindIncremental, d)
 	}
 	s.replan()
 }
@@ -123,7 +156,7 @@ func (s *Scheduler) seedDurations(last map[string]time.Duration) {
 func (s *Scheduler) replan() {
 	s.planner.plan(s.catalog)
 	for _, n := range s.catalog.Names() {
-		s.debouncer.Set(n, s.planner.settings(n), s.catalog.TransitiveBases(n))
+		s.setRules(n)
 	}
 }
 

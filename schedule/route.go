@@ -154,7 +154,7 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 			}
 			s.debouncer.Remove(name)
 			s.reporter.forget(name)
-			delete(s.planner.durations, name)
+			s.planner.durations.forget(name)
 			if w := s.pending[name]; w != nil {
 				w.debt.release(s.watermark)
 				delete(s.pending, name)
@@ -171,7 +171,7 @@ func (s *Scheduler) setCatalog(cat *catalog.Catalog) {
 	s.planner.plan(cat)
 	s.setPeriods(cat)
 	for _, name := range cat.Names() {
-		s.debouncer.Set(name, s.planner.settings(name), cat.TransitiveBases(name))
+		s.setRules(name)
 		if s.running[name] != nil && !s.debouncer.Running(name) {
 			// Dropped and created again while its refresh ran: one refresh
 			// of a view at a time, and finish must find its work.

@@ -103,8 +103,11 @@ type Options struct {
 	// commit times are moved to the daemon's clock.
 	ClockSkew time.Duration
 	// Durations are the views' last refresh durations, to plan the
-	// staleness targets from before their first refresh.
-	Durations map[string]time.Duration
+	// staleness targets from before their first refresh: of plain
+	// refreshes and full recomputes, and IncrementalDurations of
+	// incremental maintenances.
+	Durations            map[string]time.Duration
+	IncrementalDurations map[string]time.Duration
 	// Startup lists the views whose earlier changes the stream will not
 	// bring, refreshed once the transactions of Barrier have ended.
 	Startup []string
@@ -217,7 +220,7 @@ func New(opts Options) *Scheduler {
 	s.debouncer = debounce.New(func() time.Time { return s.now })
 	s.setMaintenance(opts.Maintenance)
 	s.setCatalog(opts.Catalog)
-	s.seedDurations(opts.Durations)
+	s.seedDurations(opts.Durations, opts.IncrementalDurations)
 	s.startup(opts.Startup, opts.Barrier)
 	return s
 }
@@ -345,6 +348,7 @@ func (s *Scheduler) dispatch() {
 	if s.free == 0 && !s.planner.hasTargets() {
 		return
 	}
+	s.followKinds() // what is due depends on the kind of refresh pending
 	due := s.debouncer.Due()
 	for i, name := range due {
 		if s.free == 0 {
@@ -380,7 +384,7 @@ func (s *Scheduler) dispatch() {
 		s.running[name] = w
 		s.free--
 		w.attempt++
-		w.late.planned = s.planner.durations.estimate(name)
+		w.late.planned = s.planner.durations.estimate(name, s.workKind(name, w))
 		if w.lsn == 0 {
 			w.lsn = s.watermark.SeenLSN()
 		}

@@ -28,7 +28,7 @@ func TestSim_StalenessTargetCoalescesAndIsMet(t *testing.T) {
 	cfg.Debounce, cfg.MaxWait = 100*time.Millisecond, time.Second
 	target := 5 * time.Second
 	cfg.Views = map[string]config.View{"app.planned": {MaxStaleness: &target}}
-	m := newSim(t, cfg, map[string]time.Duration{"app.planned": 300 * time.Millisecond, "app.eager": 20 * time.Millisecond}, planned, eager)
+	m := newSim(t, cfg, map[string]time.Duration{"app.planned": 300 * time.Millisecond, "app.eager": 20 * time.Millisecond}, []*catalog.View{planned, eager})
 
 	for range 8 {
 		m.commit()
@@ -67,7 +67,7 @@ func TestSim_SustainedWritesDoNotStarveADependent(t *testing.T) {
 	cfg := config.Default()
 	cfg.Debounce, cfg.MaxWait = 200*time.Millisecond, 2*time.Second
 	took := map[string]time.Duration{"app.base": 300 * time.Millisecond, "app.dep": 100 * time.Millisecond}
-	m := newSim(t, cfg, took, base, dep)
+	m := newSim(t, cfg, took, []*catalog.View{base, dep})
 
 	start := m.s.now
 	confirmable := []pglogrepl.LSN{m.s.watermark.Confirmable()}

@@ -11,6 +11,7 @@ import (
 	"github.com/mvrefresher/mvrefresher/catalog"
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/maintain"
 	"github.com/mvrefresher/mvrefresher/metrics"
 	"github.com/mvrefresher/mvrefresher/refresher"
 	"github.com/mvrefresher/mvrefresher/replication"
@@ -18,43 +19,57 @@ import (
 
 // sim runs a scheduler on its fake clock, as Run would, without a server:
 // the clock moves in steps of simStep; at each step the refreshes that are
-// done finish (each takes took[view] and succeeds), then the periodic
-// refreshes due are asked for and the due views start. Every refresh event is kept.
+// done finish (each takes took[view], or tookIncremental[view] for an
+// incremental maintenance, and succeeds), then the periodic refreshes due
+// are asked for and the due views start. Every refresh event is kept.
 type sim struct {
-	t       *testing.T
-	s       *Scheduler
-	took    map[string]time.Duration
-	running []simRefresh
-	events  []events.Refresh
-	xid     uint32
-	end     pglogrepl.LSN
+	t               *testing.T
+	s               *Scheduler
+	took            map[string]time.Duration
+	tookIncremental map[string]time.Duration
+	running         []simRefresh
+	events          []events.Refresh
+	xid             uint32
+	end             pglogrepl.LSN
 }
 
 type simRefresh struct {
 	req     refresher.Request
 	started time.Time
+	// maintained is what a maintenance (req.Maintenance) did.
+	maintained *maintain.Result
 }
 
 const simStep = 5 * time.Millisecond
 
 func (m *sim) PublishRefresh(_, _ string, e events.Refresh) { m.events = append(m.events, e) }
 
-// newSim manages cat's views, all reading source OID srcOID, with cfg.
-func newSim(t *testing.T, cfg config.Config, took map[string]time.Duration, views ...*catalog.View) *sim {
+// newSim manages cat's views, all reading source OID srcOID, with cfg;
+// the options adjust changes. took seeds the duration estimates.
+func newSim(t *testing.T, cfg config.Config, took map[string]time.Duration, views []*catalog.View, adjust ...func(*Options)) *sim {
 	t.Helper()
 	m := &sim{t: t, took: took, end: 0x100}
-	m.s = New(Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(func() bool { return true }, func() bool { return false }),
-		Catalog: catalog.New(views...), Start: m.end, Confirm: func(pglogrepl.LSN) {}, Events: m, Durations: took})
+	opts := Options{Config: cfg, Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(func() bool { return true }, func() bool { return false }),
+		Catalog: catalog.New(views...), Start: m.end, Confirm: func(pglogrepl.LSN) {}, Events: m, Durations: took}
+	for _, f := range adjust {
+		f(&opts)
+	}
+	m.s = New(opts)
 	return m
 }
 
 // commit hands the scheduler a transaction changing the source now.
 func (m *sim) commit() {
+	m.commitChange(replication.RelationChange{OID: srcOID, Namespace: "app", Name: "src", Rows: 1})
+}
+
+// commitChange hands the scheduler a transaction making change c now.
+func (m *sim) commitChange(c replication.RelationChange) {
 	m.xid++
 	commit := m.end + 0x10
 	m.end = commit + 0x10
 	m.s.receive(streamItem{tx: &replication.Transaction{Xid: m.xid, CommitLSN: commit, EndLSN: m.end, CommitTime: m.s.now,
-		Changes: []replication.RelationChange{{OID: srcOID, Namespace: "app", Name: "src", Rows: 1}}}})
+		Changes: []replication.RelationChange{c}}})
 	m.s.dispatch()
 	m.take()
 }
@@ -66,9 +81,13 @@ func (m *sim) advance(d time.Duration) {
 		kept := m.running[:0]
 		for _, r := range m.running {
 			name := r.req.View.Name
-			if finished := r.started.Add(m.took[name]); !finished.After(m.s.now) {
+			took := m.took[name]
+			if r.maintained != nil && r.maintained.Full == "" {
+				took = m.tookIncremental[name]
+			}
+			if finished := r.started.Add(took); !finished.After(m.s.now) {
 				m.s.finish(result{view: name, outcome: refresher.Outcome{LSN: r.req.LSN, Recorded: true,
-					StartedAt: r.started, FinishedAt: finished, VisibleBefore: r.req.Txns.To + 1}})
+					StartedAt: r.started, FinishedAt: finished, VisibleBefore: r.req.Txns.To + 1, Maintained: r.maintained}})
 				continue
 			}
 			kept = append(kept, r)
@@ -85,7 +104,11 @@ func (m *sim) take() {
 	for {
 		select {
 		case req := <-m.s.jobs:
-			m.running = append(m.running, simRefresh{req: req, started: m.s.now})
+			r := simRefresh{req: req, started: m.s.now}
+			if req.Maintenance != nil {
+				r.maintained = &maintain.Result{Full: req.Maintenance.Changes.Full()}
+			}
+			m.running = append(m.running, r)
 		default:
 			return
 		}

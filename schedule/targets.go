@@ -57,35 +57,78 @@ func effectiveTargets(cat *catalog.Catalog, own func(view string) time.Duration,
 }
 
 // TargetsFromLog are the targets a daemon starting now would plan, from the
-// refresh log's last durations: what status and explain show.
+// refresh log's last durations: what status and explain show. A
+// maintained view's last duration is of whichever mode it last ran in.
 func TargetsFromLog(cfg config.Config, cat *catalog.Catalog, rows map[string]refresher.LogRow) map[string]Target {
 	return effectiveTargets(cat, func(v string) time.Duration { return cfg.ViewSettings(v).MaxStaleness },
 		func(v string) time.Duration { return rows[v].Duration() })
 }
 
-// recentDurations is how many of a view's last refresh durations its
-// estimate looks at: the longest of them, so that one fast refresh does not
-// make the plan optimistic.
+// refreshKind is how a refresh brings a view up to date, for its duration
+// estimate: a view maintained incrementally recomputes the groups its
+// changed rows name, in milliseconds, or the whole view, like any plain
+// refresh, in however long its query takes. Each has its own estimate.
+type refreshKind uint8
+
+const (
+	kindFull refreshKind = iota
+	kindIncremental
+)
+
+// outcomeKind is the kind of refresh out reports.
+func outcomeKind(out refresher.Outcome) refreshKind {
+	if out.Maintained != nil && out.Maintained.Full == "" {
+		return kindIncremental
+	}
+	return kindFull
+}
+
+// recentDurations is how many of a view's last refresh durations of one
+// kind its estimate looks at: the longest of them, so that one fast
+// refresh does not make the plan optimistic.
 const recentDurations = 5
 
-// durations remembers each view's recent refresh durations.
-type durations map[string][]time.Duration
+// durations remembers each view's recent refresh durations, per kind.
+type durations map[durationsOf][]time.Duration
 
-func (d durations) observe(view string, took time.Duration) {
-	r := append(d[view], took)
+type durationsOf struct {
+	view string
+	kind refreshKind
+}
+
+func (d durations) observe(view string, kind refreshKind, took time.Duration) {
+	k := durationsOf{view, kind}
+	r := append(d[k], took)
 	if len(r) > recentDurations {
 		r = r[len(r)-recentDurations:]
 	}
-	d[view] = r
+	d[k] = r
 }
 
-// estimate is how long the view's next refresh is planned to take; 0 with
-// nothing to go on yet.
-func (d durations) estimate(view string) time.Duration {
-	if r := d[view]; len(r) > 0 {
+// estimate is how long the view's next refresh of kind is planned to
+// take; 0 with nothing to go on yet. A kind not observed yet takes the
+// other's: an incremental maintenance is planned as conservatively as a
+// full recompute until one has run (a full recompute from incremental
+// ones, optimistically, until one has run: nothing better is known).
+func (d durations) estimate(view string, kind refreshKind) time.Duration {
+	r := d[durationsOf{view, kind}]
+	if len(r) == 0 {
+		r = d[durationsOf{view, 1 - kind}]
+	}
+	if len(r) > 0 {
 		return slices.Max(r)
 	}
 	return 0
+}
+
+// observed reports whether a refresh of the view of kind has run.
+func (d durations) observed(view string, kind refreshKind) bool {
+	return len(d[durationsOf{view, kind}]) > 0
+}
+
+func (d durations) forget(view string) {
+	delete(d, durationsOf{view, kindFull})
+	delete(d, durationsOf{view, kindIncremental})
 }
 
 // lagWindow is the longest time commits took to reach the scheduler over

@@ -46,15 +46,35 @@ func TestEffectiveTargets_DependentsImposeOnBases(t *testing.T) {
 
 func TestDurations_EstimateIsTheLongestRecent(t *testing.T) {
 	d := durations{}
-	if d.estimate("v") != 0 {
+	if d.estimate("v", kindFull) != 0 {
 		t.Fatal("an estimate from nothing")
 	}
 	for _, ms := range []int{900, 100, 200, 300, 400, 500} {
-		d.observe("v", time.Duration(ms)*time.Millisecond)
+		d.observe("v", kindFull, time.Duration(ms)*time.Millisecond)
 	}
 	// 900 ms was six refreshes ago: out of the window.
-	if got := d.estimate("v"); got != 500*time.Millisecond {
+	if got := d.estimate("v", kindFull); got != 500*time.Millisecond {
 		t.Errorf("estimate %s, want 500ms", got)
+	}
+}
+
+// A maintained view's full recomputes do not make its incremental
+// maintenances look slow, nor the other way round; a kind not observed
+// yet takes the other's estimate.
+func TestDurations_EstimatePerKind(t *testing.T) {
+	d := durations{}
+	d.observe("v", kindFull, 30*time.Second)
+	if got := d.estimate("v", kindIncremental); got != 30*time.Second {
+		t.Errorf("incremental estimate before any incremental maintenance %s, want the full one, 30s", got)
+	}
+	for range recentDurations {
+		d.observe("v", kindIncremental, 10*time.Millisecond)
+	}
+	if got := d.estimate("v", kindIncremental); got != 10*time.Millisecond {
+		t.Errorf("incremental estimate %s, want 10ms", got)
+	}
+	if got := d.estimate("v", kindFull); got != 30*time.Second {
+		t.Errorf("full estimate %s, want 30s", got)
 	}
 }
 
