@@ -9,6 +9,7 @@ import (
 
 	"github.com/mvrefresher/mvrefresher/config"
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/internal/localpg"
 )
 
 // incrementalSchema is an append-mostly fact table under REPLICA IDENTITY
@@ -35,8 +36,14 @@ CREATE UNIQUE INDEX ON app.slow (n);`
 // shared: one per test).
 func incrementalEnv(t *testing.T, views map[string]config.View) (*env, string) {
 	t.Helper()
+	return incrementalEnvOn(t, sharedCluster(t), views)
+}
+
+// incrementalEnvOn is incrementalEnv on cluster c.
+func incrementalEnvOn(t *testing.T, c *localpg.Cluster, views map[string]config.View) (*env, string) {
+	t.Helper()
 	reader := fmt.Sprintf("reader_%d", testSeq.Load()+1)
-	e := newEnv(t, strings.ReplaceAll(incrementalSchema, "mvr_incr_reader", reader))
+	e := newEnvOn(t, c, strings.ReplaceAll(incrementalSchema, "mvr_incr_reader", reader))
 	incremental := true
 	views["app.daily"] = config.View{Incremental: &incremental}
 	e.cfg.Views = views

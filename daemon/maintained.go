@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,26 +26,38 @@ WHERE (coalesce(cardinality($1::text[]), 0) = 0 OR n.nspname = ANY($1))
           AND starts_with(coalesce(obj_description(d.oid, 'pg_class'), ''), '` + catalog.MaintainedMarkerPrefix + `')))
 ORDER BY 1`
 
-// convertViews turns incremental maintenance on for the views whose
-// configuration says incremental: true, and off for the maintained tables
-// whose configuration no longer does, each in one transaction. A view
-// that cannot be converted stays as it was, and the error says why.
-func (d *Daemon) convertViews(ctx context.Context, pool *pgxpool.Pool) error {
-	type candidate struct {
-		name    string
-		oid     uint32
-		matview bool
-	}
+// candidate is a materialized view or maintained table convertViews
+// looks at.
+type candidate struct {
+	name    string
+	oid     uint32
+	matview bool
+}
+
+// listCandidates runs candidatesSQL.
+func (d *Daemon) listCandidates(ctx context.Context, pool *pgxpool.Pool) ([]candidate, error) {
 	rows, err := pool.Query(ctx, candidatesSQL, d.cfg.Schemas)
 	if err != nil {
-		return fmt.Errorf("list views to maintain incrementally: %w", err)
+		return nil, fmt.Errorf("list views to maintain incrementally: %w", err)
 	}
 	candidates, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
 		var c candidate
 		return c, r.Scan(&c.name, &c.oid, &c.matview)
 	})
 	if err != nil {
-		return fmt.Errorf("list views to maintain incrementally: %w", err)
+		return nil, fmt.Errorf("list views to maintain incrementally: %w", err)
+	}
+	return candidates, nil
+}
+
+// convertViews turns incremental maintenance on for the views whose
+// configuration says incremental: true, and off for the maintained tables
+// whose configuration no longer does, each in one transaction. A view
+// that cannot be converted stays as it was, and the error says why.
+func (d *Daemon) convertViews(ctx context.Context, pool *pgxpool.Pool) error {
+	candidates, err := d.listCandidates(ctx, pool)
+	if err != nil {
+		return err
 	}
 	for _, c := range candidates {
 		s := d.cfg.ViewSettings(c.name)
@@ -52,23 +65,50 @@ func (d *Daemon) convertViews(ctx context.Context, pool *pgxpool.Pool) error {
 		switch {
 		case c.matview && want:
 			if err := enable(ctx, pool, c.name, c.oid); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+				if err := d.conversionFailed(ctx, pool, c.name, want, err); err != nil {
+					return err
 				}
-				d.logger.Error("cannot maintain the view incrementally: it stays a materialized view, refreshed whole", "view", c.name, "error", err)
 				continue
 			}
 			d.logger.Info("incremental maintenance on: the view is now a table mvrefresher maintains", "view", c.name)
 		case !c.matview && !want:
 			if err := maintain.Disable(ctx, pool, c.name); err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+				if err := d.conversionFailed(ctx, pool, c.name, want, err); err != nil {
+					return err
 				}
-				d.logger.Error("cannot turn incremental maintenance off: the view stays a maintained table", "view", c.name, "error", err)
 				continue
 			}
 			d.logger.Info("incremental maintenance off: the view is a materialized view again", "view", c.name)
 		}
+	}
+	return nil
+}
+
+// conversionFailed logs why the view name was not converted to maintained
+// (true) or back, unless it is converted after all: the other instance of
+// an HA pair starting at the same moment converts it first, and this
+// one's conversion then finds a table where it looked for a materialized
+// view (or the other way round). It returns an error only when the start
+// cannot go on.
+func (d *Daemon) conversionFailed(ctx context.Context, pool *pgxpool.Pool, name string, maintained bool, convertErr error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	candidates, err := d.listCandidates(ctx, pool)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(candidates, func(c candidate) bool { return c.name == name })
+	done := i >= 0 && candidates[i].matview != maintained
+	switch {
+	case done && maintained:
+		d.logger.Info("incremental maintenance on: another instance turned it on meanwhile", "view", name)
+	case done:
+		d.logger.Info("incremental maintenance off: another instance turned it off meanwhile", "view", name)
+	case maintained:
+		d.logger.Error("cannot maintain the view incrementally: it stays a materialized view, refreshed whole", "view", name, "error", convertErr)
+	default:
+		d.logger.Error("cannot turn incremental maintenance off: the view stays a maintained table", "view", name, "error", convertErr)
 	}
 	return nil
 }

@@ -93,16 +93,33 @@ func (l Log) CheckCreatable(ctx context.Context, q Querier) error {
 		l.ident, role, schema, schema, role, role, l.name)
 }
 
+// logLockClass is the first key of the advisory lock Ensure takes on the
+// refresh log's name ("mvr\x01" as an int4; advisoryLockClass is the
+// views').
+const logLockClass int32 = 0x6d767201
+
 // Ensure creates the refresh log, or adds the missing columns to an
-// existing one (such as the seed's two-column table).
+// existing one (such as the seed's two-column table). The two instances of
+// an HA pair starting together would both find it missing, and CREATE
+// TABLE IF NOT EXISTS fails when another session creates the table at the
+// same moment (on the table's row type): they take turns.
 func (l Log) Ensure(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := l.CheckCreatable(ctx, pool); err != nil {
 		return err
 	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", logLockClass, l.ident); err != nil {
+			return fmt.Errorf("lock the refresh log table's name %s: %w", l.ident, err)
+		}
+		return l.ensure(ctx, tx)
+	})
+}
+
+func (l Log) ensure(ctx context.Context, tx pgx.Tx) error {
 	ident := l.ident
 	var exists bool
 	var have []string
-	err := pool.QueryRow(ctx, `
+	err := tx.QueryRow(ctx, `
 		SELECT to_regclass($1) IS NOT NULL,
 		       coalesce((SELECT array_agg(attname::text) FROM pg_attribute
 		                 WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped), '{}')`,
@@ -115,7 +132,7 @@ func (l Log) Ensure(ctx context.Context, pool *pgxpool.Pool) error {
 		for _, c := range logColumns {
 			sql += ", " + c.name + " " + c.def
 		}
-		if _, err := pool.Exec(ctx, sql+")"); err != nil {
+		if _, err := tx.Exec(ctx, sql+")"); err != nil {
 			return fmt.Errorf("create refresh log table %s: %w", ident, err)
 		}
 		return nil
@@ -132,7 +149,7 @@ func (l Log) Ensure(ctx context.Context, pool *pgxpool.Pool) error {
 	if add == "" {
 		return nil
 	}
-	if _, err := pool.Exec(ctx, "ALTER TABLE "+ident+" "+add); err != nil {
+	if _, err := tx.Exec(ctx, "ALTER TABLE "+ident+" "+add); err != nil {
 		return fmt.Errorf("add columns to refresh log table %s: %w", ident, err)
 	}
 	return nil

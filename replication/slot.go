@@ -116,13 +116,13 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		plugin, slotType, invalidation string
 		database                       *string
 		confirmed                      *pglogrepl.LSN
-		sameDatabase                   bool
+		sameDatabase, active           bool
 	)
 	err := pool.QueryRow(ctx, `
-		SELECT plugin, slot_type, database, database = current_database(),
-		       confirmed_flush_lsn, `+slotInvalidationSQL+`
+		SELECT coalesce(plugin, ''), slot_type, database, database = current_database(),
+		       confirmed_flush_lsn, `+slotInvalidationSQL+`, active
 		FROM pg_replication_slots s WHERE slot_name = $1`, s.slot).
-		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &invalidation)
+		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &invalidation, &active)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		if err := beforeCreate(); err != nil {
@@ -144,6 +144,11 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		return SlotState{Created: true, Start: start}, nil
 	case err != nil:
 		return SlotState{}, fmt.Errorf("read replication slot %q: %w", s.slot, err)
+	}
+	if slotType == "logical" && plugin == "" && active {
+		// Another instance is creating it (its decoding plugin is set a
+		// moment after the slot appears): it streams from it next.
+		return SlotState{}, fmt.Errorf("replication slot %q is being created by another process: %w", s.slot, ErrSlotInUse)
 	}
 	if slotType != "logical" || plugin != "pgoutput" {
 		return SlotState{}, fmt.Errorf("replication slot %q exists but is a %s slot for plugin %q, not a logical pgoutput slot: choose another slot name", s.slot, slotType, plugin)
