@@ -80,6 +80,17 @@ func (d drain) run(ctx context.Context, run int) ([]result, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("first start: %w", err)
 	}
+	if d.maintained {
+		conn, err := pool.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = checkMaintained(ctx, conn.Conn(), []string{"analytics.mv_daily"})
+		conn.Release()
+		if err != nil {
+			return nil, err
+		}
+	}
 	if _, err := pool.Exec(ctx, "SELECT pg_create_logical_replication_slot('recvlogical', 'pgoutput')"); err != nil {
 		return nil, err
 	}

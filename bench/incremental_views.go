@@ -70,7 +70,7 @@ func createDashboardViews(ctx context.Context, conn *pgx.Conn) error {
 			return fmt.Errorf("drop %s: %w", view, err)
 		}
 	}
-	if _, err := conn.Exec(ctx, fmt.Sprintf(incrementalSchema, recentStart())+dashboardKeys); err != nil {
+	if _, err := conn.Exec(ctx, fmt.Sprintf(incrementalSchema, recentStart())+dashboardKeys+"\nANALYZE core.accounts;"); err != nil {
 		return fmt.Errorf("create the dashboard views: %w", err)
 	}
 	return nil
