@@ -101,7 +101,7 @@ func runIncremental(ctx context.Context, inc incremental) ([]*incCase, error) {
 				var res maintain.Result
 				wall, dbms, err := m.measure(ctx, func() error {
 					return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-						r, err := maintain.Maintain(ctx, tx, mv.plan, mv.timeZone, &changes)
+						r, err := maintain.Maintain(ctx, tx, mv.plan, mv.timeZone, &changes, false)
 						res = r
 						return err
 					})

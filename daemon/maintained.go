@@ -16,7 +16,7 @@ import (
 // candidatesSQL lists the materialized views and maintained tables of the
 // managed schemas (all when $1 is empty).
 const candidatesSQL = `
-SELECT format('%I.%I', n.nspname, c.relname), c.oid, c.relkind = 'm'
+SELECT format('%I.%I', n.nspname, c.relname), c.relkind = 'm'
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE (coalesce(cardinality($1::text[]), 0) = 0 OR n.nspname = ANY($1))
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -30,7 +30,6 @@ ORDER BY 1`
 // looks at.
 type candidate struct {
 	name    string
-	oid     uint32
 	matview bool
 }
 
@@ -42,7 +41,7 @@ func (d *Daemon) listCandidates(ctx context.Context, pool *pgxpool.Pool) ([]cand
 	}
 	candidates, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
 		var c candidate
-		return c, r.Scan(&c.name, &c.oid, &c.matview)
+		return c, r.Scan(&c.name, &c.matview)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list views to maintain incrementally: %w", err)
@@ -64,7 +63,7 @@ func (d *Daemon) convertViews(ctx context.Context, pool *pgxpool.Pool) error {
 		want := s.Incremental && s.Enabled
 		switch {
 		case c.matview && want:
-			if err := enable(ctx, pool, c.name, c.oid); err != nil {
+			if err := enable(ctx, pool, c.name); err != nil {
 				if err := d.conversionFailed(ctx, pool, c.name, want, err); err != nil {
 					return err
 				}
@@ -113,8 +112,14 @@ func (d *Daemon) conversionFailed(ctx context.Context, pool *pgxpool.Pool, name 
 	return nil
 }
 
-// enable analyses the materialized view oid and converts it.
-func enable(ctx context.Context, pool *pgxpool.Pool, name string, oid uint32) error {
+// enable analyses the materialized view name and converts it. Its OID is
+// read now, not when it was listed: converting a view it is built on
+// created it again, under a new OID.
+func enable(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	var oid uint32
+	if err := pool.QueryRow(ctx, "SELECT $1::regclass::oid", name).Scan(&oid); err != nil {
+		return fmt.Errorf("find %s: %w", name, err)
+	}
 	plan, err := maintain.Analyze(ctx, pool, name, oid)
 	if err != nil {
 		return err

@@ -38,8 +38,13 @@ type Incremental struct {
 // are followed.
 type IncrementalSource struct {
 	Table string `json:"table"`
+	// Maintained: the table is a view mvrefresher maintains incrementally.
+	// Its changes do not come through the WAL but through its
+	// maintenances, each of which names the rows it recomputed.
+	Maintained bool `json:"maintained,omitempty"`
 	// Full says why any change to the table recomputes the whole view; ""
-	// when its changed rows name the view rows to recompute.
+	// when its changed rows (a maintained table's: the rows its
+	// maintenance names) name the view rows to recompute.
 	Full string `json:"full,omitempty"`
 	// Reads are the table's columns that name the view rows.
 	Reads []string `json:"reads"`
@@ -75,10 +80,30 @@ func (in *Inspector) incremental(ctx context.Context, v *catalog.View) (*Increme
 	}
 	for _, name := range slices.Sorted(maps.Keys(plan.Sources)) {
 		s := plan.Sources[name]
-		out.Sources = append(out.Sources, IncrementalSource{Table: s.Name, Full: s.Full, Reads: nonNil(s.Reads),
-			OldRowCovers: s.OldRowCovers, Identity: s.Identity})
+		src := IncrementalSource{Table: s.Name, Full: s.Full, Reads: nonNil(s.Reads), OldRowCovers: s.OldRowCovers, Identity: s.Identity}
+		if base := in.catalog.Views[name]; base != nil && base.Maintained != nil {
+			src.Maintained, src.OldRowCovers, src.Identity = true, false, ""
+			if src.Full, err = in.followsMaintained(ctx, plan, base); err != nil {
+				return nil, err
+			}
+		}
+		out.Sources = append(out.Sources, src)
 	}
 	return out, nil
+}
+
+// followsMaintained says why plan's view cannot follow the rows the
+// maintenances of the maintained view base name, "" when it can.
+func (in *Inspector) followsMaintained(ctx context.Context, plan *maintain.Plan, base *catalog.View) (string, error) {
+	basePlan, err := maintain.Analyze(ctx, in.pool, base.Name, base.Maintained.Definition)
+	var ineligible *maintain.Ineligible
+	switch {
+	case errors.As(err, &ineligible):
+		return base.Name + " cannot be maintained incrementally: " + strings.Join(ineligible.Reasons, "; "), nil
+	case err != nil:
+		return "", err
+	}
+	return plan.FollowsTable(basePlan), nil
 }
 
 // Summary says in a line how the view is maintained.
@@ -100,6 +125,10 @@ func (m *Incremental) Summary() string {
 // Follows says in a line how changes to the source are followed.
 func (s IncrementalSource) Follows() string {
 	switch {
+	case s.Maintained && s.Full != "":
+		return "maintained incrementally: each of its maintenances recomputes the whole view after it: " + s.Full
+	case s.Maintained:
+		return fmt.Sprintf("maintained incrementally: followed through its maintenances, by the rows each recomputes (by %s; one that recomputes it whole recomputes the whole view too)", strings.Join(s.Reads, ", "))
 	case s.Full != "":
 		return "any change recomputes the whole view: " + s.Full
 	case s.OldRowCovers:

@@ -303,3 +303,59 @@ CREATE MATERIALIZED VIEW app.mv_regions AS SELECT region, sum(amount) AS total F
 		t.Errorf("check of a view maintained from a partitioned table keyed by region: %+v", findings)
 	}
 }
+
+// TestIncremental_ViewOnAMaintainedView: explain and check say how a
+// maintained view built on a maintained view follows it: through its
+// maintenances, or, reading a column of it other than its key, not.
+func TestIncremental_ViewOnAMaintainedView(t *testing.T) {
+	e := newIncrementalEnv(t)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `
+CREATE MATERIALIZED VIEW app.mv_days AS SELECT date_trunc('day', hour) AS day, sum(n) AS n FROM app.mv_hourly GROUP BY 1;
+CREATE INDEX ON app.mv_hourly (n);
+CREATE MATERIALIZED VIEW app.mv_sizes AS SELECT n, count(*) AS hours FROM app.mv_hourly GROUP BY n;`); err != nil {
+		t.Fatal(err)
+	}
+	incremental := true
+	for _, name := range []string{"app.mv_days", "app.mv_sizes"} {
+		enableIncremental(t, e.pool, name)
+		e.cfg.Views[name] = config.View{Incremental: &incremental}
+	}
+	in := e.inspector()
+	source := func(name string) inspect.IncrementalSource {
+		t.Helper()
+		rep, err := in.Explain(ctx, name)
+		if err != nil || len(rep.Waves) == 0 || rep.Waves[0][0].Incremental == nil || len(rep.Waves[0][0].Incremental.Sources) != 1 {
+			t.Fatalf("explain %s: %+v, %v", name, rep, err)
+		}
+		return rep.Waves[0][0].Incremental.Sources[0]
+	}
+	days := source("app.mv_days")
+	if days.Table != "app.mv_hourly" || !days.Maintained || days.Full != "" || !strings.Contains(days.Follows(), "followed through its maintenances, by the rows each recomputes (by hour") {
+		t.Errorf("explain app.mv_days, built on the maintained app.mv_hourly by its key: %+v (%s)", days, days.Follows())
+	}
+	sizes := source("app.mv_sizes")
+	want := "app.mv_sizes reads columns of app.mv_hourly other than its key (n)"
+	if !sizes.Maintained || sizes.Full != want || !strings.Contains(sizes.Follows(), "each of its maintenances recomputes the whole view after it: "+want) {
+		t.Errorf("explain app.mv_sizes, built on app.mv_hourly by a column other than its key: %+v (%s)", sizes, sizes.Follows())
+	}
+	findings, err := in.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, f := range findings {
+		switch f.View {
+		case "app.mv_days":
+			t.Errorf("check app.mv_days: %+v, want nothing (the WAL does not carry app.mv_hourly: its replica identity is not a concern)", f)
+		case "app.mv_sizes":
+			warned = true
+			if f.Code != "incremental-whole-view" || !strings.Contains(f.Message, want) {
+				t.Errorf("check app.mv_sizes: %+v, want a warning saying %q", f, want)
+			}
+		}
+	}
+	if !warned {
+		t.Errorf("check app.mv_sizes: no finding, want a warning saying %q", want)
+	}
+}

@@ -3,6 +3,7 @@ package maintain_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -58,6 +59,7 @@ var oracleViews = []string{"shop.daily", "shop.per_account_day", "shop.sessions"
 // under REPLICA IDENTITY FULL.
 type oracle struct {
 	t     *testing.T
+	url   string
 	pool  *pgxpool.Pool
 	plans map[string]*maintain.Plan
 	zones map[string]string
@@ -70,28 +72,53 @@ func newOracle(t *testing.T, db string) *oracle {
 	return newOracleOf(t, db, oracleSchema, oracleViews)
 }
 
-// newOracleOf creates database db with schema and maintains views.
+// newOracleOf creates database db with schema and maintains views, in
+// time zone Europe/Paris.
 func newOracleOf(t *testing.T, db, schema string, views []string) *oracle {
+	t.Helper()
+	return newOracleWith(t, db, schema, views, map[string]string{"timezone": "Europe/Paris"})
+}
+
+// newOracleWith creates database db with schema and maintains views, with
+// the sessions' settings params.
+func newOracleWith(t *testing.T, db, schema string, views []string, params map[string]string) *oracle {
 	t.Helper()
 	ctx := context.Background()
 	cluster := sharedCluster(t)
 	if err := cluster.CreateDatabase(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := pgxpool.ParseConfig(cluster.URL(db))
+	o := &oracle{t: t, url: cluster.URL(db), plans: map[string]*maintain.Plan{}, zones: map[string]string{}}
+	o.pool = o.connect(params)
+	if _, err := o.pool.Exec(ctx, schema); err != nil {
+		t.Fatal(err)
+	}
+	o.enable(ctx, o.pool, views)
+	return o
+}
+
+// connect opens a pool to the oracle's database with the sessions'
+// settings params.
+func (o *oracle) connect(params map[string]string) *pgxpool.Pool {
+	o.t.Helper()
+	cfg, err := pgxpool.ParseConfig(o.url)
 	if err != nil {
-		t.Fatal(err)
+		o.t.Fatal(err)
 	}
-	cfg.ConnConfig.RuntimeParams["timezone"] = "Europe/Paris"
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	maps.Copy(cfg.ConnConfig.RuntimeParams, params)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		o.t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, schema); err != nil {
-		t.Fatal(err)
-	}
-	o := &oracle{t: t, pool: pool, plans: map[string]*maintain.Plan{}, zones: map[string]string{}}
+	o.t.Cleanup(pool.Close)
+	return pool
+}
+
+// enable converts views, in order, through pool (the time zone of its
+// sessions is theirs), and plans their maintenance.
+func (o *oracle) enable(ctx context.Context, pool *pgxpool.Pool, views []string) {
+	t := o.t
+	t.Helper()
 	for _, v := range views {
 		var oid uint32
 		if err := pool.QueryRow(ctx, "SELECT $1::regclass::oid", v).Scan(&oid); err != nil {
@@ -122,7 +149,6 @@ func newOracleOf(t *testing.T, db, schema string, views []string) *oracle {
 		}
 		o.zones[v] = m.TimeZone
 	}
-	return o
 }
 
 // change is a transaction's row changes to one table, as the stream hands
@@ -267,6 +293,11 @@ func (o *oracle) randomBatch(ctx context.Context, rng *rand.Rand, nextID *int64)
 		// A failing statement ends the test: its transaction must end too,
 		// or the pool's Close waits for it.
 		defer tx.Rollback(context.WithoutCancel(ctx)) // after Commit it is a no-op
+		// The rows come in the text forms the walsender prints them in
+		// (replication.Connect), whatever the pool's.
+		if _, err := tx.Exec(ctx, "SET LOCAL DateStyle = ISO; SET LOCAL IntervalStyle = postgres; SET LOCAL extra_float_digits = 3"); err != nil {
+			o.t.Fatal(err)
+		}
 		var changes []change
 		for range rng.IntN(4) + 1 {
 			if rng.IntN(6) == 0 {
@@ -307,22 +338,24 @@ func (o *oracle) maintain(ctx context.Context, view string, changes []change) ma
 			c.Follow(plan, ch.table, ch.rc)
 		}
 	}
-	res := o.run(ctx, view, &c)
+	res := o.run(ctx, view, &c, false)
 	if diff := o.differences(ctx, view); diff != "" {
 		o.t.Fatalf("%s differs from its definition after a maintenance (%+v):\n%s", view, res, diff)
 	}
-	if replay := o.run(ctx, view, &c); replay.Written() != 0 {
+	if replay := o.run(ctx, view, &c, false); replay.Written() != 0 {
 		o.t.Fatalf("%s: replaying the changes wrote %+v", view, replay)
 	}
 	return res
 }
 
-func (o *oracle) run(ctx context.Context, view string, c *maintain.Changes) maintain.Result {
+// run maintains view from c in a transaction of its own; with name, the
+// result names the rows recomputed.
+func (o *oracle) run(ctx context.Context, view string, c *maintain.Changes, name bool) maintain.Result {
 	o.t.Helper()
 	var res maintain.Result
 	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
 		var err error
-		res, err = maintain.Maintain(ctx, tx, o.plans[view], o.zones[view], c)
+		res, err = maintain.Maintain(ctx, tx, o.plans[view], o.zones[view], c, name)
 		return err
 	})
 	if err != nil {
@@ -331,17 +364,24 @@ func (o *oracle) run(ctx context.Context, view string, c *maintain.Changes) main
 	return res
 }
 
-// differences lists the rows in one of the view and its definition and not
-// the other, "" when they are equal.
+// differences lists the rows in one of the view and its definition (under
+// the view's time zone) and not the other, "" when they are equal.
 func (o *oracle) differences(ctx context.Context, view string) string {
 	o.t.Helper()
 	def := view + "__definition"
-	rows, err := o.pool.Query(ctx, fmt.Sprintf(`SELECT 'extra ' || x::text FROM (TABLE %s EXCEPT ALL TABLE %s) x
+	var lines []string
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('TimeZone', $1, true)", o.zones[view]); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, fmt.Sprintf(`SELECT 'extra ' || x::text FROM (TABLE %s EXCEPT ALL TABLE %s) x
 		UNION ALL SELECT 'missing ' || x::text FROM (TABLE %[2]s EXCEPT ALL TABLE %[1]s) x`, view, def))
-	if err != nil {
-		o.t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		lines, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
 	if err != nil {
 		o.t.Fatal(err)
 	}

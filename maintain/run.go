@@ -24,6 +24,10 @@ type Result struct {
 	// Inserted, Updated and Deleted count the rows written: only those
 	// that differ.
 	Inserted, Updated, Deleted int64
+	// Named are the rows recomputed, by key, when Maintain was asked for
+	// them (nil otherwise): what a maintained view built on the table
+	// follows.
+	Named *Named
 }
 
 // The modes a maintenance runs in (Result.Mode), as the refresh log, the
@@ -46,22 +50,37 @@ func (r Result) Written() int64 { return r.Inserted + r.Updated + r.Deleted }
 
 // Maintain brings the maintained table of p up to date with what c
 // follows, in tx (which the caller commits), under the TimeZone the table
-// was computed with. The caller holds the view's advisory lock:
-// maintenances of one view never overlap.
-func Maintain(ctx context.Context, tx pgx.Tx, p *Plan, timeZone string, c *Changes) (Result, error) {
+// was computed with. With name, the result also names the rows it
+// recomputed (Result.Named), which costs an aggregate over the changed
+// rows: only worth it when a maintained view follows the table. The
+// caller holds the view's advisory lock: maintenances of one view never
+// overlap.
+func Maintain(ctx context.Context, tx pgx.Tx, p *Plan, timeZone string, c *Changes, name bool) (Result, error) {
 	// Custom plans: a recompute's plan must use the keys it is bound to
 	// (an index on them), whatever the statement cache has seen before.
+	// The text forms are the stream's (replication.Connect), which every
+	// session reads back as the same value: named key tuples go to another
+	// maintenance, under another TimeZone (a timestamptz printed with a
+	// zone abbreviation, as DateStyle SQL does, can read back as another
+	// zone's), and floats keep all their digits.
 	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', $1, true), set_config('search_path', 'pg_catalog, pg_temp', true),
-		set_config('plan_cache_mode', 'force_custom_plan', true)`, timeZone); err != nil {
-		return Result{}, fmt.Errorf("pin TimeZone and search_path: %w", err)
+		set_config('plan_cache_mode', 'force_custom_plan', true), set_config('DateStyle', 'ISO', true),
+		set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '3', true)`, timeZone); err != nil {
+		return Result{}, fmt.Errorf("pin TimeZone, search_path and the text forms: %w", err)
 	}
 	res := Result{Full: c.Full()}
+	if name {
+		res.Named = &Named{key: p.keyNames()}
+	}
 	var s statement
 	if res.Full == "" {
 		var err error
-		if s, res.Full, err = restrict(ctx, tx, p, c); err != nil {
+		if s, res.Full, err = restrict(ctx, tx, p, c, res.Named); err != nil {
 			return Result{}, err
 		}
+	}
+	if res.Full != "" && res.Named != nil {
+		res.Named = &Named{key: res.Named.key, Full: fmt.Sprintf("%s was recomputed whole (%s)", p.Table, res.Full)}
 	}
 	if res.Full != "" {
 		s = statement{definition: p.Text}
@@ -117,8 +136,9 @@ SELECT (SELECT count(*) FROM fresh), (SELECT count(*) FILTER (WHERE inserted) FR
 
 // restrict works out, in PostgreSQL, which view rows the changed rows name
 // (the key expressions evaluated over them), and the statement that
-// recomputes those. full is set instead when they are too many.
-func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement, full string, err error) {
+// recomputes those; it adds their keys to named, when not nil. full is set
+// instead when they are too many.
+func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes, named *Named) (s statement, full string, err error) {
 	var ors []string
 	var groups int64
 	sources := slices.Sorted(func(yield func(string) bool) {
@@ -130,12 +150,23 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes) (s statement,
 	})
 	for _, name := range sources {
 		src := p.Sources[name]
-		keys, err := evaluateKeys(ctx, tx, p, src, c.rows[name])
+		// A source that computes only some key columns (a dimension) names
+		// groups by those: not rows.
+		whole := len(src.Keys) == len(p.Key)
+		if named != nil && !whole && named.Full == "" {
+			named.Full, named.keys = fmt.Sprintf("the changes to %s do not name whole rows of %s (they compute only some of its key columns)", name, p.Table), nil
+		}
+		keys, err := evaluateKeys(ctx, tx, p, src, c.rows[name], named != nil && whole && named.Full == "")
 		if err != nil {
 			return s, "", err
 		}
 		if keys.groups > MaxGroups {
 			return s, fmt.Sprintf("the changes to %s name up to %d view rows (more than %d)", name, keys.groups, MaxGroups), nil
+		}
+		if keys.named != nil {
+			if err := named.addKeys(*keys.named); err != nil {
+				return s, "", err
+			}
 		}
 		groups += keys.groups
 		var ands []string
@@ -232,15 +263,18 @@ func estimate(ctx context.Context, tx pgx.Tx, query string, args ...any) (float6
 // the source's Keys, the distinct non-null values (an array literal, nil
 // when none) and whether NULL is one; groups counts the distinct keys,
 // the view rows they name; lo and hi bound the rows of the time bucket key.
+// named, when asked for, are the distinct keys (a JSON array of arrays of
+// text, in Plan.Key order).
 type sourceKeys struct {
 	values []*string
 	null   []bool
 	groups int64
 	bucket *bucket
 	lo, hi string
+	named  *string
 }
 
-func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []row) (sourceKeys, error) {
+func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []row, name bool) (sourceKeys, error) {
 	out := sourceKeys{values: make([]*string, len(src.Keys)), null: make([]bool, len(src.Keys))}
 	// The rows go as JSON text values, each read back with its column
 	// type's input function, as the server printed them into the WAL (a
@@ -275,20 +309,29 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []r
 	// (the restriction, one set of values per key column, can match more
 	// combinations, but only those of rows that exist).
 	aggs = append(aggs, "count(DISTINCT ROW("+strings.Join(tuple, ", ")+"))")
+	named := "NULL::text"
+	if name {
+		// name is asked only of a source computing every key column.
+		var texts []string
+		for _, k := range p.Key {
+			texts = append(texts, fmt.Sprintf("k%d::text", slices.IndexFunc(src.Keys, func(sk SourceKey) bool { return sk.Column == k })))
+		}
+		named = "coalesce(json_agg(DISTINCT jsonb_build_array(" + strings.Join(texts, ", ") + ")), '[]')::text"
+	}
 	bucketAt := slices.IndexFunc(src.Keys, func(k SourceKey) bool { return k.bucket != nil })
 	bounds := "NULL::text, NULL::text"
 	if bucketAt >= 0 {
 		b := src.Keys[bucketAt].bucket
 		bounds = fmt.Sprintf("min(k%[1]d)::%[2]s::text, (max(k%[1]d) + '%[3]s'::interval)::%[2]s::text", bucketAt, b.colType, b.width)
 	}
-	sql := fmt.Sprintf("SELECT %s, %s FROM (SELECT %s FROM %s %s) keys",
-		strings.Join(aggs, ", "), bounds, strings.Join(exprs, ", "), changed, src.alias)
-	dest := make([]any, 0, 2*len(src.Keys)+3)
+	sql := fmt.Sprintf("SELECT %s, %s, %s FROM (SELECT %s FROM %s %s) keys",
+		strings.Join(aggs, ", "), bounds, named, strings.Join(exprs, ", "), changed, src.alias)
+	dest := make([]any, 0, 2*len(src.Keys)+4)
 	for i := range src.Keys {
 		dest = append(dest, &out.values[i], &out.null[i])
 	}
 	var lo, hi *string
-	dest = append(dest, &out.groups, &lo, &hi)
+	dest = append(dest, &out.groups, &lo, &hi, &out.named)
 	if err := tx.QueryRow(ctx, sql, string(payload)).Scan(dest...); err != nil {
 		return out, fmt.Errorf("compute the view rows the changes to %s name: %w", src.Name, err)
 	}

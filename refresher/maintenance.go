@@ -17,6 +17,9 @@ type Maintenance struct {
 	// Changes are the changed rows the maintenance follows; nil or
 	// escalated recomputes the whole view.
 	Changes *maintain.Changes
+	// NameRows: a maintained view follows the table's rows the maintenance
+	// recomputes (Outcome.Maintained.Named names them).
+	NameRows bool
 	// Problem says why the view has no Plan: its definition cannot be
 	// maintained (edited since it was converted).
 	Problem error
@@ -33,7 +36,7 @@ func maintainView(ctx context.Context, tx pgx.Tx, req Request, out *Outcome) err
 		changes = &maintain.Changes{}
 		changes.Escalate("no changed rows to follow")
 	}
-	res, err := maintain.Maintain(ctx, tx, m.Plan, m.TimeZone, changes)
+	res, err := maintain.Maintain(ctx, tx, m.Plan, m.TimeZone, changes, m.NameRows)
 	if err != nil {
 		return fmt.Errorf("maintain: %w", err)
 	}

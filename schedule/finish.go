@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgerrcode"
 
 	"github.com/mvrefresher/mvrefresher/events"
+	"github.com/mvrefresher/mvrefresher/maintain"
 	"github.com/mvrefresher/mvrefresher/refresher"
 )
 
@@ -62,7 +63,7 @@ func (s *Scheduler) finish(r result) {
 		// Dependents take over the hold before it is released, so the slot
 		// cannot pass the change before the cascade is done too.
 		for _, dep := range s.catalog.Dependents(r.view) {
-			s.cascade(dep, r.view, w)
+			s.cascade(dep, r.view, w, out.Maintained)
 		}
 		w.debt.release(s.watermark)
 	case view == nil:
@@ -128,10 +129,18 @@ func (s *Scheduler) awaitVisibility(name string, unseen *work, oldest refresher.
 	s.debouncer.Retry(name, s.now.Add(delay))
 }
 
-func (s *Scheduler) cascade(dep, base string, w *work) {
+// cascade makes dep owe a refresh after its base's, w. A maintained dep
+// follows the rows a maintained base's maintenance (maintained) named, or
+// is recomputed whole, with why; any other is refreshed whole.
+func (s *Scheduler) cascade(dep, base string, w *work, maintained *maintain.Result) {
 	if s.catalog.Views[dep] == nil {
 		return
 	}
-	s.pendingWork(dep).inherit(s.watermark, base, w)
+	var via *maintain.Changes
+	if m, b := s.maintenance[dep], s.maintenance[base]; m != nil && m.Plan != nil && b != nil && b.Plan != nil && maintained != nil {
+		via = &maintain.Changes{}
+		via.FollowTable(m.Plan, b.Plan, maintained.Named)
+	}
+	s.pendingWork(dep).inherit(s.watermark, base, w, via)
 	s.debouncer.Request(dep)
 }

@@ -3,13 +3,20 @@ package schedule
 import "github.com/mvrefresher/mvrefresher/refresher"
 
 // followsRows reports whether changes to m's view can name the rows to
-// recompute: some source's changed rows do. A view none of whose sources
-// can is recomputed whole on every change.
-func followsRows(m *refresher.Maintenance) bool {
+// recompute: some source's changed rows do, a maintained view's (in all,
+// by name) being the rows its maintenances name. A view none of whose
+// sources can is recomputed whole on every change.
+func followsRows(m *refresher.Maintenance, all map[string]*refresher.Maintenance) bool {
 	if m == nil || m.Plan == nil {
 		return false
 	}
-	for _, src := range m.Plan.Sources {
+	for name, src := range m.Plan.Sources {
+		if base := all[name]; base != nil {
+			if base.Plan != nil && m.Plan.FollowsTable(base.Plan) == "" {
+				return true
+			}
+			continue
+		}
 		if src.Full == "" {
 			return true
 		}

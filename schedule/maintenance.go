@@ -13,11 +13,27 @@ func (s *Scheduler) setMaintenance(m map[string]*refresher.Maintenance) {
 	s.maintenance = m
 	follows := map[string]bool{}
 	for name, vm := range m {
-		if followsRows(vm) {
+		if followsRows(vm, m) {
 			follows[name] = true
 		}
 	}
 	s.planner.follows = follows
+}
+
+// rowsFollowed reports whether a maintained view built on the maintained
+// view name follows the rows its maintenances recompute: only then do they
+// name them (refresher.Maintenance.NameRows).
+func (s *Scheduler) rowsFollowed(name string) bool {
+	base := s.maintenance[name]
+	if base == nil || base.Plan == nil {
+		return false
+	}
+	for _, dep := range s.catalog.Dependents(name) {
+		if m := s.maintenance[dep]; m != nil && m.Plan != nil && m.Plan.FollowsTable(base.Plan) == "" {
+			return true
+		}
+	}
+	return false
 }
 
 // selectImaged works out the relations whose changed rows a maintained

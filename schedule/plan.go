@@ -44,8 +44,12 @@ func (p *planner) hasTargets() bool { return len(p.targets) > 0 }
 
 // plan recomputes the targets of cat's views from the configuration and
 // the duration estimates. A dependent's refresh after its base is a
-// cascade, which recomputes a maintained view whole: the target it
-// imposes on its bases leaves room for its full recompute.
+// cascade. A maintained dependent's cascade may follow the rows its
+// maintained base's maintenance named, but recomputes it whole whenever
+// the base's was (a TRUNCATE, a startup) or it cannot follow them: the
+// target it imposes on its bases leaves room for its full recompute, so
+// that such a cascade still finishes within it (at worst its bases start
+// a little earlier than an incremental cascade needs).
 func (p *planner) plan(cat *catalog.Catalog) {
 	p.targets = effectiveTargets(cat,
 		func(v string) time.Duration { return p.cfg.ViewSettings(v).MaxStaleness },

@@ -393,7 +393,7 @@ func (s *Scheduler) dispatch() {
 			Dependents: s.catalog.TransitiveDependents(name),
 			Txns:       s.txnSpan(w), TxnsFrom: w.txns.first, Deferrable: !w.unconditional, Barrier: w.barrier.xids}
 		if m := s.maintenance[name]; m != nil {
-			req.Maintenance = &refresher.Maintenance{Plan: m.Plan, TimeZone: m.TimeZone, Changes: &w.follow}
+			req.Maintenance = &refresher.Maintenance{Plan: m.Plan, TimeZone: m.TimeZone, Changes: &w.follow, NameRows: s.rowsFollowed(name)}
 		}
 		s.jobs <- req
 	}

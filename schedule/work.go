@@ -171,6 +171,11 @@ func (w *work) addReason(r events.Reason) {
 	if r != events.ReasonChange {
 		w.follow.Escalate(escalations[r])
 	}
+	w.rankReason(r)
+}
+
+// rankReason is addReason for a reason whose work follows changed rows.
+func (w *work) rankReason(r events.Reason) {
 	if reasonRank[r] > reasonRank[w.reason] {
 		w.reason = r
 	}
@@ -224,9 +229,16 @@ func (w *work) absorb(wm *replication.Watermark, other *work) {
 // base (the base's name) is the source, and w holds the slot where base's
 // work does, so the slot cannot pass a change before the cascade is done
 // too. It runs whatever its snapshot sees. The base's visibility and
-// barrier waits are its own: it ran.
-func (w *work) inherit(wm *replication.Watermark, base string, bw *work) {
-	w.addReason(events.ReasonCascade)
+// barrier waits are its own: it ran. via is what a maintained dependent
+// follows of a maintained base's maintenance (the rows it named, or why
+// not); nil recomputes the dependent whole.
+func (w *work) inherit(wm *replication.Watermark, base string, bw *work, via *maintain.Changes) {
+	if via != nil {
+		w.rankReason(events.ReasonCascade)
+		w.follow.Merge(via)
+	} else {
+		w.addReason(events.ReasonCascade)
+	}
 	w.addChanges(bw)
 	w.addSource(base)
 	w.debt.inherit(wm, bw.debt)
