@@ -268,8 +268,9 @@ func (d *Daemon) prepare(ctx context.Context, pool, slotPool *pgxpool.Pool, src 
 		d := r.Duration()
 		switch {
 		case d <= 0 || r.Status != "ok":
-		case r.Incremental():
+		case r.Incremental() && maintenance[name] != nil:
 			incremental[name] = d
+		case r.Incremental(): // turned off since: a refresh costs a full recompute's time
 		default:
 			durations[name] = d
 		}

@@ -38,4 +38,17 @@ func TestIncremental_TargetEstimateSeededPerMode(t *testing.T) {
 			t.Errorf("a last %s refresh of 30 s in the log: warned %v, want %v:\n%s", c.mode, warned, c.warn, logs)
 		}
 	}
+
+	// Turned off, the view is a materialized view again: its last
+	// maintenance's duration says nothing of what a refresh takes.
+	off := false
+	v.Incremental = &off
+	e.cfg.Views["app.daily"] = v
+	before := strings.Count(e.logs.String(), warning)
+	e.start()
+	e.settle()
+	e.stop()
+	if logs := e.logs.String(); strings.Count(logs, warning) > before {
+		t.Errorf("a view turned off, planned from its last incremental maintenance (30 s):\n%s", logs)
+	}
 }

@@ -195,6 +195,9 @@ func (s *Scheduler) missReason(name string, w *work, out refresher.Outcome) stri
 		return "workers busy: it was due while every worker refreshed another view"
 	case w.late.waitedForRelated:
 		return "it was due while a base or dependent of it refreshed"
+	case took > planned && w.follow.Full() == "" && out.Maintained != nil && out.Maintained.Full != "":
+		return fmt.Sprintf("it was recomputed whole (%s), planned as an incremental maintenance: %s, planned %s",
+			out.Maintained.Full, took.Round(time.Millisecond), planned.Round(time.Millisecond))
 	case took > planned:
 		return fmt.Sprintf("refresh slower than planned (%s, planned %s)", took.Round(time.Millisecond), planned.Round(time.Millisecond))
 	}

@@ -142,3 +142,23 @@ func TestSim_MaintainedViewWarnsWhenItsMaintenanceTakesTheTarget(t *testing.T) {
 		t.Errorf("want one warning, with %q:\n%s", want, logs.String())
 	}
 }
+
+// A maintenance planned as incremental that recomputes the view whole at
+// run time (too many groups, the cost guard) and so misses its target says
+// so, rather than that it was slower than planned.
+func TestSim_MaintainedViewEscalatedAtRunTimeSaysWhyItWasLate(t *testing.T) {
+	var logs bytes.Buffer
+	m := newMaintainedSim(t, &logs, map[string]time.Duration{"app.kept": 30 * time.Second}, func(o *Options) {
+		o.IncrementalDurations = map[string]time.Duration{"app.kept": 10 * time.Millisecond}
+	})
+	m.escalate = "the changes name up to 20000 view rows (more than 10000)"
+	m.commitChange(insertRow("a"))
+	m.advance(35 * time.Second)
+	if got := m.refreshesOf("app.kept"); len(got) != 1 || got[0].Maintenance != maintain.ModeFull {
+		t.Fatalf("app.kept refreshed%s; want one full recompute", summarize(got))
+	}
+	want := `reason="it was recomputed whole (the changes name up to 20000 view rows (more than 10000)), planned as an incremental maintenance: 30s, planned 10ms"`
+	if !strings.Contains(logs.String(), want) {
+		t.Errorf("want the missed target's reason %s in:\n%s", want, logs.String())
+	}
+}

@@ -27,10 +27,13 @@ type sim struct {
 	s               *Scheduler
 	took            map[string]time.Duration
 	tookIncremental map[string]time.Duration
-	running         []simRefresh
-	events          []events.Refresh
-	xid             uint32
-	end             pglogrepl.LSN
+	// escalate, when set, is why every maintenance recomputes its view
+	// whole at run time (as too many groups or the cost guard would).
+	escalate string
+	running  []simRefresh
+	events   []events.Refresh
+	xid      uint32
+	end      pglogrepl.LSN
 }
 
 type simRefresh struct {
@@ -107,6 +110,9 @@ func (m *sim) take() {
 			r := simRefresh{req: req, started: m.s.now}
 			if req.Maintenance != nil {
 				r.maintained = &maintain.Result{Full: req.Maintenance.Changes.Full()}
+				if r.maintained.Full == "" {
+					r.maintained.Full = m.escalate
+				}
 			}
 			m.running = append(m.running, r)
 		default:
