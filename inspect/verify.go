@@ -74,8 +74,13 @@ func (in *Inspector) verify(ctx context.Context, name string) (Verification, err
 	var v Verification
 	err = pgx.BeginTxFunc(ctx, in.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		// With only pg_catalog on the search path, pg_get_viewdef names
-		// every other relation and function with its schema.
+		// every other relation and function with its schema; with the text
+		// forms pinned, it prints constants that read back as the same
+		// values (a timestamptz with its offset, not a zone abbreviation).
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog, pg_temp"); err != nil {
+			return err
+		}
+		if err := maintain.PinTextForms(ctx, tx); err != nil {
 			return err
 		}
 		if in.cfg.LockTimeout > 0 {
@@ -132,10 +137,11 @@ func (in *Inspector) verify(ctx context.Context, name string) (Verification, err
 
 // evaluateAsMaintained sets up tx to evaluate a definition as its view
 // gets it: a maintained table (marker is its definition view's comment)
-// under the TimeZone it was computed with and search_path pg_catalog,
-// pg_temp; a materialized view as REFRESH evaluates it, with that search
-// path from PostgreSQL 17 on and the session's before (a user function's
-// body may depend on it).
+// under the TimeZone it was computed with, search_path pg_catalog, pg_temp
+// and the text forms its maintenances pin (tx has them); a materialized
+// view as REFRESH evaluates it, under the session's text forms, with that
+// search path from PostgreSQL 17 on and the session's before (a user
+// function's body may depend on it).
 func evaluateAsMaintained(ctx context.Context, tx pgx.Tx, marker *string) error {
 	if marker != nil {
 		m, _, err := maintain.ParseMarker(*marker)
@@ -145,7 +151,8 @@ func evaluateAsMaintained(ctx context.Context, tx pgx.Tx, marker *string) error 
 		_, err = tx.Exec(ctx, "SELECT set_config('TimeZone', $1, true)", m.TimeZone)
 		return err
 	}
-	_, err := tx.Exec(ctx, `DO $$ BEGIN
+	_, err := tx.Exec(ctx, `SET LOCAL DateStyle TO DEFAULT; SET LOCAL IntervalStyle TO DEFAULT; SET LOCAL extra_float_digits TO DEFAULT;
+		DO $$ BEGIN
 		IF current_setting('server_version_num')::int < 170000 THEN SET LOCAL search_path TO DEFAULT; END IF; END $$`)
 	return err
 }

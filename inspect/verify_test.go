@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/mvrefresher/mvrefresher/inspect"
 )
 
@@ -112,5 +114,41 @@ func TestVerify_SearchPathAsRefreshHasIt(t *testing.T) {
 	got, err := e.verify("app.mv_rate")
 	if err != nil || !got[0].Equal {
 		t.Fatalf("a view whose function reads an unqualified table: %+v, %v; want equal, as REFRESH computes it", got, err)
+	}
+}
+
+// TestVerify_UnderTheSessionsDateStyle verifies views whose definitions
+// hold a timestamptz in India and print one as text, in a session under
+// DateStyle SQL in Asia/Kolkata (where the definition's text, so printed,
+// says IST, which reads back as Israel's time): the materialized view,
+// refreshed in such a session, is evaluated under its text forms; the
+// maintained table under the ones its maintenances pin.
+func TestVerify_UnderTheSessionsDateStyle(t *testing.T) {
+	e := newEnv(t, "")
+	ctx := context.Background()
+	e.cfg.DatabaseURL += "&DateStyle=SQL%2C%20DMY&timezone=Asia/Kolkata"
+	pool, err := pgxpool.New(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `
+		CREATE TABLE app.ev (id int PRIMARY KEY, at timestamptz NOT NULL);
+		INSERT INTO app.ev SELECT g, timestamptz '2026-01-05 00:00+00' + g * interval '1 hour' FROM generate_series(1, 200) g;
+		CREATE MATERIALIZED VIEW app.mv_kolkata AS
+			SELECT id, at::text AS shown FROM app.ev WHERE at >= timestamptz '2026-01-10 00:00+05:30';
+		CREATE MATERIALIZED VIEW app.mv_kolkata_maintained AS
+			SELECT id, at::text AS shown FROM app.ev WHERE at >= timestamptz '2026-01-10 00:00+05:30';`); err != nil {
+		t.Fatal(err)
+	}
+	enableIncremental(t, pool, "app.mv_kolkata_maintained")
+	got, err := e.verify("app.mv_kolkata", "app.mv_kolkata_maintained")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range got {
+		if !v.Equal || v.ViewRows == 0 {
+			t.Errorf("verify of %s just computed: %+v, want equal", v.View, v)
+		}
 	}
 }

@@ -99,7 +99,8 @@ func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID
 	// The definition and the type names are read with only pg_catalog on
 	// the search path, as the maintenance runs them: every other name comes
 	// qualified. In a transaction of its own when q can begin one;
-	// otherwise the caller's transaction keeps that search path.
+	// otherwise the caller's transaction keeps that search path and the
+	// text forms.
 	if pool, ok := q.(interface {
 		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
 	}); ok {
@@ -113,6 +114,10 @@ func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID
 	var searchPath string
 	if err := q.QueryRow(ctx, "SELECT set_config('search_path', 'pg_catalog, pg_temp', true)").Scan(&searchPath); err != nil {
 		return nil, fmt.Errorf("analyze %s: pin the search path: %w", table, err)
+	}
+	// The definition's constants are printed as the maintenance reads them.
+	if err := PinTextForms(ctx, q); err != nil {
+		return nil, fmt.Errorf("analyze %s: %w", table, err)
 	}
 	shape, err := catalog.ReadShape(ctx, q, definitionOID)
 	if err != nil {

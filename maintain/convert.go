@@ -184,12 +184,17 @@ func trimDefinition(def string) string {
 }
 
 // inTransaction runs fn in a transaction that reads every name
-// schema-qualified (pg_get_viewdef, format_type and pg_get_indexdef print
-// names so under this search_path, which makes the captured SQL mean the
-// same when it is replayed) and gives up on a lock after lockTimeout.
+// schema-qualified and every constant in the text forms (pg_get_viewdef,
+// format_type and pg_get_indexdef print them so under this search_path and
+// textForms, which makes the captured SQL mean the same when it is
+// replayed, and computes a maintained table as its maintenances will) and
+// gives up on a lock after lockTimeout.
 func inTransaction(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL lock_timeout = '"+lockTimeout+"'"); err != nil {
+			return fmt.Errorf("set up the transaction: %w", err)
+		}
+		if err := PinTextForms(ctx, tx); err != nil {
 			return fmt.Errorf("set up the transaction: %w", err)
 		}
 		return fn(tx)

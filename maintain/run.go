@@ -58,14 +58,13 @@ func (r Result) Written() int64 { return r.Inserted + r.Updated + r.Deleted }
 func Maintain(ctx context.Context, tx pgx.Tx, p *Plan, timeZone string, c *Changes, name bool) (Result, error) {
 	// Custom plans: a recompute's plan must use the keys it is bound to
 	// (an index on them), whatever the statement cache has seen before.
-	// The text forms are the stream's (replication.Connect), which every
-	// session reads back as the same value: named key tuples go to another
+	// The text forms (textForms) are the stream's, which every session
+	// reads back as the same value: named key tuples go to another
 	// maintenance, under another TimeZone (a timestamptz printed with a
 	// zone abbreviation, as DateStyle SQL does, can read back as another
 	// zone's), and floats keep all their digits.
 	if _, err := tx.Exec(ctx, `SELECT set_config('TimeZone', $1, true), set_config('search_path', 'pg_catalog, pg_temp', true),
-		set_config('plan_cache_mode', 'force_custom_plan', true), set_config('DateStyle', 'ISO', true),
-		set_config('IntervalStyle', 'postgres', true), set_config('extra_float_digits', '3', true)`, timeZone); err != nil {
+		set_config('plan_cache_mode', 'force_custom_plan', true), `+textForms, timeZone); err != nil {
 		return Result{}, fmt.Errorf("pin TimeZone, search_path and the text forms: %w", err)
 	}
 	res := Result{Full: c.Full()}
