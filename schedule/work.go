@@ -208,9 +208,12 @@ func (w *work) addChanges(other *work) {
 }
 
 // absorb merges other (work for the same view) into w, keeping the older
-// hold.
+// hold. Its reason only ranks: what other follows already carries any
+// escalation the reason calls for (addReason made it, or inherit's via
+// said why a cascade cannot follow the base), and a cascade that follows
+// the base's named rows must follow them again when retried.
 func (w *work) absorb(wm *replication.Watermark, other *work) {
-	w.addReason(other.reason)
+	w.rankReason(other.reason)
 	w.addChanges(other)
 	for _, s := range other.sources {
 		w.addSource(s)
