@@ -306,18 +306,21 @@ CREATE MATERIALIZED VIEW app.mv_regions AS SELECT region, sum(amount) AS total F
 
 // TestIncremental_ViewOnAMaintainedView: explain and check say how a
 // maintained view built on a maintained view follows it: through its
-// maintenances, or, reading a column of it other than its key, not.
+// maintenances, or, reading a column of it other than its key, or built
+// on one whose maintenances name no rows of it, not.
 func TestIncremental_ViewOnAMaintainedView(t *testing.T) {
 	e := newIncrementalEnv(t)
 	ctx := context.Background()
 	if _, err := e.pool.Exec(ctx, `
 CREATE MATERIALIZED VIEW app.mv_days AS SELECT date_trunc('day', hour) AS day, sum(n) AS n FROM app.mv_hourly GROUP BY 1;
 CREATE INDEX ON app.mv_hourly (n);
-CREATE MATERIALIZED VIEW app.mv_sizes AS SELECT n, count(*) AS hours FROM app.mv_hourly GROUP BY n;`); err != nil {
+CREATE MATERIALIZED VIEW app.mv_sizes AS SELECT n, count(*) AS hours FROM app.mv_hourly GROUP BY n;
+CREATE INDEX ON app.mv_daily (plan);
+CREATE MATERIALIZED VIEW app.mv_plans AS SELECT plan, sum(n) AS n FROM app.mv_daily GROUP BY plan;`); err != nil {
 		t.Fatal(err)
 	}
 	incremental := true
-	for _, name := range []string{"app.mv_days", "app.mv_sizes"} {
+	for _, name := range []string{"app.mv_days", "app.mv_sizes", "app.mv_plans"} {
 		enableIncremental(t, e.pool, name)
 		e.cfg.Views[name] = config.View{Incremental: &incremental}
 	}
@@ -339,13 +342,23 @@ CREATE MATERIALIZED VIEW app.mv_sizes AS SELECT n, count(*) AS hours FROM app.mv
 	if !sizes.Maintained || sizes.Full != want || !strings.Contains(sizes.Follows(), "each of its maintenances recomputes the whole view after it: "+want) {
 		t.Errorf("explain app.mv_sizes, built on app.mv_hourly by a column other than its key: %+v (%s)", sizes, sizes.Follows())
 	}
+	// app.mv_daily's day comes from app.events, its plan from app.accounts:
+	// its maintenances name no rows of it.
+	plans := source("app.mv_plans")
+	want = "no maintenance of app.mv_daily names rows of it"
+	if !plans.Maintained || !strings.Contains(plans.Follows(), "each of its maintenances recomputes the whole view after it: "+want) {
+		t.Errorf("explain app.mv_plans, built on app.mv_daily, keyed by a fact's day and a dimension's plan: %+v (%s)", plans, plans.Follows())
+	}
+	want = "app.mv_sizes reads columns of app.mv_hourly other than its key (n)"
 	findings, err := in.Check(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	warned := false
+	warned, plansWarned := false, false
 	for _, f := range findings {
 		switch f.View {
+		case "app.mv_plans":
+			plansWarned = plansWarned || f.Code == "incremental-whole-view" && strings.Contains(f.Message, "no maintenance of app.mv_daily names rows of it")
 		case "app.mv_days":
 			t.Errorf("check app.mv_days: %+v, want nothing (the WAL does not carry app.mv_hourly: its replica identity is not a concern)", f)
 		case "app.mv_sizes":
@@ -357,5 +370,8 @@ CREATE MATERIALIZED VIEW app.mv_sizes AS SELECT n, count(*) AS hours FROM app.mv
 	}
 	if !warned {
 		t.Errorf("check app.mv_sizes: no finding, want a warning saying %q", want)
+	}
+	if !plansWarned {
+		t.Errorf("check app.mv_plans: %+v, want a warning that its base's maintenances name no rows of it", findings)
 	}
 }

@@ -3,6 +3,7 @@ package maintain
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -51,7 +52,10 @@ func (n *Named) addKeys(tuples string) error {
 // FollowsTable says why p's view cannot follow the rows a maintenance of
 // the maintained table base names (p's view reads base), "" when it can:
 // base is a source whose changed rows name p's view rows, by key columns
-// of base only (a key tuple carries nothing else).
+// of base only (a key tuple carries nothing else), and a maintenance of
+// base can name its rows (a source of it names whole rows; otherwise each
+// maintenance of it names none, and p's view is recomputed whole after
+// each).
 func (p *Plan) FollowsTable(base *Plan) string {
 	s := p.Sources[base.Table]
 	switch {
@@ -70,8 +74,16 @@ func (p *Plan) FollowsTable(base *Plan) string {
 	if len(other) > 0 {
 		return fmt.Sprintf("%s reads columns of %s other than its key (%s)", p.Table, base.Table, strings.Join(other, ", "))
 	}
+	if !slices.ContainsFunc(slices.Collect(maps.Values(base.Sources)), func(s *Source) bool { return s.Full == "" && base.namesRows(s) }) {
+		return fmt.Sprintf("no maintenance of %s names rows of it: none of its sources is followed row by row and computes its whole key", base.Table)
+	}
 	return ""
 }
+
+// namesRows says whether the changed rows of s, a source of p, name whole
+// rows of p's view: they compute every key column. A dimension's rows
+// compute only some, and name groups of rows.
+func (p *Plan) namesRows(s *Source) bool { return len(s.Keys) == len(p.Key) }
 
 // FollowTable adds to c the rows of the maintained table base (planned as
 // base) that a maintenance of it named (n; nil when it was not asked to),

@@ -149,9 +149,7 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes, named *Named)
 	})
 	for _, name := range sources {
 		src := p.Sources[name]
-		// A source that computes only some key columns (a dimension) names
-		// groups by those: not rows.
-		whole := len(src.Keys) == len(p.Key)
+		whole := p.namesRows(src)
 		if named != nil && !whole && named.Full == "" {
 			named.Full, named.keys = fmt.Sprintf("the changes to %s do not name whole rows of %s (they compute only some of its key columns)", name, p.Table), nil
 		}
