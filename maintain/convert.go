@@ -17,6 +17,11 @@ import (
 // and changed nothing; the error says what.
 var ErrRefused = errors.New("refused")
 
+// conversionLockClass is the first key of the advisory lock a conversion
+// takes on the view's name ("mvr\x02" as an int4; the refresher's
+// per-view locks use "mvr\x00", the refresh log's "mvr\x01").
+const conversionLockClass int32 = 0x6d767202
+
 // lockTimeout bounds the wait for a view in use: a conversion waits behind
 // its readers and refreshes, and new readers wait behind it, so a long wait
 // would stall dashboards; failing with a reason lets the user pick a moment.
@@ -30,7 +35,7 @@ const lockTimeout = "5s"
 // table's unique key (column names), which a unique index NULLS NOT
 // DISTINCT enforces.
 func Enable(ctx context.Context, pool *pgxpool.Pool, name string, key []string) error {
-	if err := inTransaction(ctx, pool, func(tx pgx.Tx) error { return enable(ctx, tx, name, key) }); err != nil {
+	if err := inTransaction(ctx, pool, name, func(tx pgx.Tx) error { return enable(ctx, tx, name, key) }); err != nil {
 		return fmt.Errorf("turn on incremental maintenance of %s: %w", name, err)
 	}
 	return nil
@@ -41,7 +46,7 @@ func Enable(ctx context.Context, pool *pgxpool.Pool, name string, key []string) 
 // (less the key index Enable added), owner, grants and comments, and the
 // views built on it re-created.
 func Disable(ctx context.Context, pool *pgxpool.Pool, name string) error {
-	if err := inTransaction(ctx, pool, func(tx pgx.Tx) error { return disable(ctx, tx, name) }); err != nil {
+	if err := inTransaction(ctx, pool, name, func(tx pgx.Tx) error { return disable(ctx, tx, name) }); err != nil {
 		return fmt.Errorf("turn off incremental maintenance of %s: %w", name, err)
 	}
 	return nil
@@ -189,8 +194,14 @@ func trimDefinition(def string) string {
 // textForms, which makes the captured SQL mean the same when it is
 // replayed, and computes a maintained table as its maintenances will) and
 // gives up on a lock after lockTimeout.
-func inTransaction(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+func inTransaction(ctx context.Context, pool *pgxpool.Pool, name string, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// Before the lock timeout: a conversion of name by another
+		// instance (of an HA pair starting together) may take longer than
+		// it, and this one then finds its outcome rather than a timeout.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", conversionLockClass, name); err != nil {
+			return fmt.Errorf("wait for other conversions of %s: %w", name, err)
+		}
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog, pg_temp; SET LOCAL lock_timeout = '"+lockTimeout+"'"); err != nil {
 			return fmt.Errorf("set up the transaction: %w", err)
 		}

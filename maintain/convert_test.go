@@ -401,3 +401,62 @@ func TestEnableGivesUpOnABusyView(t *testing.T) {
 		diff(t, rel+" after giving up", s, before[rel])
 	}
 }
+
+// Two instances of an HA pair starting together convert a view once: the
+// second waits for the first's conversion, however long it takes (not for
+// the view, under the conversion's lock timeout), then finds the view
+// converted and refuses. The first is held here in the middle of its
+// conversion by a reader of a view it re-creates.
+func TestEnableWaitsForAnotherConversionOfTheView(t *testing.T) {
+	ctx := context.Background()
+	pools := convertDB(t)
+	reading, err := pools["mv_reader"].Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = reading.Rollback(ctx) }()
+	if _, err := reading.Exec(ctx, "SELECT FROM analytics.mv_daily LIMIT 1"); err != nil {
+		t.Fatal(err)
+	}
+	enable := func() <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- maintain.Enable(ctx, pools["mv_daemon"], "analytics.mv_x", []string{"account", "day"}) }()
+		return done
+	}
+	// waiting awaits a conversion waiting for a lock of the kind, well
+	// within the 5 s lock timeout the first conversion runs under.
+	waiting := func(what, condition string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			var n int
+			if err := pools["postgres"].QueryRow(ctx, `SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+				WHERE NOT l.granted AND a.usename = 'mv_daemon' AND `+condition).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 1 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no conversion waits for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	first := enable()
+	waiting("analytics.mv_daily, which it re-creates", "l.relation = 'analytics.mv_daily'::regclass")
+	second := enable()
+	waiting("the first conversion", "l.locktype = 'advisory'")
+	if err := reading.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("the first conversion: %v", err)
+	}
+	if err := <-second; !errors.Is(err, maintain.ErrRefused) || !strings.Contains(err.Error(), "analytics.mv_x") {
+		t.Fatalf("the second conversion: %v; want it refused, the view being a table already", err)
+	}
+	if s := stateOf(t, pools["postgres"], "analytics.mv_x"); s.Relkind != "r" {
+		t.Fatalf("analytics.mv_x has relkind %q after the conversions", s.Relkind)
+	}
+}

@@ -119,7 +119,7 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		sameDatabase, active           bool
 	)
 	err := pool.QueryRow(ctx, `
-		SELECT coalesce(plugin, ''), slot_type, database, database = current_database(),
+		SELECT coalesce(plugin, ''), slot_type, database, coalesce(database = current_database(), false),
 		       confirmed_flush_lsn, `+slotInvalidationSQL+`, active
 		FROM pg_replication_slots s WHERE slot_name = $1`, s.slot).
 		Scan(&plugin, &slotType, &database, &sameDatabase, &confirmed, &invalidation, &active)
@@ -150,7 +150,10 @@ func (s *Stream) EnsureSlot(ctx context.Context, pool *pgxpool.Pool, beforeCreat
 		// moment after the slot appears): it streams from it next.
 		return SlotState{}, fmt.Errorf("replication slot %q is being created by another process: %w", s.slot, ErrSlotInUse)
 	}
-	if slotType != "logical" || plugin != "pgoutput" {
+	if slotType != "logical" {
+		return SlotState{}, fmt.Errorf("replication slot %q exists but is a %s slot, not a logical pgoutput slot: choose another slot name", s.slot, slotType)
+	}
+	if plugin != "pgoutput" {
 		return SlotState{}, fmt.Errorf("replication slot %q exists but is a %s slot for plugin %q, not a logical pgoutput slot: choose another slot name", s.slot, slotType, plugin)
 	}
 	if !sameDatabase {

@@ -82,6 +82,14 @@ type Stream struct {
 	stopping stopDetector
 }
 
+// TextForms are the settings the stream's row values are printed under:
+// the walsender prints them in its session's text forms, and these are
+// ones every session reads back as the same value, whatever the server's,
+// database's or role's defaults (a date in 'SQL, DMY' reads back wrong
+// under MDY; floats otherwise lose digits). Whoever passes values on as
+// text uses them too.
+var TextForms = map[string]string{"DateStyle": "ISO", "IntervalStyle": "postgres", "extra_float_digits": "3"}
+
 // Connect opens a replication connection to the database of databaseURL.
 func Connect(ctx context.Context, databaseURL, slot, publication string, logger *slog.Logger) (*Stream, error) {
 	cfg, err := pgconn.ParseConfig(databaseURL)
@@ -90,13 +98,9 @@ func Connect(ctx context.Context, databaseURL, slot, publication string, logger 
 	}
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "mvrefresher"
-	// Row images carry values in the walsender's text forms: make them ones
-	// that every session reads back as the same value, whatever the
-	// server's, database's or role's defaults (a date in 'SQL, DMY' reads
-	// back wrong under MDY; floats otherwise lose digits).
-	cfg.RuntimeParams["DateStyle"] = "ISO"
-	cfg.RuntimeParams["IntervalStyle"] = "postgres"
-	cfg.RuntimeParams["extra_float_digits"] = "3"
+	for name, value := range TextForms {
+		cfg.RuntimeParams[name] = value
+	}
 	dial := cfg.DialFunc
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dial(ctx, network, addr)
