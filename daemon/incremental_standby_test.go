@@ -4,10 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mvrefresher/mvrefresher/config"
-	"github.com/mvrefresher/mvrefresher/events"
 )
 
 // TestIncremental_DecodesOnAStandby is TestIncremental_FollowsTheWAL and
@@ -46,34 +44,7 @@ func TestIncremental_DecodesOnAStandby(t *testing.T) {
 	}
 	e.expectLoggedMaintenance("incremental", "", 1)
 
-	release, committed := e.commitHeldByStandby("INSERT INTO app.events VALUES (7001, 1000, '2026-01-02 10:00+00')")
-	e.waitFor("the daemon to find the commit not visible", 10*time.Second, func() (bool, error) {
-		return strings.Contains(e.logs.String(), "not visible yet"), nil
-	})
-	waitingCommitEnd := e.currentLSN()
-	e.forgetEvents()
-	// A visible commit on another day is maintained meanwhile; the slot
-	// still holds the invisible one.
-	e.exec("INSERT INTO app.events VALUES (7002, 1, '2026-01-04 10:00+00')")
-	ev = e.waitEvent("a maintenance with the visible commit", func(ev events.Refresh) bool {
-		return ev.View == "app.daily" && ev.Status == events.StatusOK
-	})
-	if ev.Maintenance != "incremental" {
-		t.Fatalf("the visible insert: maintenance %q (%q), want incremental", ev.Maintenance, ev.FullReason)
-	}
-	if lsn, _, err := e.confirmedLSN(); err != nil || lsn >= waitingCommitEnd {
-		t.Fatalf("the standby's slot confirmed %s (%v) past a commit no maintenance could see (before %s)", lsn, err, waitingCommitEnd)
-	}
-	release()
-	if err := <-committed; err != nil {
-		t.Fatalf("the application's commit: %v", err)
-	}
-	e.settle()
-	e.assertMaintained("app.daily")
-	var n int64
-	if err := e.pool.QueryRow(context.Background(), "SELECT n FROM app.daily WHERE day = '2026-01-02 00:00+00'").Scan(&n); err != nil || n != 25 {
-		t.Errorf("the day of the commit that was late to be visible counts %d rows (%v), want 25", n, err)
-	}
+	e.heldCommitIsMaintained()
 
 	e.exec("DELETE FROM app.events WHERE id = 10")
 	ev = e.maintenanceOf("the maintenance after a DELETE")
