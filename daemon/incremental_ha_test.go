@@ -84,18 +84,12 @@ func TestIncremental_StandbyTakesOver(t *testing.T) {
 		return other.daemon.Ready() && !other.daemon.Standby(), nil
 	})
 	ev = e.maintenanceOf("the second instance's maintenance of the replayed insert")
-	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != int64(0) {
-		t.Fatalf("the replayed insert after the takeover: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, 0 rows written",
-			ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten))
-	}
+	e.expectIncremental(ev, "the replayed insert after the takeover", 0)
 	e.forgetEvents()
 
 	e.exec("INSERT INTO app.events VALUES (5002, 100, '2026-01-06 10:00+00')")
 	ev = e.maintenanceOf("the second instance's maintenance of a new insert")
-	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != int64(1) {
-		t.Fatalf("an insert after the takeover: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, 1 row written",
-			ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten))
-	}
+	e.expectIncremental(ev, "an insert after the takeover", 1)
 	e.settle()
 	e.assertMaintained("app.daily")
 	if oid := e.relationOID("app.daily"); oid != converted {
@@ -164,8 +158,5 @@ func TestIncremental_PairStartingTogetherConvertsOnce(t *testing.T) {
 
 	e.exec("INSERT INTO app.events VALUES (5001, 100, '2026-01-05 10:00+00')")
 	ev := e.maintenanceOf("the maintenance of an insert")
-	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != int64(1) {
-		t.Fatalf("an insert: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, 1 row written",
-			ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten))
-	}
+	e.expectIncremental(ev, "an insert", 1)
 }

@@ -38,10 +38,7 @@ func TestIncremental_DecodesOnAStandby(t *testing.T) {
 
 	e.exec("INSERT INTO app.events VALUES (5001, 100, '2026-01-03 10:00+00'), (5002, 50, '2026-01-03 11:00+00')")
 	ev := e.maintenanceOf("the maintenance after two inserts on one day")
-	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != int64(1) {
-		t.Fatalf("two inserts on one day: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, 1 row written",
-			ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten))
-	}
+	e.expectIncremental(ev, "two inserts on one day", 1)
 	e.expectLoggedMaintenance("incremental", "", 1)
 
 	e.heldCommitIsMaintained()

@@ -175,10 +175,7 @@ func TestIncremental_ReplayWritesNothing(t *testing.T) {
 	e.cfg.Views["app.slow"] = config.View{}
 	e.start()
 	ev = e.maintenanceOf("the maintenance of the replayed insert")
-	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != int64(0) {
-		t.Fatalf("the replayed insert: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, 0 rows written",
-			ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten))
-	}
+	e.expectIncremental(ev, "the replayed insert", 0)
 }
 
 // TestIncremental_WaitsForACommitToBeVisible is the visibility rule's
@@ -275,5 +272,15 @@ func (e *env) heldCommitIsMaintained() {
 	var n int64
 	if err := e.pool.QueryRow(context.Background(), "SELECT n FROM app.daily WHERE day = '2026-01-02 00:00+00'").Scan(&n); err != nil || n != 25 {
 		e.t.Errorf("the day of the commit that was late to be visible counts %d rows (%v), want 25", n, err)
+	}
+}
+
+// expectIncremental checks that ev, the maintenance of what, recomputed one
+// group incrementally and wrote written rows.
+func (e *env) expectIncremental(ev events.Refresh, what string, written int64) {
+	e.t.Helper()
+	if ev.Maintenance != "incremental" || deref(ev.Groups) != int64(1) || deref(ev.RowsWritten) != written {
+		e.t.Fatalf("%s: got maintenance %q (%q), groups %v, rows written %v; want incremental, 1 group, %d written",
+			what, ev.Maintenance, ev.FullReason, deref(ev.Groups), deref(ev.RowsWritten), written)
 	}
 }
