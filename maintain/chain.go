@@ -24,9 +24,6 @@ type Named struct {
 	keys []row
 }
 
-// Keys counts the key tuples named.
-func (n *Named) Keys() int { return len(n.keys) }
-
 // keyNames are p's key columns, in Plan.Key order.
 func (p *Plan) keyNames() []string {
 	names := make([]string, len(p.Key))

@@ -132,9 +132,9 @@ func TestMaintainChain(t *testing.T) {
 				got := o.run(ctx, dep, &dc, false)
 				if diff := o.differences(ctx, dep); diff != "" {
 					t.Fatalf("batch %d: %s differs from its definition after following %s (%d rows named, crash %v; %+v):\n%s",
-						b, dep, base, named.Keys(), crash, got, diff)
+						b, dep, base, len(maintain.NamedKeys(named)), crash, got, diff)
 				}
-				if got.Full == "" && named.Keys() > 0 {
+				if got.Full == "" && len(maintain.NamedKeys(named)) > 0 {
 					incremental[dep]++
 				}
 				again := o.follow(dep, changes)
