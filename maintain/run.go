@@ -172,7 +172,7 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes, named *Named)
 			var either []string
 			if keys.values[i] != nil {
 				s.args = append(s.args, *keys.values[i])
-				either = append(either, fmt.Sprintf("r.%s = ANY($%d::text::%s[])", col, len(s.args), p.Columns[k.Column].Type))
+				either = append(either, fmt.Sprintf("r.%s = ANY($%d::%s[])", col, len(s.args), p.Columns[k.Column].Type))
 			}
 			if keys.null[i] {
 				either = append(either, "r."+col+" IS NULL")
@@ -184,7 +184,7 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes, named *Named)
 			s.args = append(s.args, keys.lo, keys.hi)
 			b := keys.bucket
 			rel := p.def.text[p.def.toks[src.item.start].start:p.def.toks[src.item.start+2].end]
-			s.definition = p.def.replaced(src.item, fmt.Sprintf("(SELECT * FROM %[1]s WHERE %[2]s >= $%[3]d::text::%[4]s AND %[2]s < $%[5]d::text::%[4]s)",
+			s.definition = p.def.replaced(src.item, fmt.Sprintf("(SELECT * FROM %[1]s WHERE %[2]s >= $%[3]d::%[4]s AND %[2]s < $%[5]d::%[4]s)",
 				rel, b.column, len(s.args)-1, b.colType, len(s.args)))
 		}
 	}
