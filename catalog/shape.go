@@ -27,6 +27,18 @@ type Shape struct {
 	// calls; TimeValues is set when it reads CURRENT_DATE and the like.
 	Functions  []uint32
 	TimeValues bool
+	// Filters are the top-level conjuncts of the query's WHERE (the
+	// arguments of its AND, or the WHERE itself), in the order
+	// pg_get_viewdef prints them.
+	Filters []ShapeFilter
+}
+
+// ShapeFilter is one conjunct of the query's WHERE.
+type ShapeFilter struct {
+	// Reads maps each relation of Shape.Relations the conjunct reads to
+	// the attribute numbers it reads; nil when it reads a column that does
+	// not stand for a relation's (a FULL JOIN USING column).
+	Reads map[uint32][]int16
 }
 
 // ShapeColumn is one output column.
@@ -163,6 +175,10 @@ func shapeOf(q *node) *Shape {
 		s.Relations[at].Nullable = s.Relations[at].Nullable || nullable[i+1]
 	}
 
+	if jt, ok := q.get("jointree").(*node); ok {
+		s.Filters = filtersOf(jt.get("quals"), rte, relOf)
+	}
+
 	groupRefs := map[string]bool{}
 	for _, g := range q.list("groupClause") {
 		if gn, ok := g.(*node); ok {
@@ -199,6 +215,25 @@ func shapeOf(q *node) *Shape {
 	slices.Sort(s.Unsupported)
 	s.Unsupported = slices.Compact(s.Unsupported)
 	return s
+}
+
+// filtersOf splits quals, a WHERE, into its top-level conjuncts.
+func filtersOf(quals any, rte func(int) *node, relOf map[int]uint32) []ShapeFilter {
+	if quals == nil {
+		return nil
+	}
+	conjuncts := []any{quals}
+	if b, ok := quals.(*node); ok && b.name == "BOOLEXPR" && b.str("boolop") == "and" {
+		conjuncts = b.list("args")
+	}
+	filters := make([]ShapeFilter, len(conjuncts))
+	for i, c := range conjuncts {
+		reads := map[uint32][]int16{}
+		if addReads(c, rte, relOf, reads) {
+			filters[i].Reads = reads
+		}
+	}
+	return filters
 }
 
 // addReads adds the relation columns expression v reads outside aggregates

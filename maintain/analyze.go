@@ -58,6 +58,12 @@ type Source struct {
 	Identity string
 	alias    string
 	item     fromItem
+	// filter is the view's WHERE conjuncts that read the table's columns
+	// alone (under alias), "" when none does (see sourceFilter);
+	// filterOnly are the columns it reads besides Reads, filterTypes their
+	// types.
+	filter                  string
+	filterOnly, filterTypes []string
 }
 
 // SourceKey is one key column a source's rows compute.
@@ -160,6 +166,7 @@ func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID
 	if p.Key, err = keyColumns(shape, rels); err != nil {
 		return nil, &Ineligible{View: table, Reasons: []string{err.Error()}}
 	}
+	conjuncts := p.def.whereConjuncts()
 	for _, sr := range shape.Relations {
 		rel := rels[sr.OID]
 		if rel.kind != catalog.KindTable && rel.kind != catalog.KindPartitioned {
@@ -205,6 +212,9 @@ func Analyze(ctx context.Context, q catalog.Querier, table string, definitionOID
 		slices.Sort(s.Reads)
 		for _, c := range s.Reads {
 			s.readTypes = append(s.readTypes, rel.types[c])
+		}
+		if s.Full == "" {
+			s.setFilter(conjuncts, shape.Filters, sr.OID, rel)
 		}
 		s.OldRowCovers = rel.identityAll || !slices.ContainsFunc(s.Reads, func(c string) bool { return !slices.Contains(rel.identity, c) })
 	}

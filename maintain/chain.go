@@ -103,19 +103,30 @@ func (c *Changes) FollowTable(p *Plan, base *Plan, n *Named) {
 		return
 	}
 	s := p.Sources[base.Table]
-	at := make([]int, len(s.Reads))
-	for i, col := range s.Reads {
-		if at[i] = slices.Index(n.key, col); at[i] < 0 {
-			// Its plan changed while it ran.
-			c.Escalate(fmt.Sprintf("%s was maintained by another key than it has now", base.Table))
-			return
+	columns := s.ImageColumns()
+	at := make([]int, len(columns))
+	// A key names one row of base, the same before and after: the filter
+	// judges it when it reads only key columns.
+	filtered := true
+	for i, col := range columns {
+		if at[i] = slices.Index(n.key, col); at[i] >= 0 {
+			continue
 		}
+		if i >= len(s.Reads) {
+			filtered = false
+			continue
+		}
+		// Its plan changed while it ran.
+		c.Escalate(fmt.Sprintf("%s was maintained by another key than it has now", base.Table))
+		return
 	}
 	for _, k := range n.keys {
 		r := make(row, len(at))
 		for i, a := range at {
-			r[i] = k[a]
+			if a >= 0 {
+				r[i] = k[a]
+			}
 		}
-		c.add(base.Table, r)
+		c.add(base.Table, changedRow{values: r, filtered: filtered})
 	}
 }

@@ -165,6 +165,9 @@ func restrict(ctx context.Context, tx pgx.Tx, p *Plan, c *Changes, named *Named)
 				return s, "", err
 			}
 		}
+		if keys.groups == 0 {
+			continue // the filter let none through
+		}
 		groups += keys.groups
 		var ands []string
 		for i, k := range src.Keys {
@@ -271,31 +274,48 @@ type sourceKeys struct {
 	named  *string
 }
 
-func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []row, name bool) (sourceKeys, error) {
+func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []changedRow, name bool) (sourceKeys, error) {
 	out := sourceKeys{values: make([]*string, len(src.Keys)), null: make([]bool, len(src.Keys))}
 	// The rows go as JSON text values, each read back with its column
 	// type's input function, as the server printed them into the WAL (a
 	// json column passed as a JSON value would become a JSON string).
-	objects := make([]map[string]*string, len(rows))
-	for i, r := range rows {
-		o := make(map[string]*string, len(src.Reads))
-		for j, col := range src.Reads {
-			o[col] = r[j]
+	columns, types := src.ImageColumns(), src.imageTypes()
+	// $1 holds the others (a JSON array, maybe empty), $2 the rows the
+	// filter judges, when there are.
+	unjudged, judged := []map[string]*string{}, []map[string]*string{}
+	for _, r := range rows {
+		o := make(map[string]*string, len(columns))
+		for j, col := range columns {
+			o[col] = r.values[j]
 		}
-		objects[i] = o
+		if r.filtered && src.filter != "" {
+			judged = append(judged, o)
+		} else {
+			unjudged = append(unjudged, o)
+		}
 	}
-	payload, err := json.Marshal(objects)
-	if err != nil {
-		return out, fmt.Errorf("encode the changed rows of %s: %w", src.Name, err)
+	batches := [][]map[string]*string{unjudged}
+	if len(judged) > 0 {
+		batches = append(batches, judged)
+	}
+	var args []any
+	for _, objects := range batches {
+		b, err := json.Marshal(objects)
+		if err != nil {
+			return out, fmt.Errorf("encode the changed rows of %s: %w", src.Name, err)
+		}
+		args = append(args, string(b))
 	}
 	var typed, asText []string
-	for i, col := range src.Reads {
+	for i, col := range columns {
 		ident := pgx.Identifier{col}.Sanitize()
-		typed = append(typed, fmt.Sprintf("r.%s::%s AS %[1]s", ident, src.readTypes[i]))
+		typed = append(typed, fmt.Sprintf("r.%s::%s AS %[1]s", ident, types[i]))
 		asText = append(asText, ident+" text")
 	}
-	changed := fmt.Sprintf("(SELECT %s FROM jsonb_to_recordset($1::text::jsonb) AS r(%s))",
-		strings.Join(typed, ", "), strings.Join(asText, ", "))
+	changed := func(param int) string {
+		return fmt.Sprintf("(SELECT %s FROM jsonb_to_recordset($%d::text::jsonb) AS r(%s)) %s",
+			strings.Join(typed, ", "), param, strings.Join(asText, ", "), src.alias)
+	}
 	var exprs, aggs, tuple []string
 	for i, k := range src.Keys {
 		exprs = append(exprs, fmt.Sprintf("%s AS k%d", k.Expr, i))
@@ -321,15 +341,18 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []r
 		b := src.Keys[bucketAt].bucket
 		bounds = fmt.Sprintf("min(k%[1]d)::%[2]s::text, (max(k%[1]d) + '%[3]s'::interval)::%[2]s::text", bucketAt, b.colType, b.width)
 	}
-	sql := fmt.Sprintf("SELECT %s, %s, %s FROM (SELECT %s FROM %s %s) keys",
-		strings.Join(aggs, ", "), bounds, named, strings.Join(exprs, ", "), changed, src.alias)
+	keys := fmt.Sprintf("SELECT %s FROM %s", strings.Join(exprs, ", "), changed(1))
+	if len(args) == 2 {
+		keys += fmt.Sprintf(" UNION ALL SELECT %s FROM %s WHERE %s", strings.Join(exprs, ", "), changed(2), src.filter)
+	}
+	sql := fmt.Sprintf("SELECT %s, %s, %s FROM (%s) keys", strings.Join(aggs, ", "), bounds, named, keys)
 	dest := make([]any, 0, 2*len(src.Keys)+4)
 	for i := range src.Keys {
 		dest = append(dest, &out.values[i], &out.null[i])
 	}
 	var lo, hi *string
 	dest = append(dest, &out.groups, &lo, &hi, &out.named)
-	if err := tx.QueryRow(ctx, sql, string(payload)).Scan(dest...); err != nil {
+	if err := tx.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
 		return out, fmt.Errorf("compute the view rows the changes to %s name: %w", src.Name, err)
 	}
 	if bucketAt >= 0 && lo != nil && hi != nil && !out.null[bucketAt] {

@@ -38,7 +38,8 @@ func (s *Scheduler) rowsFollowed(name string) bool {
 
 // selectImaged works out the relations whose changed rows a maintained
 // view follows (the tables whose changes name view rows, and their
-// partitions), and the columns those rows name view rows by.
+// partitions), and the columns those rows name view rows by or the view's
+// WHERE judges them by.
 func (s *Scheduler) selectImaged(cat *catalog.Catalog) {
 	imaged := map[uint32][]string{}
 	add := func(oid uint32, columns []string) {
@@ -58,9 +59,9 @@ func (s *Scheduler) selectImaged(cat *catalog.Catalog) {
 			if src == nil || src.Full != "" {
 				continue
 			}
-			add(t.OID, src.Reads)
+			add(t.OID, src.ImageColumns())
 			for _, p := range cat.Partitions(t.OID) {
-				add(p, src.Reads)
+				add(p, src.ImageColumns())
 			}
 		}
 	}
