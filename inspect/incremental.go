@@ -53,6 +53,10 @@ type IncrementalSource struct {
 	// by row too; without it they recompute the whole view.
 	OldRowCovers bool   `json:"old_row_covers"`
 	Identity     string `json:"identity"`
+	// Filter is the view's WHERE on the table's columns alone, as the
+	// definition prints it: a changed row it rejects names nothing. ""
+	// when none.
+	Filter string `json:"filter,omitempty"`
 }
 
 // incremental reads how the managed view v is maintained incrementally;
@@ -80,7 +84,7 @@ func (in *Inspector) incremental(ctx context.Context, v *catalog.View) (*Increme
 	}
 	for _, name := range slices.Sorted(maps.Keys(plan.Sources)) {
 		s := plan.Sources[name]
-		src := IncrementalSource{Table: s.Name, Full: s.Full, Reads: nonNil(s.Reads), OldRowCovers: s.OldRowCovers, Identity: s.Identity}
+		src := IncrementalSource{Table: s.Name, Full: s.Full, Reads: nonNil(s.Reads), OldRowCovers: s.OldRowCovers, Identity: s.Identity, Filter: s.Filter}
 		if base := in.catalog.Views[name]; base != nil && base.Maintained != nil {
 			src.Maintained, src.OldRowCovers, src.Identity = true, false, ""
 			if src.Full, err = in.followsMaintained(ctx, plan, base); err != nil {
@@ -124,6 +128,13 @@ func (m *Incremental) Summary() string {
 
 // Follows says in a line how changes to the source are followed.
 func (s IncrementalSource) Follows() string {
+	if s.Filter != "" && s.Full == "" {
+		return s.follows() + "; rows " + s.Filter + " rejects name nothing"
+	}
+	return s.follows()
+}
+
+func (s IncrementalSource) follows() string {
 	switch {
 	case s.Maintained && s.Full != "":
 		return "maintained incrementally: each of its maintenances recomputes the whole view after it: " + s.Full

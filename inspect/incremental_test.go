@@ -40,7 +40,7 @@ CREATE MATERIALIZED VIEW app.mv_daily AS
 	FROM app.events e JOIN app.accounts a ON a.id = e.account GROUP BY 1, 2;
 CREATE MATERIALIZED VIEW app.mv_hourly AS SELECT date_trunc('hour', at) AS hour, sum(n) AS n FROM app.clicks GROUP BY 1;
 CREATE UNIQUE INDEX ON app.mv_hourly (hour);
-CREATE MATERIALIZED VIEW app.mv_pending AS SELECT account, count(*) AS n FROM app.events GROUP BY account;
+CREATE MATERIALIZED VIEW app.mv_pending AS SELECT account, count(*) AS n FROM app.events WHERE amount > 3 GROUP BY account;
 CREATE UNIQUE INDEX ON app.mv_pending (account);
 CREATE MATERIALIZED VIEW app.mv_ranked AS SELECT id, rank() OVER (ORDER BY amount) AS r FROM app.events;
 CREATE UNIQUE INDEX ON app.mv_ranked (id);
@@ -153,6 +153,11 @@ func TestIncremental_StatusAndExplain(t *testing.T) {
 	}
 	if s := events.Follows(); !strings.Contains(s, "UPDATEs and DELETEs recompute the whole view") {
 		t.Errorf("app.events follows: %s", s)
+	}
+	m = explained("app.mv_pending")
+	if m == nil || len(m.Sources) != 1 || !strings.Contains(m.Sources[0].Filter, "amount > 3") ||
+		!strings.Contains(m.Sources[0].Follows(), "rejects name nothing") {
+		t.Errorf("explain app.mv_pending (WHERE amount > 3): %+v, want its filter shown", m)
 	}
 	m = explained("app.mv_hourly")
 	if m == nil || len(m.Sources) != 1 || !m.Sources[0].OldRowCovers || !strings.Contains(m.Sources[0].Identity, "USING INDEX") {

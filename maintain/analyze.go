@@ -58,11 +58,12 @@ type Source struct {
 	Identity string
 	alias    string
 	item     fromItem
-	// filter is the view's WHERE conjuncts that read the table's columns
-	// alone (under alias), "" when none does (see sourceFilter);
-	// filterOnly are the columns it reads besides Reads, filterTypes their
-	// types.
-	filter                  string
+	// Filter is the view's WHERE conjuncts that read the table's columns
+	// alone (under its alias in the definition), "" when none does: a
+	// changed row they reject names nothing (see sourceFilter).
+	Filter string
+	// filterOnly are the columns Filter reads besides Reads, filterTypes
+	// their types.
 	filterOnly, filterTypes []string
 }
 

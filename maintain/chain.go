@@ -127,6 +127,6 @@ func (c *Changes) FollowTable(p *Plan, base *Plan, n *Named) {
 				r[i] = k[a]
 			}
 		}
-		c.add(base.Table, changedRow{values: r, filtered: filtered})
+		c.add(base.Table, changedRow{key: r[:len(s.Reads)], filter: r[len(s.Reads):], filtered: filtered})
 	}
 }

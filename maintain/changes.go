@@ -13,19 +13,20 @@ import (
 // that differ), which costs about as much as following that many rows.
 const MaxChangedRows = 10000
 
-// row is what a changed row carries of its source's columns
-// (Source.ImageColumns, in that order); nil is SQL NULL.
+// row is values of columns, in order; nil is SQL NULL.
 type row []*string
 
-// changedRow is a changed row, and whether the view's filter on its source
-// may judge it (filtered): its filter columns are those of one version of
-// the row. A row standing for a version the WAL did not carry in full (the
-// old one of an UPDATE that sent no old row, an old row without the
-// filter's columns, an unchanged TOASTed value) names its view rows
-// whatever the filter says.
+// changedRow is a changed row: its values of its source's Reads (key) and,
+// when the view's filter on the source may judge it (filtered), of the
+// filter's other columns (filter, in filterOnly's order). It may when
+// those are the values of the version of the row it stands for; a row
+// standing for a version the WAL did not carry in full (the old one of an
+// UPDATE that sent no old row, an old row without the filter's columns, a
+// value unchanged or too long to keep) names its view rows whatever the
+// filter says.
 type changedRow struct {
-	values   row
-	filtered bool
+	key, filter row
+	filtered    bool
 }
 
 // Changes is what one maintenance of a view must follow: the changed rows
@@ -33,8 +34,8 @@ type changedRow struct {
 // follows nothing.
 type Changes struct {
 	full string
-	rows map[string][]changedRow // by source name, each row once
-	seen map[string]bool         // source and row, encoded
+	rows map[string][]changedRow // by source name, each key once
+	seen map[string]int          // source and key, encoded -> index in rows
 	n    int
 }
 
@@ -73,12 +74,18 @@ func (c *Changes) Merge(o *Changes) {
 	}
 }
 
+// add keeps r, once per key: two versions of a key that the filter would
+// judge apart name it whatever the filter says, so that rows of one key
+// take one place however many there are.
 func (c *Changes) add(source string, r changedRow) {
 	if c.full != "" {
 		return
 	}
-	id := encodeRow(source, r)
-	if c.seen[id] {
+	id := encodeRow(source, r.key)
+	if at, ok := c.seen[id]; ok {
+		if kept := &c.rows[source][at]; kept.filtered && (!r.filtered || encodeRow("", kept.filter) != encodeRow("", r.filter)) {
+			kept.filter, kept.filtered = nil, false
+		}
 		return
 	}
 	if c.n >= MaxChangedRows {
@@ -86,9 +93,12 @@ func (c *Changes) add(source string, r changedRow) {
 		return
 	}
 	if c.rows == nil {
-		c.rows, c.seen = map[string][]changedRow{}, map[string]bool{}
+		c.rows, c.seen = map[string][]changedRow{}, map[string]int{}
 	}
-	c.seen[id] = true
+	if !r.filtered {
+		r.filter = nil
+	}
+	c.seen[id] = len(c.rows[source])
 	c.rows[source] = append(c.rows[source], r)
 	c.n++
 }
@@ -149,29 +159,32 @@ func (c *Changes) Follow(p *Plan, source string, ch replication.RelationChange) 
 // cannot.
 func (c *Changes) followImage(s *Source, at []int, covered bool, columns []replication.Column, img replication.RowImage) string {
 	reads := len(s.Reads)
-	pick := func(vals []replication.Value) (row, bool) {
+	// pick reads a version's values; why not when a key column's is not
+	// in the image.
+	pick := func(vals []replication.Value) (row, string) {
 		r := make(row, len(at))
 		for i, a := range at {
 			if a < 0 {
 				continue
 			}
-			v := vals[a]
-			if v.Unchanged && i < reads {
-				return nil, false
-			}
-			if !v.Null && !v.Unchanged {
+			switch v := vals[a]; {
+			case i < reads && v.Unchanged:
+				return nil, "a TOASTed key column left unchanged"
+			case i < reads && v.Dropped:
+				return nil, fmt.Sprintf("a key column value longer than %d bytes, which the stream does not keep", replication.MaxImageValueBytes)
+			case !v.Null && !v.Unchanged && !v.Dropped:
 				text := v.Text
 				r[i] = &text
 			}
 		}
-		return r, true
+		return r, ""
 	}
 	// judged: vals carry the filter's columns of the version of the row
 	// they stand for; with identityOnly, only the replica identity's
 	// columns are that version's.
 	judged := func(vals []replication.Value, identityOnly bool) bool {
 		for _, a := range at[reads:] {
-			if a < 0 || vals[a].Unchanged || identityOnly && !columns[a].Key {
+			if a < 0 || vals[a].Unchanged || vals[a].Dropped || identityOnly && !columns[a].Key {
 				return false
 			}
 		}
@@ -180,11 +193,11 @@ func (c *Changes) followImage(s *Source, at []int, covered bool, columns []repli
 	var old *changedRow
 	switch {
 	case img.OldKind == 'O' || img.OldKind == 'K' && covered:
-		r, ok := pick(img.Old)
-		if !ok {
-			return "an old row without its key columns"
+		r, why := pick(img.Old)
+		if why != "" {
+			return "an old row without its key columns (" + why + ")"
 		}
-		old = &changedRow{values: r, filtered: judged(img.Old, img.OldKind == 'K')}
+		old = &changedRow{key: r[:reads], filter: r[reads:], filtered: judged(img.Old, img.OldKind == 'K')}
 	case img.Kind == 'D':
 		return "a DELETE whose old row does not carry the key columns (" + strings.Join(s.Reads, ", ") + ")"
 	case img.Kind == 'U' && !covered:
@@ -194,15 +207,18 @@ func (c *Changes) followImage(s *Source, at []int, covered bool, columns []repli
 		// Without an old row, an UPDATE's new row stands for the old one
 		// too: its key columns are the identity's, unchanged, and so must
 		// the filter's be.
-		r, ok := pick(img.New)
-		filtered := ok && judged(img.New, img.Kind == 'U' && old == nil)
-		if !ok && old != nil {
-			r, ok = fill(img, at, old.values), true
+		r, why := pick(img.New)
+		switch {
+		case why == "":
+			c.add(s.Name, changedRow{key: r[:reads], filter: r[reads:], filtered: judged(img.New, img.Kind == 'U' && old == nil)})
+		case old != nil && !slices.ContainsFunc(at[:reads], func(a int) bool { return img.New[a].Dropped }):
+			// Only unchanged TOASTed values are missing: the old row has them.
+			c.add(s.Name, changedRow{key: fill(img, at[:reads], old.key)})
+		case img.Kind == 'U':
+			return "an UPDATE with " + why
+		default:
+			return "an INSERT with " + why
 		}
-		if !ok {
-			return "an UPDATE that left a TOASTed key column unchanged"
-		}
-		c.add(s.Name, changedRow{values: r, filtered: filtered})
 	}
 	if old != nil {
 		c.add(s.Name, *old)
@@ -215,9 +231,6 @@ func (c *Changes) followImage(s *Source, at []int, covered bool, columns []repli
 func fill(img replication.RowImage, at []int, old row) row {
 	r := make(row, len(at))
 	for i, a := range at {
-		if a < 0 {
-			continue
-		}
 		v := img.New[a]
 		switch {
 		case v.Unchanged:
@@ -233,15 +246,12 @@ func fill(img replication.RowImage, at []int, old row) row {
 // identityNames spell the Relation message's replica identity setting.
 var identityNames = map[byte]string{'d': "DEFAULT", 'f': "FULL", 'i': "USING INDEX", 'n': "NOTHING"}
 
-// encodeRow is a row's identity in the set of rows kept: whether it is
-// filtered, then each value length-prefixed, NULL as -1.
-func encodeRow(source string, r changedRow) string {
+// encodeRow is a row's identity in the set of rows kept: each value
+// length-prefixed, NULL as -1.
+func encodeRow(source string, r row) string {
 	var b strings.Builder
 	b.WriteString(source)
-	if r.filtered {
-		b.WriteString("|f")
-	}
-	for _, v := range r.values {
+	for _, v := range r {
 		if v == nil {
 			b.WriteString("|-1|")
 			continue

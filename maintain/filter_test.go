@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -146,4 +147,88 @@ func asDefaultIdentity(rc replication.RelationChange, identity ...string) replic
 	}
 	rc.Images = images
 	return rc
+}
+
+// collationSchema: a column whose collation is not the database's: ICU's
+// root collation sorts 'a' before 'B', C after.
+const collationSchema = `
+CREATE SCHEMA shop;
+CREATE TABLE shop.codes (id bigint PRIMARY KEY, code text COLLATE "und-x-icu", n int);
+ALTER TABLE shop.codes REPLICA IDENTITY FULL;
+INSERT INTO shop.codes SELECT g, chr(65 + g % 26), g FROM generate_series(1, 100) g;
+CREATE MATERIALIZED VIEW shop.early AS SELECT id, n FROM shop.codes WHERE code < 'B';`
+
+// TestMaintainFilterUnderTheColumnsCollation: the changed rows are judged
+// under their column's collation, as the view judges them.
+func TestMaintainFilterUnderTheColumnsCollation(t *testing.T) {
+	ctx := context.Background()
+	o := newOracleWith(t, "filter_collation", collationSchema, []string{"shop.early"}, map[string]string{"timezone": "UTC"})
+	var changes []change
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		changes = append(changes, o.exec(ctx, tx, "shop.codes", 'I', `INSERT INTO shop.codes VALUES (101, 'a', 1) RETURNING id::text, code::text, n::text`))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := o.maintain(ctx, "shop.early", changes); res.Inserted != 1 {
+		t.Fatalf("a row of code 'a', which sorts before 'B' in the column's collation: maintenance %+v, want it inserted", res)
+	}
+}
+
+// TestMaintainOneKeyChangedTwiceInABatch: two versions of a key that the
+// filter tells apart (a purchase, then another kind) take one place among
+// the changed rows, and still name the key.
+func TestMaintainOneKeyChangedTwiceInABatch(t *testing.T) {
+	ctx := context.Background()
+	o := newOracle(t, "filter_twice")
+	update := func(tx pgx.Tx, kind string) change {
+		return o.exec(ctx, tx, "shop.events", 'U', `UPDATE shop.events e SET kind = $1
+			FROM (SELECT * FROM shop.events WHERE id = 2 FOR UPDATE) old WHERE e.id = old.id
+			RETURNING `+returning("shop.events", "old")+", "+returning("shop.events", "e"), kind)
+	}
+	var changes []change
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		changes = append(changes, update(tx, "k1"), update(tx, "k3"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := o.maintain(ctx, "shop.purchases", changes); res.Full != "" || res.Deleted != 1 {
+		t.Fatalf("purchase 2 turned into another kind, twice: maintenance %+v, want it deleted incrementally", res)
+	}
+}
+
+// TestMaintainValuesTooLongToKeep: a filter column's value the stream did
+// not keep leaves the row to be named whatever the filter says; a key
+// column's makes the maintenance recompute the view whole, saying why.
+func TestMaintainValuesTooLongToKeep(t *testing.T) {
+	ctx := context.Background()
+	o := newOracle(t, "filter_dropped")
+	var ch change
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		ch = o.exec(ctx, tx, "shop.events", 'I', `INSERT INTO shop.events VALUES (900001, 3, 'k2', 5, '2026-03-28 10:00+01', 's1')
+			RETURNING `+returning("shop.events", "events"))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := func(column string) change {
+		c := ch
+		c.rc.Images = slices.Clone(ch.rc.Images)
+		img := &c.rc.Images[0]
+		img.New = slices.Clone(img.New)
+		img.New[slices.IndexFunc(c.rc.Columns, func(col replication.Column) bool { return col.Name == column })] = replication.Value{Dropped: true}
+		return c
+	}
+	if res := o.maintain(ctx, "shop.purchases", []change{dropped("kind")}); res.Full != "" || res.Inserted != 1 {
+		t.Fatalf("an inserted purchase whose kind the stream did not keep: maintenance %+v, want it inserted incrementally", res)
+	}
+	var c maintain.Changes
+	c.Follow(o.plans["shop.purchases"], "shop.events", dropped("id").rc)
+	if !strings.Contains(c.Full(), "longer than") {
+		t.Fatalf("an inserted row whose key the stream did not keep: %q, want the whole view recomputed, saying why", c.Full())
+	}
 }

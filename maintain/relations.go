@@ -16,7 +16,7 @@ type relInfo struct {
 	name, schema, relname string
 	kind                  byte
 	columns               map[int16]string  // attnum -> name
-	types                 map[string]string // name -> format_type
+	types                 map[string]string // name -> format_type, with a COLLATE where not the type's
 	primaryKey            []int16
 	// identity lists the columns every leaf's replica identity carries in
 	// an old row (none for NOTHING); identityAll is set when every leaf is
@@ -76,8 +76,15 @@ func readRelations(ctx context.Context, q catalog.Querier, rels []catalog.ShapeR
 			return nil, fmt.Errorf("read relation %d: %w", sr.OID, err)
 		}
 		r.kind = kind[0]
-		rows, err := q.Query(ctx, `SELECT attnum, attname, format_type(atttypid, atttypmod) FROM pg_attribute
-			WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped`, sr.OID)
+		// A column's collation where it is not its type's: the changed
+		// rows' values are compared (a key expression, the filter) as the
+		// view compares the column's.
+		rows, err := q.Query(ctx, `SELECT a.attnum, a.attname, format_type(a.atttypid, a.atttypmod)
+			|| CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
+			        THEN ' COLLATE ' || format('%I.%I', cn.nspname, co.collname) ELSE '' END
+			FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+			LEFT JOIN pg_collation co ON co.oid = a.attcollation LEFT JOIN pg_namespace cn ON cn.oid = co.collnamespace
+			WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped`, sr.OID)
 		if err != nil {
 			return nil, fmt.Errorf("read the columns of %s: %w", r.name, err)
 		}

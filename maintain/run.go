@@ -278,21 +278,24 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []c
 	out := sourceKeys{values: make([]*string, len(src.Keys)), null: make([]bool, len(src.Keys))}
 	// The rows go as JSON text values, each read back with its column
 	// type's input function, as the server printed them into the WAL (a
-	// json column passed as a JSON value would become a JSON string).
-	columns, types := src.ImageColumns(), src.imageTypes()
-	// $1 holds the others (a JSON array, maybe empty), $2 the rows the
-	// filter judges, when there are.
+	// json column passed as a JSON value would become a JSON string). $1
+	// holds the rows named whatever the filter says, by their key columns
+	// (a JSON array, maybe empty); $2, when there are, those the filter
+	// judges, with its columns too.
 	unjudged, judged := []map[string]*string{}, []map[string]*string{}
 	for _, r := range rows {
-		o := make(map[string]*string, len(columns))
-		for j, col := range columns {
-			o[col] = r.values[j]
+		o := make(map[string]*string, len(src.Reads)+len(r.filter))
+		for j, col := range src.Reads {
+			o[col] = r.key[j]
 		}
-		if r.filtered && src.filter != "" {
-			judged = append(judged, o)
-		} else {
+		if !r.filtered || src.Filter == "" {
 			unjudged = append(unjudged, o)
+			continue
 		}
+		for j, col := range src.filterOnly {
+			o[col] = r.filter[j]
+		}
+		judged = append(judged, o)
 	}
 	batches := [][]map[string]*string{unjudged}
 	if len(judged) > 0 {
@@ -306,13 +309,13 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []c
 		}
 		args = append(args, string(b))
 	}
-	var typed, asText []string
-	for i, col := range columns {
-		ident := pgx.Identifier{col}.Sanitize()
-		typed = append(typed, fmt.Sprintf("r.%s::%s AS %[1]s", ident, types[i]))
-		asText = append(asText, ident+" text")
-	}
-	changed := func(param int) string {
+	changed := func(param int, columns, types []string) string {
+		var typed, asText []string
+		for i, col := range columns {
+			ident := pgx.Identifier{col}.Sanitize()
+			typed = append(typed, fmt.Sprintf("r.%s::%s AS %[1]s", ident, types[i]))
+			asText = append(asText, ident+" text")
+		}
 		return fmt.Sprintf("(SELECT %s FROM jsonb_to_recordset($%d::text::jsonb) AS r(%s)) %s",
 			strings.Join(typed, ", "), param, strings.Join(asText, ", "), src.alias)
 	}
@@ -341,9 +344,10 @@ func evaluateKeys(ctx context.Context, tx pgx.Tx, p *Plan, src *Source, rows []c
 		b := src.Keys[bucketAt].bucket
 		bounds = fmt.Sprintf("min(k%[1]d)::%[2]s::text, (max(k%[1]d) + '%[3]s'::interval)::%[2]s::text", bucketAt, b.colType, b.width)
 	}
-	keys := fmt.Sprintf("SELECT %s FROM %s", strings.Join(exprs, ", "), changed(1))
+	keys := fmt.Sprintf("SELECT %s FROM %s", strings.Join(exprs, ", "), changed(1, src.Reads, src.readTypes))
 	if len(args) == 2 {
-		keys += fmt.Sprintf(" UNION ALL SELECT %s FROM %s WHERE %s", strings.Join(exprs, ", "), changed(2), src.filter)
+		keys += fmt.Sprintf(" UNION ALL SELECT %s FROM %s WHERE %s", strings.Join(exprs, ", "),
+			changed(2, src.ImageColumns(), src.imageTypes()), src.Filter)
 	}
 	sql := fmt.Sprintf("SELECT %s, %s, %s FROM (%s) keys", strings.Join(aggs, ", "), bounds, named, keys)
 	dest := make([]any, 0, 2*len(src.Keys)+4)

@@ -265,33 +265,50 @@ func (d *definition) replaced(item fromItem, replacement string) string {
 	return d.text[:d.toks[item.start].start] + replacement + " " + item.alias + d.text[d.toks[item.end-1].end:]
 }
 
-// whereConjuncts returns the top-level conjuncts of the WHERE: the
-// arguments of its AND, which pg_get_viewdef prints in parentheses and
-// each argument of in parentheses of its own, or the WHERE whole when it
-// has no top-level AND. nil without a WHERE.
+// whereConjuncts returns the top-level conjuncts of the WHERE, each in
+// parentheses: the arguments of its AND, which pg_get_viewdef prints in
+// parentheses, or the WHERE whole when it has no top-level AND. nil
+// without a WHERE.
 func (d *definition) whereConjuncts() []string {
 	w := d.where
 	if w[0] >= w[1] {
 		return nil
 	}
-	open, closing := d.toks[w[0]], d.toks[w[1]-1]
-	inside := open.text == "(" && closing.text == ")" && closing.depth == open.depth
-	for i := w[0] + 1; inside && i < w[1]-1; i++ {
-		inside = d.toks[i].depth > open.depth
+	if !d.enclosed(w) {
+		return []string{"(" + d.span(w) + ")"}
 	}
-	if !inside {
-		return []string{d.span(w)}
-	}
-	var out []string
-	start := w[0] + 1
+	var ranges [][2]int
+	start, depth := w[0]+1, d.toks[w[0]].depth+1
 	for i := start; i < w[1]-1; i++ {
-		if t := d.toks[i]; t.is("and") && t.depth == open.depth+1 {
-			out = append(out, d.span([2]int{start, i}))
+		if d.toks[i].is("and") && d.toks[i].depth == depth {
+			ranges = append(ranges, [2]int{start, i})
 			start = i + 1
 		}
 	}
-	if len(out) == 0 {
+	if len(ranges) == 0 {
 		return []string{d.span(w)}
 	}
-	return append(out, d.span([2]int{start, w[1] - 1}))
+	ranges = append(ranges, [2]int{start, w[1] - 1})
+	out := make([]string, len(ranges))
+	for i, r := range ranges {
+		out[i] = d.span(r)
+		if !d.enclosed(r) {
+			out[i] = "(" + out[i] + ")"
+		}
+	}
+	return out
+}
+
+// enclosed says whether tokens r are one parenthesized expression.
+func (d *definition) enclosed(r [2]int) bool {
+	open, closing := d.toks[r[0]], d.toks[r[1]-1]
+	if r[1]-r[0] < 2 || open.text != "(" || open.kind != tokOther || closing.text != ")" || closing.depth != open.depth {
+		return false
+	}
+	for i := r[0] + 1; i < r[1]-1; i++ {
+		if d.toks[i].depth <= open.depth {
+			return false
+		}
+	}
+	return true
 }

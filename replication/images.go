@@ -10,6 +10,11 @@ import "slices"
 // transaction: their rows are only counted, as for a relation not selected.
 const MaxImagesPerTransaction = 10000
 
+// MaxImageValueBytes bounds a value an image keeps: a longer one (a large
+// text or jsonb) is kept as Dropped, so that the images of a transaction
+// hold at most MaxImagesPerTransaction times this much per column.
+const MaxImageValueBytes = 1024
+
 // RowImage is one row change of a relation whose images were asked for.
 type RowImage struct {
 	Kind byte // 'I' insert, 'U' update, 'D' delete
@@ -27,6 +32,7 @@ type Value struct {
 	Text      string
 	Null      bool
 	Unchanged bool // an unchanged TOASTed value the server did not send ('u')
+	Dropped   bool // longer than MaxImageValueBytes: not kept
 }
 
 // Column is a column of a relation as its Relation message describes it.

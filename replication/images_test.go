@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -132,6 +133,19 @@ func TestDecoder_ImagesCopyValues(t *testing.T) {
 	tx := feedAll(t, &d, commit(0x100, 0x180))
 	if got := tx.Changes[0].Images[0].New; !reflect.DeepEqual(got, []Value{text("1"), text("ann"), null}) {
 		t.Errorf("values after the buffer was overwritten: %+v", got)
+	}
+}
+
+// TestDecoder_ImagesDropLongValues: a value longer than MaxImageValueBytes
+// is not kept, so that a transaction's images stay bounded.
+func TestDecoder_ImagesDropLongValues(t *testing.T) {
+	d := decoder{selected: selecting(accountNames, 16400)}
+	long := strings.Repeat("x", MaxImageValueBytes+1)
+	edge := strings.Repeat("y", MaxImageValueBytes)
+	tx := feedAll(t, &d, begin(0x100), relationMessage(16400, "app", "accounts", accountColumns...),
+		insertMessage(16400, text("1"), text(long), text(edge)), commit(0x100, 0x180))
+	if got := tx.Changes[0].Images[0].New; !reflect.DeepEqual(got, []Value{text("1"), {Dropped: true}, text(edge)}) {
+		t.Errorf("values of %d and %d bytes: kept %+v, want the first dropped", len(long), len(edge), got)
 	}
 }
 

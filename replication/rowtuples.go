@@ -77,7 +77,11 @@ func keptValues(t *pglogrepl.TupleData, kept []int) []Value {
 	for i, k := range kept {
 		switch c := t.Columns[k]; c.DataType {
 		case pglogrepl.TupleDataTypeText:
-			vs[i].Text = string(c.Data)
+			if len(c.Data) > MaxImageValueBytes {
+				vs[i].Dropped = true
+			} else {
+				vs[i].Text = string(c.Data)
+			}
 		case pglogrepl.TupleDataTypeNull:
 			vs[i].Null = true
 		case pglogrepl.TupleDataTypeToast:
