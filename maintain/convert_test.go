@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mvrefresher/mvrefresher/internal/localpg"
@@ -378,19 +379,28 @@ CREATE RULE count_on_insert AS ON INSERT TO analytics.log DO ALSO SELECT count(*
 	}
 }
 
-func TestEnableGivesUpOnABusyView(t *testing.T) {
+// holdRead reads relation in a transaction left open, holding its lock
+// until the test rolls it back, or ends.
+func holdRead(t *testing.T, pool *pgxpool.Pool, relation string) pgx.Tx {
+	t.Helper()
 	ctx := context.Background()
-	pools := convertDB(t)
-	reading, err := pools["mv_reader"].Begin(ctx)
+	reading, err := pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = reading.Rollback(ctx) }()
-	if _, err := reading.Exec(ctx, "SELECT FROM analytics.mv_x LIMIT 1"); err != nil {
+	t.Cleanup(func() { _ = reading.Rollback(ctx) })
+	if _, err := reading.Exec(ctx, "SELECT FROM "+relation+" LIMIT 1"); err != nil {
 		t.Fatal(err)
 	}
+	return reading
+}
+
+func TestEnableGivesUpOnABusyView(t *testing.T) {
+	ctx := context.Background()
+	pools := convertDB(t)
+	reading := holdRead(t, pools["mv_reader"], "analytics.mv_x")
 	before := statesOf(t, pools["postgres"])
-	err = maintain.Enable(ctx, pools["mv_daemon"], "analytics.mv_x", []string{"account", "day"})
+	err := maintain.Enable(ctx, pools["mv_daemon"], "analytics.mv_x", []string{"account", "day"})
 	if want := "is in use (a long query or a refresh holds it) and stayed so for 5s"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("got %v, want an error saying %q", err, want)
 	}
@@ -410,14 +420,7 @@ func TestEnableGivesUpOnABusyView(t *testing.T) {
 func TestEnableWaitsForAnotherConversionOfTheView(t *testing.T) {
 	ctx := context.Background()
 	pools := convertDB(t)
-	reading, err := pools["mv_reader"].Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = reading.Rollback(ctx) }()
-	if _, err := reading.Exec(ctx, "SELECT FROM analytics.mv_daily LIMIT 1"); err != nil {
-		t.Fatal(err)
-	}
+	reading := holdRead(t, pools["mv_reader"], "analytics.mv_daily")
 	enable := func() <-chan error {
 		done := make(chan error, 1)
 		go func() { done <- maintain.Enable(ctx, pools["mv_daemon"], "analytics.mv_x", []string{"account", "day"}) }()

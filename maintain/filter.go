@@ -25,10 +25,10 @@ var sessionPrinted = map[string]bool{
 
 // sourceFilter returns the conjuncts of the view's WHERE (conjuncts, each
 // in parentheses, as filters reads them) that read the columns of relation
-// oid alone, joined by AND, and the columns they read; "" when none does. A source on the
-// nullable side of an outer join is never filtered: its rows that the
-// WHERE rejects can still remove rows padded with nulls (its Full is set
-// before).
+// oid alone, joined by AND, and the columns they read; "" when none does.
+// A source on the nullable side of an outer join is never filtered: its
+// rows that the WHERE rejects can still remove rows padded with nulls (its
+// Full is set before).
 func sourceFilter(conjuncts []string, filters []catalog.ShapeFilter, oid uint32, rel *relInfo) (string, []string) {
 	if len(conjuncts) != len(filters) {
 		return "", nil // pg_get_viewdef printed it otherwise than expected

@@ -2,7 +2,6 @@ package maintain_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -40,34 +39,11 @@ func TestMaintainReadsOnlyThePartitionsOfTheChangedRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := o.plans["shop.paid"]
 	var c maintain.Changes
-	c.Follow(plan, "shop.events", rc.rc)
-	var scans map[string]int64
-	err = pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
-		// The counts are the backend's since it last reported them; it
-		// does not report them inside a transaction.
-		before, err := partitionScans(ctx, tx)
-		if err != nil {
-			return err
-		}
-		res, err := maintain.Maintain(ctx, tx, plan, o.zones["shop.paid"], &c, false)
-		if err != nil {
-			return err
-		}
-		if res.Full != "" || res.Deleted != 3 {
-			return fmt.Errorf("maintenance %+v, want the 3 rows deleted incrementally", res)
-		}
-		if scans, err = partitionScans(ctx, tx); err != nil {
-			return err
-		}
-		for name, n := range before {
-			scans[name] -= n
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	c.Follow(o.plans["shop.paid"], "shop.events", rc.rc)
+	res, scans := o.maintainCountingScans(ctx, "shop.paid", &c)
+	if res.Full != "" || res.Deleted != 3 {
+		t.Fatalf("maintenance %+v, want the 3 rows deleted incrementally", res)
 	}
 	if scans["events_2026"] == 0 {
 		t.Fatalf("the partition of the changed rows was not read: scans %v", scans)
@@ -82,11 +58,40 @@ func TestMaintainReadsOnlyThePartitionsOfTheChangedRows(t *testing.T) {
 	}
 }
 
-// partitionScans counts the scans of each partition of shop.events, from
-// the backend's counts not yet reported.
-func partitionScans(ctx context.Context, tx pgx.Tx) (map[string]int64, error) {
-	rows, err := tx.Query(ctx, `SELECT relname, seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
-		WHERE schemaname = 'shop' AND relname LIKE 'events\_%'`)
+// maintainCountingScans maintains view from c in a transaction of its own,
+// and counts the scans of each table of schema shop it made.
+func (o *oracle) maintainCountingScans(ctx context.Context, view string, c *maintain.Changes) (maintain.Result, map[string]int64) {
+	o.t.Helper()
+	var res maintain.Result
+	var scans map[string]int64
+	err := pgx.BeginFunc(ctx, o.pool, func(tx pgx.Tx) error {
+		// The counts are the backend's since it last reported them; it
+		// does not report them inside a transaction.
+		before, err := shopScans(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if res, err = maintain.Maintain(ctx, tx, o.plans[view], o.zones[view], c, false); err != nil {
+			return err
+		}
+		if scans, err = shopScans(ctx, tx); err != nil {
+			return err
+		}
+		for name, n := range before {
+			scans[name] -= n
+		}
+		return nil
+	})
+	if err != nil {
+		o.t.Fatalf("maintain %s: %v", view, err)
+	}
+	return res, scans
+}
+
+// shopScans counts the scans of each table of schema shop, from the
+// backend's counts not yet reported.
+func shopScans(ctx context.Context, tx pgx.Tx) (map[string]int64, error) {
+	rows, err := tx.Query(ctx, `SELECT relname, seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE schemaname = 'shop'`)
 	if err != nil {
 		return nil, err
 	}
